@@ -1,0 +1,21 @@
+//! Portcullis core: the pure protocol layer of the gateway.
+//!
+//! Message views over raw JSON-RPC, MCP eras and vocabulary, SSE framing, request-metadata
+//! headers, and the merged catalog with its routing tables.
+//!
+//! **Architecture invariant:** this crate does no I/O, spawns nothing, and knows nothing of
+//! tokio, HTTP servers or processes. Everything here is a function of its inputs, so it can be
+//! unit-tested, property-tested and fuzzed in isolation.
+
+pub mod catalog;
+pub mod headers;
+pub mod jsonrpc;
+pub mod limits;
+pub mod mcp;
+pub mod params;
+pub mod sse;
+pub mod template;
+
+pub use jsonrpc::{ErrorObject, Id, Message, Notification, Outcome, Request, Response};
+pub use limits::Limits;
+pub use params::{Params, RawObject};
