@@ -1,0 +1,206 @@
+//! In-flight calls on one upstream link, and the routing of what the server sends back:
+//! responses to their call, progress by the token the gateway minted, subscription traffic by
+//! subscription id, and server-to-client requests to the call most likely waiting on them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use portcullis_core::jsonrpc::code;
+use portcullis_core::mcp::meta;
+use portcullis_core::{ErrorObject, Id, Message, Notification, Outcome, Params, Request, Response};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{CallSink, ServerRequest};
+
+/// Prefix of the progress tokens the gateway substitutes for the client's own.
+const PROGRESS_PREFIX: &str = "portcullis-";
+
+/// One call waiting for its response.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub done: oneshot::Sender<Response>,
+    pub sink: Option<CallSink>,
+    /// The caller's own progress token, restored on progress notifications.
+    pub progress: Option<Value>,
+    seq: u64,
+}
+
+/// What no call claimed.
+#[derive(Debug)]
+pub(crate) enum Unclaimed {
+    /// A notification for the connection as a whole (list changes, resource updates, logs).
+    Notification(Notification),
+    /// A server-to-client request nobody can answer; it gets an error.
+    Request(Request),
+    /// A response to a call that no longer waits (cancelled or timed out).
+    Stale,
+    /// A server-to-client request handed to a call: the link sends its reply when it comes.
+    Relayed(Id, oneshot::Receiver<Outcome>),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    next_id: AtomicI64,
+    seq: AtomicU64,
+    calls: Mutex<HashMap<i64, Slot>>,
+}
+
+impl Registry {
+    pub fn next_id(&self) -> i64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Slot>> {
+        // A poisoned lock only means another thread panicked mid-update of a map of channels;
+        // the map itself is still consistent.
+        self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a call. Rewrites `_meta.progressToken` in `params` to a token unique on this
+    /// link and keeps the caller's for the way back.
+    pub fn register(
+        &self,
+        id: i64,
+        params: &mut Option<Params>,
+        sink: Option<CallSink>,
+    ) -> oneshot::Receiver<Response> {
+        let (done, rx) = oneshot::channel();
+        let progress = params.as_mut().and_then(|p| swap_progress_token(p, id));
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.calls().insert(id, Slot { done, sink, progress, seq });
+        rx
+    }
+
+    pub fn remove(&self, id: i64) -> Option<Slot> {
+        self.calls().remove(&id)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.calls().len()
+    }
+
+    /// Fails every waiting call with `error` (the link is gone).
+    pub fn fail_all(&self, error: &ErrorObject) {
+        let slots: Vec<(i64, Slot)> = self.calls().drain().collect();
+        for (id, slot) in slots {
+            let _ = slot.done.send(Response::error(Some(Id::Int(id)), error.clone()));
+        }
+    }
+
+    /// Routes one incoming message.
+    pub fn dispatch(&self, msg: Message) -> Option<Unclaimed> {
+        match msg {
+            Message::Response(r) => {
+                let slot = match &r.id {
+                    Some(Id::Int(id)) => self.remove(*id),
+                    _ => None,
+                };
+                match slot {
+                    Some(slot) => {
+                        let _ = slot.done.send(r);
+                        None
+                    }
+                    None => Some(Unclaimed::Stale),
+                }
+            }
+            Message::Notification(n) => self.route_notification(n).map(Unclaimed::Notification),
+            Message::Request(r) => Some(match self.route_request(r) {
+                Ok((id, rx)) => Unclaimed::Relayed(id, rx),
+                Err(r) => Unclaimed::Request(r),
+            }),
+        }
+    }
+
+    /// Delivers a notification to the call it belongs to; returns it when none.
+    pub fn route_notification(&self, mut n: Notification) -> Option<Notification> {
+        let calls = self.calls();
+        // Subscription traffic names its `subscriptions/listen` request.
+        if let Some(Value::Number(sub)) = n
+            .params
+            .as_ref()
+            .and_then(|p| p.get_object("_meta"))
+            .and_then(|m| m.get(meta::SUBSCRIPTION_ID).cloned())
+        {
+            if let Some(slot) = sub.as_i64().and_then(|id| calls.get(&id)) {
+                if let Some(sink) = &slot.sink {
+                    let _ = sink.notes.send(n);
+                    return None;
+                }
+            }
+        }
+        if n.method == "notifications/progress" {
+            let target = n
+                .params
+                .as_ref()
+                .and_then(|p| p.get_str("progressToken"))
+                .and_then(|t| t.strip_prefix(PROGRESS_PREFIX).and_then(|id| id.parse::<i64>().ok()));
+            return match target.and_then(|id| calls.get(&id)) {
+                Some(slot) => {
+                    if let (Some(sink), Some(original), Some(params)) = (&slot.sink, &slot.progress, n.params.as_mut()) {
+                        let _ = params.insert("progressToken", original);
+                        let _ = sink.notes.send(n);
+                    }
+                    None
+                }
+                // Progress for a call that is gone, or a token we never minted: dropped.
+                None => None,
+            };
+        }
+        if n.method == "notifications/message" {
+            // Log messages carry no request id on a shared link: attribute them to the one
+            // call waiting for related traffic, if there is exactly one.
+            let mut waiting = calls.values().filter_map(|s| s.sink.as_ref());
+            if let (Some(sink), None) = (waiting.next(), waiting.next()) {
+                let _ = sink.notes.send(n);
+                return None;
+            }
+        }
+        Some(n)
+    }
+
+    /// Hands a server-to-client request to the most recent call that can relay it.
+    pub fn route_request(&self, r: Request) -> Result<(Id, oneshot::Receiver<Outcome>), Request> {
+        let calls = self.calls();
+        let target = calls
+            .values()
+            .filter(|s| s.sink.is_some())
+            .max_by_key(|s| s.seq)
+            .and_then(|s| s.sink.as_ref());
+        match target {
+            Some(sink) => forward_request(sink, r),
+            None => Err(r),
+        }
+    }
+}
+
+/// Passes a server-to-client request to a call's sink. On success the caller owns the reply
+/// receiver and must send the reply upstream; a closed sink hands the request back.
+pub(crate) fn forward_request(sink: &CallSink, r: Request) -> Result<(Id, oneshot::Receiver<Outcome>), Request> {
+    let (reply, rx) = oneshot::channel();
+    let id = r.id.clone();
+    match sink.requests.send(ServerRequest { request: r, reply }) {
+        Ok(()) => Ok((id, rx)),
+        Err(mpsc::error::SendError(req)) => Err(req.request),
+    }
+}
+
+fn swap_progress_token(params: &mut Params, id: i64) -> Option<Value> {
+    let mut m = params.get_object("_meta")?;
+    let original = m.get(meta::PROGRESS_TOKEN)?.clone();
+    m.insert(meta::PROGRESS_TOKEN.into(), Value::String(format!("{PROGRESS_PREFIX}{id}")));
+    params.insert("_meta", &m).ok()?;
+    Some(original)
+}
+
+/// The error sent back for a server-to-client request no client can answer.
+pub(crate) fn unanswerable(r: &Request) -> Response {
+    Response::error(
+        Some(r.id.clone()),
+        ErrorObject::new(
+            code::METHOD_NOT_FOUND,
+            format!("`{}` cannot be relayed: no client request is waiting on this server", r.method),
+        ),
+    )
+}

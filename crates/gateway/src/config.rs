@@ -1,0 +1,427 @@
+//! Configuration: a raw TOML shape that denies unknown keys, converted by one function into the
+//! typed configuration. Every error names the key path and the line it is on.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+use portcullis_core::Limits;
+
+/// The configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has the wrong shape.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is well-formed TOML but not acceptable.
+    #[error("{path}:{line}: `{key}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line of the offending value.
+        line: usize,
+        /// The dotted key path.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Gateway-wide settings.
+    pub gateway: GatewayConfig,
+    /// Upstream servers, in file order.
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Where the configuration was read from (relative paths resolve against its directory).
+    pub source: PathBuf,
+}
+
+/// Gateway-wide settings.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// The Streamable HTTP listen address.
+    pub listen: SocketAddr,
+    /// Where embedded state lives.
+    pub data_dir: PathBuf,
+    /// Extra `Origin` values accepted besides loopback ones.
+    pub allowed_origins: Vec<String>,
+    /// Extra `Host` values accepted besides loopback ones.
+    pub allowed_hosts: Vec<String>,
+    /// Frame size and JSON depth limits.
+    pub limits: Limits,
+    /// Concurrent requests one client may have in flight.
+    pub max_concurrent_calls: usize,
+    /// Default per-call timeout toward upstreams.
+    pub call_timeout: Duration,
+    /// Items per page of merged lists.
+    pub page_size: usize,
+    /// Whether requests with methods the gateway does not know are forwarded (when routable).
+    pub forward_unknown_methods: bool,
+    /// How long a parked cross-era exchange waits for the client's retry.
+    pub input_timeout: Duration,
+}
+
+/// How an upstream is reached.
+#[derive(Clone, Debug)]
+pub enum Transport {
+    /// A child process speaking stdio.
+    Stdio {
+        /// The program.
+        command: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Environment set for it (and only it).
+        env: BTreeMap<String, String>,
+        /// Names of gateway environment variables passed through.
+        inherit_env: Vec<String>,
+        /// Working directory.
+        cwd: Option<PathBuf>,
+    },
+    /// A Streamable HTTP endpoint.
+    Http {
+        /// The MCP endpoint URL.
+        url: reqwest::Url,
+        /// Headers sent on every request to it (and only it).
+        headers: BTreeMap<String, String>,
+    },
+}
+
+/// Which era to speak to an upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EraChoice {
+    /// Probe: modern first, legacy on failure.
+    Auto,
+    /// Modern only.
+    Modern,
+    /// Legacy only.
+    Legacy,
+}
+
+/// One upstream server.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// Its name in the config.
+    pub name: String,
+    /// The exposure prefix for its tools and prompts.
+    pub prefix: String,
+    /// How to reach it.
+    pub transport: Transport,
+    /// Which era to speak.
+    pub era: EraChoice,
+    /// Per-call timeout.
+    pub call_timeout: Duration,
+    /// Whether the gateway forwards `roots/list` requests from this (legacy) upstream to
+    /// clients. Off by default: a client's roots can widen what a server may touch.
+    pub forward_roots: bool,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Stdio { command, args, .. } => {
+                write!(f, "stdio: {command}")?;
+                for a in args {
+                    write!(f, " {a}")?;
+                }
+                Ok(())
+            }
+            Transport::Http { url, .. } => write!(f, "http: {url}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw shape.
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    gateway: RawGateway,
+    #[serde(default)]
+    upstreams: IndexMap<String, Spanned<RawUpstream>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    listen: Option<Spanned<String>>,
+    data_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    max_frame_bytes: Option<Spanned<u64>>,
+    max_json_depth: Option<Spanned<u64>>,
+    max_concurrent_calls: Option<Spanned<u64>>,
+    call_timeout: Option<Spanned<String>>,
+    page_size: Option<Spanned<u64>>,
+    forward_unknown_methods: Option<bool>,
+    input_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    command: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    inherit_env: Vec<String>,
+    cwd: Option<String>,
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    prefix: Option<Spanned<String>>,
+    era: Option<Spanned<String>>,
+    call_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    forward_roots: bool,
+}
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        Lowering { text, path }.config(raw)
+    }
+}
+
+struct Lowering<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Lowering<'_> {
+    fn err<T>(&self, span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> Result<T, ConfigError> {
+        let line = self.text.get(..span.start).map_or(1, |t| t.matches('\n').count() + 1);
+        Err(ConfigError::Invalid {
+            path: self.path.to_owned(),
+            line,
+            key: key.to_owned(),
+            message: message.into(),
+        })
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let gateway = self.gateway(raw.gateway)?;
+        let mut upstreams = Vec::new();
+        for (name, up) in raw.upstreams {
+            let span = up.span();
+            upstreams.push(self.upstream(&name, up.into_inner(), span, &gateway)?);
+        }
+        // Two upstreams with one prefix would expose colliding names.
+        for (i, a) in upstreams.iter().enumerate() {
+            if let Some(b) = upstreams.iter().skip(i + 1).find(|b| b.prefix == a.prefix) {
+                return Err(ConfigError::Invalid {
+                    path: self.path.to_owned(),
+                    line: 1,
+                    key: format!("upstreams.{}.prefix", b.name),
+                    message: format!(
+                        "prefix `{}` is also used by upstream `{}`; names would collide",
+                        b.prefix, a.name
+                    ),
+                });
+            }
+        }
+        Ok(Config {
+            gateway,
+            upstreams,
+            source: self.path.to_owned(),
+        })
+    }
+
+    fn gateway(&self, g: RawGateway) -> Result<GatewayConfig, ConfigError> {
+        let listen = match g.listen {
+            None => DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8787))),
+            Some(s) => match s.get_ref().parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => return self.err(s.span(), "gateway.listen", format!("`{}` is not an IP address and port", s.get_ref())),
+            },
+        };
+        let data_dir = match g.data_dir {
+            None => self.base_dir().join(".portcullis"),
+            Some(s) if s.get_ref().is_empty() => return self.err(s.span(), "gateway.data_dir", "must not be empty"),
+            Some(s) => self.base_dir().join(s.get_ref()),
+        };
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_frame_bytes: self.bounded(g.max_frame_bytes, "gateway.max_frame_bytes", 1024, 1 << 30, defaults.max_frame_bytes as u64)? as usize,
+            max_depth: self.bounded(g.max_json_depth, "gateway.max_json_depth", 4, 512, defaults.max_depth as u64)? as usize,
+        };
+        Ok(GatewayConfig {
+            listen,
+            data_dir,
+            allowed_origins: g.allowed_origins,
+            allowed_hosts: g.allowed_hosts,
+            limits,
+            max_concurrent_calls: self.bounded(g.max_concurrent_calls, "gateway.max_concurrent_calls", 1, 100_000, 64)? as usize,
+            call_timeout: self.duration(g.call_timeout, "gateway.call_timeout", Duration::from_secs(60))?,
+            page_size: self.bounded(g.page_size, "gateway.page_size", 1, 100_000, 500)? as usize,
+            forward_unknown_methods: g.forward_unknown_methods.unwrap_or(true),
+            input_timeout: self.duration(g.input_timeout, "gateway.input_timeout", Duration::from_secs(300))?,
+        })
+    }
+
+    fn bounded(&self, v: Option<Spanned<u64>>, key: &str, min: u64, max: u64, default: u64) -> Result<u64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
+            Some(s) => self.err(s.span(), key, format!("must be between {min} and {max}, got {}", s.get_ref())),
+        }
+    }
+
+    fn duration(&self, v: Option<Spanned<String>>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) => match parse_duration(s.get_ref()) {
+                Some(d) if !d.is_zero() => Ok(d),
+                _ => self.err(s.span(), key, format!("`{}` is not a duration like `30s`, `500ms` or `2m`", s.get_ref())),
+            },
+        }
+    }
+
+    fn upstream(
+        &self,
+        name: &str,
+        u: RawUpstream,
+        span: std::ops::Range<usize>,
+        gateway: &GatewayConfig,
+    ) -> Result<UpstreamConfig, ConfigError> {
+        let key = |k: &str| format!("upstreams.{name}.{k}");
+        if !valid_name(name) {
+            return self.err(span, &format!("upstreams.{name}"), "upstream names use letters, digits, `-` and `_` only");
+        }
+        let stdio_only_keys = u.command_is_stdio_only();
+        let transport = match (u.command, u.url) {
+            (Some(_), Some(url)) => return self.err(url.span(), &key("url"), "an upstream has either `command` (stdio) or `url` (HTTP), not both"),
+            (None, None) => return self.err(span, &format!("upstreams.{name}"), "needs `command` (stdio) or `url` (HTTP)"),
+            (Some(cmd), None) => {
+                if cmd.get_ref().trim().is_empty() {
+                    return self.err(cmd.span(), &key("command"), "must not be empty");
+                }
+                if !u.headers.is_empty() {
+                    return self.err(span, &key("headers"), "headers apply to HTTP upstreams only");
+                }
+                Transport::Stdio {
+                    command: cmd.into_inner(),
+                    args: u.args,
+                    env: u.env,
+                    inherit_env: u.inherit_env,
+                    cwd: u.cwd.map(|c| self.base_dir().join(c)),
+                }
+            }
+            (None, Some(url)) => {
+                let parsed = match reqwest::Url::parse(url.get_ref()) {
+                    Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => p,
+                    Ok(_) => return self.err(url.span(), &key("url"), "must be an http:// or https:// URL"),
+                    Err(e) => return self.err(url.span(), &key("url"), format!("`{}` is not a URL: {e}", url.get_ref())),
+                };
+                if stdio_only_keys {
+                    return self.err(url.span(), &key("args"), "`args`, `env`, `inherit_env` and `cwd` apply to stdio upstreams only");
+                }
+                for h in u.headers.keys() {
+                    if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                        return self.err(url.span(), &key("headers"), format!("`{h}` is not a valid header name"));
+                    }
+                }
+                Transport::Http {
+                    url: parsed,
+                    headers: u.headers,
+                }
+            }
+        };
+        let prefix = match u.prefix {
+            None => name.to_owned(),
+            Some(p) if p.get_ref().is_empty() || valid_name(p.get_ref()) => p.into_inner(),
+            Some(p) => return self.err(p.span(), &key("prefix"), "prefixes use letters, digits, `-` and `_` only"),
+        };
+        let era = match u.era.as_ref().map(|e| e.get_ref().as_str()) {
+            None | Some("auto") => EraChoice::Auto,
+            Some("modern") => EraChoice::Modern,
+            Some("legacy") => EraChoice::Legacy,
+            Some(other) => {
+                let span = u.era.as_ref().map(Spanned::span).unwrap_or_default();
+                return self.err(span, &key("era"), format!("must be `auto`, `modern` or `legacy`, got `{other}`"));
+            }
+        };
+        Ok(UpstreamConfig {
+            name: name.to_owned(),
+            prefix,
+            transport,
+            era,
+            call_timeout: self.duration(u.call_timeout, &key("call_timeout"), gateway.call_timeout)?,
+            forward_roots: u.forward_roots,
+        })
+    }
+}
+
+impl RawUpstream {
+    fn command_is_stdio_only(&self) -> bool {
+        !self.args.is_empty() || !self.env.is_empty() || !self.inherit_env.is_empty() || self.cwd.is_some()
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Parses `250ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,15 @@
+//! The Portcullis runtime: transports toward clients and upstream servers, the upstream pool
+//! with its supervision, sessions, and the forwarding pipeline that every call passes through.
+//!
+//! **Architecture invariant:** protocol decisions (parsing, naming, routing tables, header
+//! encoding) live in `portcullis-core`; this crate moves bytes, owns tasks and processes, and
+//! keeps time.
+
+pub mod client;
+pub mod config;
+pub mod framing;
+
+/// Installs the process-wide TLS crypto provider (ring). Idempotent.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
