@@ -7,7 +7,15 @@
 
 pub mod client;
 pub mod config;
+pub mod error;
+pub mod exchange;
 pub mod framing;
+pub mod gateway;
+pub mod outbox;
+pub mod proxy;
+pub mod session;
+pub mod server;
+pub mod upstream;
 
 /// Installs the process-wide TLS crypto provider (ring). Idempotent.
 pub fn install_crypto() {

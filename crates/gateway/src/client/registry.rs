@@ -77,9 +77,6 @@ impl Registry {
         self.calls().remove(&id)
     }
 
-    pub fn in_flight(&self) -> usize {
-        self.calls().len()
-    }
 
     /// Fails every waiting call with `error` (the link is gone).
     pub fn fail_all(&self, error: &ErrorObject) {

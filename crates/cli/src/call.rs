@@ -1,0 +1,293 @@
+//! `portcullis call`: one tool call, through the gateway built from a config, or straight at
+//! an MCP server with the same client code the gateway uses toward its upstreams.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use portcullis_core::{Id, Message, Outcome, Params, Request, Response};
+use portcullis_gateway::client::{Call, CallSink, ClientMeta, ConnectOptions, McpClient, ServerRequest};
+use portcullis_gateway::config::{Config, EraChoice, Transport};
+use portcullis_gateway::gateway::Gateway;
+use portcullis_gateway::outbox::Outbox;
+use portcullis_gateway::session::ClientCtx;
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use crate::{EX_UNAVAILABLE, EX_USAGE};
+
+/// Arguments of `portcullis call`.
+#[derive(Args, Debug)]
+pub struct CallArgs {
+    /// The configuration file (through the gateway).
+    #[arg(long, short, env = "PORTCULLIS_CONFIG", conflicts_with = "url")]
+    config: Option<PathBuf>,
+    /// An MCP server's Streamable HTTP endpoint (direct, without a gateway).
+    #[arg(long)]
+    url: Option<String>,
+    /// Extra HTTP header for `--url`, as `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Which era to speak with `--url`.
+    #[arg(long, value_enum, default_value_t = EraArg::Auto)]
+    era: EraArg,
+    /// The tool to call.
+    tool: Option<String>,
+    /// The tool arguments as a JSON object.
+    #[arg(long, default_value = "{}")]
+    args: String,
+    /// How long to wait for the result (and for upstreams to start).
+    #[arg(long, default_value = "120s", value_parser = crate::parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum EraArg {
+    Auto,
+    Modern,
+    Legacy,
+}
+
+fn usage(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("portcullis call: {msg}");
+    ExitCode::from(EX_USAGE)
+}
+
+/// Runs the command.
+pub async fn run(args: CallArgs) -> ExitCode {
+    let arguments: Value = match serde_json::from_str(&args.args) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return usage("`--args` must be a JSON object"),
+        Err(e) => return usage(format!("`--args` is not JSON: {e}")),
+    };
+    if let Some(url) = args.url.clone() {
+        return direct(&args, &url, arguments).await;
+    }
+    let Some(tool) = args.tool.clone() else {
+        return usage("name the TOOL to call");
+    };
+    let path = args.config.clone().unwrap_or_else(|| PathBuf::from("portcullis.toml"));
+    let cfg = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => return usage(e),
+    };
+    through_gateway(cfg, &tool, arguments, args.timeout).await
+}
+
+async fn through_gateway(cfg: Config, tool: &str, arguments: Value, timeout: Duration) -> ExitCode {
+    let gw = Gateway::start(cfg);
+    gw.wait_settled(timeout).await;
+    let ctx = ClientCtx {
+        era: portcullis_core::mcp::Era::Modern,
+        version: portcullis_core::mcp::V2026_07_28.into(),
+        meta: ClientMeta::default(),
+        principal: "local".into(),
+        session: None,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    let printer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            eprintln!("{}", String::from_utf8_lossy(&m.to_vec()));
+        }
+    });
+    let outbox = Outbox::new(tx, None, timeout);
+    let mut params = Params::new();
+    let _ = params.insert("name", tool);
+    let _ = params.insert("arguments", &arguments);
+    let req = Request {
+        id: Id::Int(1),
+        method: "tools/call".into(),
+        params: Some(params),
+    };
+    let resp = tokio::time::timeout(timeout, gw.handle(&ctx, req, &outbox)).await;
+    drop(outbox);
+    let _ = printer.await;
+    gw.stop().await;
+    match resp {
+        Ok(r) => print_result(&r),
+        Err(_) => {
+            eprintln!("portcullis call: no result within {timeout:?}");
+            ExitCode::from(EX_UNAVAILABLE)
+        }
+    }
+}
+
+/// Prints a tool result; the exit code says whether the tool succeeded.
+fn print_result(r: &Response) -> ExitCode {
+    match &r.outcome {
+        Outcome::Result(raw) => {
+            let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            if v.get("isError").and_then(Value::as_bool).unwrap_or(false) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Outcome::Error(e) => {
+            eprintln!("portcullis call: error {}: {}", e.code, e.message);
+            if let Some(d) = &e.data {
+                eprintln!("{}", d.get());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_headers(raw: &[String]) -> Result<BTreeMap<String, String>, String> {
+    raw.iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| format!("`--header {h}` must look like `Name: value`"))
+        })
+        .collect()
+}
+
+/// Answers what a server asks of this command-line client: elicitation forms are accepted
+/// with their schema defaults (no human is there to fill them in), nothing else is supported.
+pub fn answer_locally(method: &str, params: Option<&Value>) -> Outcome {
+    match method {
+        "elicitation/create" => {
+            let schema = params.and_then(|p| p.get("requestedSchema"));
+            let content: Map<String, Value> = schema
+                .and_then(|s| s.get("properties"))
+                .and_then(Value::as_object)
+                .map(|props| {
+                    props
+                        .iter()
+                        .filter_map(|(k, p)| p.get("default").map(|d| (k.clone(), d.clone())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Outcome::Result(serde_json::value::to_raw_value(&json!({"action": "accept", "content": content})).unwrap_or_default())
+        }
+        other => Outcome::Error(portcullis_core::ErrorObject::new(
+            portcullis_core::jsonrpc::code::METHOD_NOT_FOUND,
+            format!("`portcullis call` cannot answer `{other}`"),
+        )),
+    }
+}
+
+/// What this client declares.
+fn client_capabilities() -> Map<String, Value> {
+    let mut caps = Map::new();
+    caps.insert("elicitation".into(), json!({"form": {}}));
+    caps
+}
+
+async fn direct(args: &CallArgs, url: &str, arguments: Value) -> ExitCode {
+    let headers = match parse_headers(&args.headers) {
+        Ok(h) => h,
+        Err(e) => return usage(e),
+    };
+    let url = match url.parse() {
+        Ok(u) => u,
+        Err(e) => return usage(format!("`--url {url}`: {e}")),
+    };
+    let opts = ConnectOptions {
+        era: match args.era {
+            EraArg::Auto => EraChoice::Auto,
+            EraArg::Modern => EraChoice::Modern,
+            EraArg::Legacy => EraChoice::Legacy,
+        },
+        legacy_capabilities: client_capabilities(),
+        limits: portcullis_core::Limits::default(),
+        probe_timeout: Duration::from_secs(10),
+        handshake_timeout: args.timeout,
+        label: "server".into(),
+    };
+    let transport = Transport::Http { url, headers };
+    let client = match McpClient::connect(&transport, &opts).await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portcullis call: {e}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let code = match &args.tool {
+        Some(tool) => match call_tool(&client, tool, arguments, args.timeout).await {
+            Ok(resp) => print_result(&resp),
+            Err(e) => {
+                eprintln!("portcullis call: {e}");
+                ExitCode::from(EX_UNAVAILABLE)
+            }
+        },
+        None => usage("name the TOOL to call"),
+    };
+    client.shutdown().await;
+    code
+}
+
+/// Calls a tool: lists tools first (so `x-mcp-header` annotations are known), relays
+/// server-to-client requests to [`answer_locally`], and retries `input_required` results with
+/// the answers, echoing `requestState`.
+pub async fn call_tool(client: &McpClient, tool: &str, arguments: Value, timeout: Duration) -> Result<Response, String> {
+    let _ = client
+        .call(Call { meta: Some(meta()), ..Call::new("tools/list", None, timeout) })
+        .await;
+    let mut params = Params::new();
+    let _ = params.insert("name", tool);
+    let _ = params.insert("arguments", &arguments);
+    for _ in 0..16 {
+        let resp = call_relaying(client, "tools/call", params.clone(), timeout).await?;
+        let Outcome::Result(raw) = &resp.outcome else { return Ok(resp) };
+        let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+        if v.get("resultType").and_then(Value::as_str) != Some("input_required") {
+            return Ok(resp);
+        }
+        let mut answers = Map::new();
+        if let Some(reqs) = v.get("inputRequests").and_then(Value::as_object) {
+            for (key, req) in reqs {
+                let method = req.get("method").and_then(Value::as_str).unwrap_or_default();
+                if let Outcome::Result(r) = answer_locally(method, req.get("params")) {
+                    answers.insert(key.clone(), serde_json::from_str(r.get()).unwrap_or(Value::Null));
+                }
+            }
+        }
+        let _ = params.insert("inputResponses", &answers);
+        match v.get("requestState") {
+            Some(s) => {
+                let _ = params.insert("requestState", s);
+            }
+            None => {
+                params.remove("requestState");
+            }
+        }
+    }
+    Err("the server kept asking for input".into())
+}
+
+fn meta() -> ClientMeta {
+    ClientMeta {
+        capabilities: client_capabilities(),
+        client_info: None,
+        log_level: None,
+    }
+}
+
+async fn call_relaying(client: &McpClient, method: &str, params: Params, timeout: Duration) -> Result<Response, String> {
+    let (notes_tx, mut notes_rx) = mpsc::unbounded_channel();
+    let (req_tx, mut req_rx) = mpsc::unbounded_channel::<ServerRequest>();
+    let call = Call {
+        method: method.into(),
+        params: Some(params),
+        timeout,
+        sink: Some(CallSink { notes: notes_tx, requests: req_tx }),
+        meta: Some(meta()),
+    };
+    let fut = client.call(call);
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            r = &mut fut => return r.map_err(|e| e.to_string()),
+            Some(n) = notes_rx.recv() => eprintln!("{}", String::from_utf8_lossy(&Message::from(n).to_vec())),
+            Some(sr) = req_rx.recv() => {
+                let params = sr.request.params.as_ref().map(Params::to_value);
+                let _ = sr.reply.send(answer_locally(&sr.request.method, params.as_ref()));
+            }
+        }
+    }
+}

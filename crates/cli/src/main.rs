@@ -1,0 +1,240 @@
+//! `portcullis`: the command line. Thin: parse arguments, load and validate configuration
+//! before anything binds or spawns, then hand over to the gateway crate.
+
+mod call;
+mod logging;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use portcullis_gateway::config::Config;
+use portcullis_gateway::gateway::Gateway;
+
+/// Exit code for bad usage or configuration (sysexits EX_USAGE).
+const EX_USAGE: u8 = 64;
+/// Exit code when a required service is unavailable (sysexits EX_UNAVAILABLE).
+const EX_UNAVAILABLE: u8 = 69;
+
+#[derive(Parser, Debug)]
+#[command(name = "portcullis", version, about = "A security gateway for the Model Context Protocol")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text)]
+    log_format: logging::Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ConfigArg {
+    /// The configuration file.
+    #[arg(long, short, env = "PORTCULLIS_CONFIG", default_value = "portcullis.toml")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve MCP over Streamable HTTP (default http://127.0.0.1:8787/mcp).
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Listen on this address instead of the configured one.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Serve MCP on stdin/stdout, for a host that launches its MCP servers.
+    Stdio {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List every upstream's tools as the gateway exposes them.
+    Tools {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for upstreams to start.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        wait: Duration,
+    },
+    /// Call one tool, through the gateway (`--config`) or directly at an MCP server (`--url`).
+    Call(call::CallArgs),
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    portcullis_gateway::config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration like `30s`"))
+}
+
+fn load(config: &ConfigArg) -> Result<Config, ExitCode> {
+    Config::load(&config.config).map_err(|e| {
+        eprintln!("portcullis: {e}");
+        ExitCode::from(EX_USAGE)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let quiet = !matches!(cli.command, Command::Serve { .. });
+    logging::init(cli.log_format, if quiet { "warn" } else { "info" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Serve { config, listen } => {
+            let mut cfg = match load(&config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Some(addr) = listen {
+                cfg.gateway.listen = addr;
+            }
+            report(serve(cfg).await)
+        }
+        Command::Stdio { config } => match load(&config) {
+            Ok(cfg) => report(stdio(cfg).await),
+            Err(code) => code,
+        },
+        Command::Tools { config, json, wait } => match load(&config) {
+            Ok(cfg) => tools(cfg, json, wait).await,
+            Err(code) => code,
+        },
+        Command::Call(args) => call::run(args).await,
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let addr = cfg.gateway.listen;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening beyond loopback: clients must be trusted or authenticated, and `allowed_hosts` must name this host");
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let gw = Gateway::start(cfg);
+    let local = listener.local_addr()?;
+    tracing::info!("Portcullis serving MCP at http://{local}/mcp");
+    eprintln!("portcullis: serving MCP at http://{local}/mcp");
+    let stopper = gw.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        stopper.shutdown.cancel();
+    });
+    portcullis_gateway::server::http::serve(gw.clone(), listener).await?;
+    gw.stop().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}
+
+async fn stdio(cfg: Config) -> anyhow::Result<()> {
+    let gw = Gateway::start(cfg);
+    let served = portcullis_gateway::server::stdio::serve(gw.clone(), tokio::io::stdin(), tokio::io::stdout());
+    tokio::select! {
+        () = served => {}
+        () = wait_for_signal() => {}
+    }
+    gw.stop().await;
+    Ok(())
+}
+
+async fn tools(cfg: Config, json: bool, wait: Duration) -> ExitCode {
+    let gw = Gateway::start(cfg);
+    let settled = gw.wait_settled(wait).await;
+    let code = print_tools(&gw, json, settled);
+    gw.stop().await;
+    code
+}
+
+fn print_tools(gw: &Arc<Gateway>, json: bool, settled: bool) -> ExitCode {
+    use portcullis_core::catalog::Kind;
+    use portcullis_gateway::upstream::State;
+    let cat = gw.catalog();
+    let mut unavailable = Vec::new();
+    for up in gw.upstreams() {
+        match up.state() {
+            State::Ready(_) => {}
+            State::Down { reason, .. } => unavailable.push((up.cfg.name.clone(), reason)),
+            State::Starting | State::Stopped => unavailable.push((up.cfg.name.clone(), "did not start in time".into())),
+        }
+    }
+    if json {
+        let tools: Vec<serde_json::Value> = cat
+            .entries(Kind::Tool)
+            .iter()
+            .map(|e| {
+                let mut v = e.definition.to_value();
+                if let Some(m) = v.as_object_mut() {
+                    let up = gw.upstreams().get(e.upstream).map(|u| u.cfg.name.clone()).unwrap_or_default();
+                    m.insert("x-portcullis-upstream".into(), serde_json::Value::String(up));
+                }
+                v
+            })
+            .collect();
+        let out = serde_json::json!({
+            "tools": tools,
+            "conflicts": cat.conflicts.iter().map(|c| serde_json::json!({"name": c.exposed, "kind": c.kind.noun(), "upstreams": c.upstreams})).collect::<Vec<_>>(),
+            "unavailable": unavailable.iter().map(|(n, r)| serde_json::json!({"upstream": n, "reason": r})).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        let width = cat.entries(Kind::Tool).iter().map(|e| e.exposed.len()).max().unwrap_or(4).max(4);
+        println!("{:<width$}  {:<16}  DESCRIPTION", "TOOL", "UPSTREAM");
+        for e in cat.entries(Kind::Tool) {
+            let up = gw.upstreams().get(e.upstream).map(|u| u.cfg.name.as_str()).unwrap_or_default();
+            let desc = e.definition.get_str("description").unwrap_or_default();
+            let first = desc.lines().next().unwrap_or_default();
+            let first: String = first.chars().take(80).collect();
+            println!("{:<width$}  {:<16}  {}", e.exposed, up, first);
+        }
+        for c in &cat.conflicts {
+            eprintln!("portcullis: {} `{}` is exposed by several upstreams ({}) and withheld; give them distinct prefixes", c.kind.noun(), c.exposed, c.upstreams.join(", "));
+        }
+        for (name, reason) in &unavailable {
+            eprintln!("portcullis: upstream `{name}` unavailable: {reason}");
+        }
+    }
+    if !cat.conflicts.is_empty() {
+        ExitCode::from(EX_USAGE)
+    } else if !unavailable.is_empty() || !settled {
+        ExitCode::from(EX_UNAVAILABLE)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

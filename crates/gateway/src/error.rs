@@ -1,0 +1,82 @@
+//! The gateway's errors and their one mapping to the wire. Internal detail goes to the log;
+//! the client gets a message it can act on.
+
+use portcullis_core::ErrorObject;
+use portcullis_core::jsonrpc::code;
+use portcullis_core::mcp::Era;
+use serde_json::json;
+
+use crate::client::ClientError;
+use crate::upstream::Unavailable;
+
+/// Why the gateway could not serve a request itself.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The method is not served (in this era).
+    #[error("method `{0}` not found")]
+    MethodNotFound(String),
+    /// The params are unusable.
+    #[error("invalid params: {0}")]
+    InvalidParams(String),
+    /// No upstream exposes this tool.
+    #[error("unknown tool `{0}`")]
+    UnknownTool(String),
+    /// No upstream exposes this prompt.
+    #[error("unknown prompt `{0}`")]
+    UnknownPrompt(String),
+    /// No upstream serves this resource.
+    #[error("resource `{0}` not found")]
+    ResourceNotFound(String),
+    /// The owning upstream is down or starting.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// The call to the upstream failed without an answer.
+    #[error("upstream `{upstream}`: {error}")]
+    Upstream {
+        /// Which upstream.
+        upstream: String,
+        /// What went wrong.
+        error: ClientError,
+    },
+    /// Serving the request needs a client capability the client did not declare.
+    #[error("this request needs the client capability `{0}`, which the client did not declare")]
+    MissingCapability(&'static str),
+    /// Too many requests in flight for this client.
+    #[error("too many concurrent requests (limit {0}); retry when one completes")]
+    Overloaded(usize),
+    /// A `requestState` the gateway issued is unknown, expired or presented by someone else.
+    #[error("`requestState` is unknown, expired, or belongs to another request")]
+    StaleRequestState,
+}
+
+impl GatewayError {
+    /// The JSON-RPC error for a client of `era`.
+    pub fn to_error(&self, era: Era) -> ErrorObject {
+        let msg = self.to_string();
+        match self {
+            GatewayError::MethodNotFound(_) => ErrorObject::new(code::METHOD_NOT_FOUND, msg),
+            GatewayError::InvalidParams(_)
+            | GatewayError::UnknownTool(_)
+            | GatewayError::UnknownPrompt(_)
+            | GatewayError::StaleRequestState => ErrorObject::new(code::INVALID_PARAMS, msg),
+            GatewayError::ResourceNotFound(uri) => {
+                let code = match era {
+                    Era::Legacy => code::LEGACY_RESOURCE_NOT_FOUND,
+                    Era::Modern => code::INVALID_PARAMS,
+                };
+                ErrorObject::with_data(code, msg, &json!({ "uri": uri }))
+            }
+            GatewayError::Unavailable(_) => ErrorObject::new(code::UPSTREAM_UNAVAILABLE, msg),
+            GatewayError::Upstream { upstream, error } => crate::client::error_for(error, upstream),
+            GatewayError::MissingCapability(cap) => match era {
+                Era::Modern => ErrorObject::with_data(
+                    code::MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    msg,
+                    &json!({ "requiredCapabilities": { *cap: {} } }),
+                ),
+                Era::Legacy => ErrorObject::new(code::INVALID_REQUEST, msg),
+            },
+            GatewayError::Overloaded(_) => ErrorObject::new(code::OVERLOADED, msg),
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The gateway's shared state: the supervised upstreams, what each of them lists, the merged
+//! catalog built from that, and the change feed that list-changed and resource-updated
+//! notifications reach clients through.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use portcullis_core::catalog::{Catalog, Kind, Namespace, UpstreamLists};
+use portcullis_core::{Outcome, Params, RawObject};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Call, McpClient};
+use crate::config::Config;
+use crate::exchange::Parking;
+use crate::upstream::{Event, State, Upstream};
+
+/// A change clients may want to hear about.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// The merged tool list changed.
+    Tools,
+    /// The merged prompt list changed.
+    Prompts,
+    /// The merged resource or template list changed.
+    Resources,
+    /// A resource was updated at its upstream.
+    ResourceUpdated {
+        /// The resource URI.
+        uri: String,
+        /// The notification params as the upstream sent them.
+        params: Params,
+    },
+}
+
+/// Most pages followed when reading one upstream list; a server that never ends its pages must
+/// not keep the gateway busy forever.
+const MAX_LIST_PAGES: usize = 100;
+/// Most items kept from one upstream list.
+const MAX_LIST_ITEMS: usize = 10_000;
+
+/// The running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The configuration it runs with.
+    pub cfg: Arc<Config>,
+    upstreams: Vec<Arc<Upstream>>,
+    namespaces: Vec<Namespace>,
+    lists: Mutex<Vec<Option<UpstreamLists>>>,
+    catalog: RwLock<Arc<Catalog>>,
+    changes: broadcast::Sender<Change>,
+    settled: watch::Sender<Vec<bool>>,
+    resource_refs: Mutex<HashMap<String, (usize, usize)>>,
+    pub(crate) parking: Parking,
+    /// Cancelled when the gateway shuts down.
+    pub shutdown: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Gateway {
+    /// Starts every upstream and the event loop.
+    pub fn start(cfg: Config) -> Arc<Gateway> {
+        crate::install_crypto();
+        let cfg = Arc::new(cfg);
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let upstreams: Vec<Arc<Upstream>> = cfg
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Upstream::start(i, u.clone(), cfg.gateway.limits, events_tx.clone()))
+            .collect();
+        let namespaces = cfg
+            .upstreams
+            .iter()
+            .map(|u| Namespace {
+                upstream: u.name.clone(),
+                prefix: u.prefix.clone(),
+            })
+            .collect();
+        let n = upstreams.len();
+        let gw = Arc::new(Gateway {
+            parking: Parking::new(cfg.gateway.input_timeout),
+            cfg,
+            upstreams,
+            namespaces,
+            lists: Mutex::new(vec![None; n]),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            changes: broadcast::channel(1024).0,
+            settled: watch::channel(vec![false; n]).0,
+            resource_refs: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+        });
+        tokio::spawn(event_loop(Arc::downgrade(&gw), events_rx));
+        gw.parking.spawn_sweeper(gw.shutdown.clone());
+        gw
+    }
+
+    /// The upstreams, in config order.
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+
+    /// The current merged catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Subscribes to catalog changes and resource updates.
+    pub fn changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Waits until every upstream has either listed its items once or failed once, or until
+    /// `timeout`. Returns whether all settled.
+    pub async fn wait_settled(&self, timeout: Duration) -> bool {
+        let mut rx = self.settled.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|s| s.iter().all(|b| *b)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Stops every upstream.
+    pub async fn stop(&self) {
+        self.shutdown.cancel();
+        futures::future::join_all(self.upstreams.iter().map(|u| u.shutdown())).await;
+    }
+
+    fn settle(&self, index: usize) {
+        self.settled.send_if_modified(|s| match s.get_mut(index) {
+            Some(b) if !*b => {
+                *b = true;
+                true
+            }
+            _ => false,
+        });
+    }
+
+    /// Re-reads the given kinds from one upstream and rebuilds the catalog.
+    pub(crate) async fn refresh(&self, index: usize, kinds: &[Kind]) {
+        let Some(up) = self.upstreams.get(index) else { return };
+        let client = match up.state() {
+            State::Ready(c) => c,
+            _ => return,
+        };
+        let mut fresh = lock(&self.lists).get(index).cloned().flatten().unwrap_or_default();
+        for kind in kinds {
+            match fetch_list(&client, *kind, up.cfg.call_timeout).await {
+                Ok((items, ttl)) => {
+                    let slot = match kind {
+                        Kind::Tool => &mut fresh.tools,
+                        Kind::Prompt => &mut fresh.prompts,
+                        Kind::Resource => &mut fresh.resources,
+                        Kind::Template => &mut fresh.templates,
+                    };
+                    *slot = items;
+                    if let Some(ttl) = ttl {
+                        fresh.ttl_ms = Some(fresh.ttl_ms.map_or(ttl, |t| t.min(ttl)));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(upstream = %up.cfg.name, list = kind.list_key(), error = %e, "listing failed");
+                }
+            }
+        }
+        if let Some(slot) = lock(&self.lists).get_mut(index) {
+            *slot = Some(fresh);
+        }
+        self.rebuild(kinds);
+    }
+
+    fn rebuild(&self, kinds: &[Kind]) {
+        let lists = lock(&self.lists).clone();
+        let refs: Vec<Option<&UpstreamLists>> = lists.iter().map(Option::as_ref).collect();
+        let catalog = Catalog::build(&self.namespaces, &refs);
+        for c in &catalog.conflicts {
+            tracing::error!(kind = c.kind.noun(), name = %c.exposed, upstreams = ?c.upstreams, "name collision: exposed by no upstream until resolved (set distinct prefixes)");
+        }
+        for r in &catalog.rejected {
+            tracing::warn!(upstream = %r.upstream, reason = %r.reason, "definition not exposed");
+        }
+        *self.catalog.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(catalog);
+        for kind in kinds {
+            let change = match kind {
+                Kind::Tool => Change::Tools,
+                Kind::Prompt => Change::Prompts,
+                Kind::Resource | Kind::Template => Change::Resources,
+            };
+            let _ = self.changes.send(change);
+        }
+    }
+
+    /// Takes a reference on a resource subscription at its upstream; returns the upstream index
+    /// when this was the first reference (the caller subscribes upstream).
+    pub(crate) fn retain_resource(&self, uri: &str, upstream: usize) -> bool {
+        let first = {
+            let mut refs = lock(&self.resource_refs);
+            let entry = refs.entry(uri.to_owned()).or_insert((upstream, 0));
+            entry.1 += 1;
+            entry.1 == 1
+        };
+        self.push_resource_subs(upstream);
+        first
+    }
+
+    /// Drops a reference; returns the upstream when it was the last one.
+    pub(crate) fn release_resource(&self, uri: &str) -> Option<usize> {
+        let last = {
+            let mut refs = lock(&self.resource_refs);
+            match refs.get_mut(uri) {
+                Some((up, n)) => {
+                    *n = n.saturating_sub(1);
+                    let up = *up;
+                    if *n == 0 {
+                        refs.remove(uri);
+                        Some(up)
+                    } else {
+                        None
+                    }
+                }
+                None => None,
+            }
+        };
+        if let Some(up) = last {
+            self.push_resource_subs(up);
+        }
+        last
+    }
+
+    fn push_resource_subs(&self, upstream: usize) {
+        let set: BTreeSet<String> = self.resource_refs_for(upstream).into_iter().collect();
+        if let Some(up) = self.upstreams.get(upstream) {
+            up.set_resource_subscriptions(set);
+        }
+    }
+
+    /// The resource URIs clients follow at one upstream.
+    pub(crate) fn resource_refs_for(&self, upstream: usize) -> Vec<String> {
+        lock(&self.resource_refs)
+            .iter()
+            .filter(|(_, (u, n))| *u == upstream && *n > 0)
+            .map(|(uri, _)| uri.clone())
+            .collect()
+    }
+
+    pub(crate) fn publish(&self, change: Change) {
+        let _ = self.changes.send(change);
+    }
+}
+
+/// Which list kinds a server's capabilities say it has.
+fn listed_kinds(client: &McpClient) -> Vec<Kind> {
+    let caps = &client.server().capabilities;
+    let mut kinds = Vec::new();
+    if caps.contains_key("tools") {
+        kinds.push(Kind::Tool);
+    }
+    if caps.contains_key("prompts") {
+        kinds.push(Kind::Prompt);
+    }
+    if caps.contains_key("resources") {
+        kinds.push(Kind::Resource);
+        kinds.push(Kind::Template);
+    }
+    kinds
+}
+
+/// Reads every page of one list.
+async fn fetch_list(client: &McpClient, kind: Kind, timeout: Duration) -> Result<(Vec<RawObject>, Option<u64>), String> {
+    let method = match kind {
+        Kind::Tool => "tools/list",
+        Kind::Prompt => "prompts/list",
+        Kind::Resource => "resources/list",
+        Kind::Template => "resources/templates/list",
+    };
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut ttl: Option<u64> = None;
+    for _ in 0..MAX_LIST_PAGES {
+        let params = cursor.as_ref().map(|c| {
+            let mut p = Params::new();
+            let _ = p.insert("cursor", c);
+            p
+        });
+        let resp = client
+            .call(Call::new(method, params, timeout))
+            .await
+            .map_err(|e| e.to_string())?;
+        let raw = match resp.outcome {
+            Outcome::Result(r) => r,
+            Outcome::Error(e) => return Err(format!("{} ({})", e.message, e.code)),
+        };
+        let page = RawObject::from_raw(&raw).map_err(|e| format!("malformed {method} result: {e}"))?;
+        let batch: Vec<RawObject> = page
+            .get_as(kind.list_key())
+            .map_err(|e| format!("malformed {method} result: {e}"))?
+            .unwrap_or_default();
+        items.extend(batch);
+        if let Ok(Some(t)) = page.get_as::<u64>("ttlMs") {
+            ttl = Some(ttl.map_or(t, |cur| cur.min(t)));
+        }
+        if items.len() > MAX_LIST_ITEMS {
+            items.truncate(MAX_LIST_ITEMS);
+            tracing::warn!(list = method, "upstream list truncated at {MAX_LIST_ITEMS} items");
+            break;
+        }
+        cursor = page.get_str("nextCursor").filter(|c| !c.is_empty());
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok((items, ttl))
+}
+
+async fn event_loop(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceiver<Event>) {
+    while let Some(ev) = rx.recv().await {
+        let Some(gw) = gw.upgrade() else { return };
+        match ev {
+            Event::Ready(i) => {
+                let gw = gw.clone();
+                tokio::spawn(async move {
+                    let kinds = match gw.upstreams.get(i).map(|u| u.state()) {
+                        Some(State::Ready(c)) => listed_kinds(&c),
+                        _ => Vec::new(),
+                    };
+                    gw.refresh(i, &kinds).await;
+                    gw.settle(i);
+                    gw.resubscribe(i).await;
+                });
+            }
+            Event::Down(i, _) => gw.settle(i),
+            Event::Notification(i, n) => {
+                let kind = match n.method.as_str() {
+                    "notifications/tools/list_changed" => Some(Kind::Tool),
+                    "notifications/prompts/list_changed" => Some(Kind::Prompt),
+                    "notifications/resources/list_changed" => Some(Kind::Resource),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    let gw = gw.clone();
+                    tokio::spawn(async move {
+                        let kinds: &[Kind] = if kind == Kind::Resource { &[Kind::Resource, Kind::Template] } else { &[kind] };
+                        gw.refresh(i, kinds).await;
+                    });
+                } else if n.method == "notifications/resources/updated" {
+                    if let Some(params) = n.params {
+                        if let Some(uri) = params.get_str("uri") {
+                            gw.publish(Change::ResourceUpdated { uri, params });
+                        }
+                    }
+                } else if n.method == "notifications/message" {
+                    let name = gw.upstreams.get(i).map(|u| u.cfg.name.clone()).unwrap_or_default();
+                    let data = n.params.map(|p| p.to_value()).unwrap_or_default();
+                    tracing::info!(target: "portcullis::upstream", upstream = %name, message = %data, "upstream log");
+                } else {
+                    tracing::debug!(upstream = i, method = %n.method, "upstream notification not relayed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,787 @@
+//! Serving one client request: the methods the gateway answers itself (handshakes, merged
+//! lists, subscriptions), routing by tool, prompt or resource to the owning upstream, and
+//! translation between eras when client and upstream disagree:
+//!
+//! - legacy client, modern upstream: an `input_required` result becomes server-to-client
+//!   requests to the client; its answers go back to the upstream as a retry.
+//! - modern client, legacy upstream: the upstream's server-to-client requests become an
+//!   `input_required` result; the upstream call waits parked until the client's retry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_core::catalog::{self, Kind};
+use portcullis_core::jsonrpc::code;
+use portcullis_core::mcp::{self, Era, Method, meta};
+use portcullis_core::{ErrorObject, Id, Notification, Outcome, Params, Request, Response};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::client::{Call, CallSink, ClientError, ServerRequest};
+use crate::error::GatewayError;
+use crate::exchange::{Exchange, Parked, TOKEN_PREFIX};
+use crate::gateway::{Change, Gateway};
+use crate::outbox::Outbox;
+use crate::session::ClientCtx;
+use crate::upstream::Upstream;
+
+/// How long a call waits for an upstream that is still starting.
+const START_WAIT: Duration = Duration::from_secs(10);
+/// Most `input_required` rounds relayed to a legacy client for one call.
+const MAX_INPUT_ROUNDS: usize = 16;
+
+/// What a handler produced.
+enum Reply {
+    /// A result the gateway built.
+    Result(Box<RawValue>),
+    /// A response from an upstream, passed through (its id is replaced).
+    Upstream(Response),
+}
+
+fn raw(v: &impl serde::Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(v).unwrap_or_default()
+}
+
+/// The gateway's own identity.
+pub fn server_info() -> Value {
+    json!({"name": "portcullis", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// What the gateway declares, whatever its upstreams are: it merges, so every feature may
+/// appear as upstreams come and go.
+pub fn capabilities() -> Value {
+    json!({
+        "tools": {"listChanged": true},
+        "prompts": {"listChanged": true},
+        "resources": {"subscribe": true, "listChanged": true},
+        "completions": {},
+        "logging": {},
+    })
+}
+
+impl Gateway {
+    /// Serves one request; always produces a response with the request's id.
+    pub async fn handle(&self, ctx: &ClientCtx, req: Request, out: &Outbox) -> Response {
+        let id = req.id.clone();
+        match self.dispatch(ctx, req, out).await {
+            Ok(Reply::Result(r)) => Response::result(id, r),
+            Ok(Reply::Upstream(mut r)) => {
+                r.id = Some(id);
+                r
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "request refused");
+                Response::error(Some(id), e.to_error(ctx.era))
+            }
+        }
+    }
+
+    async fn dispatch(&self, ctx: &ClientCtx, req: Request, out: &Outbox) -> Result<Reply, GatewayError> {
+        let method = Method::of(&req.method);
+        if ctx.era == Era::Modern && method.removed_in_modern() {
+            return Err(GatewayError::MethodNotFound(req.method));
+        }
+        match method {
+            Method::Initialize => Ok(Reply::Result(raw(&self.initialize_result(ctx)))),
+            Method::Ping => Ok(Reply::Result(raw(&json!({})))),
+            Method::Discover if ctx.era == Era::Modern => Ok(Reply::Result(raw(&self.discover_result()))),
+            Method::ToolsList => self.list(ctx, Kind::Tool, req.params.as_ref()),
+            Method::PromptsList => self.list(ctx, Kind::Prompt, req.params.as_ref()),
+            Method::ResourcesList => self.list(ctx, Kind::Resource, req.params.as_ref()),
+            Method::ResourceTemplatesList => self.list(ctx, Kind::Template, req.params.as_ref()),
+            Method::ToolsCall => self.call_named(ctx, req, Kind::Tool, out).await,
+            Method::PromptsGet => self.call_named(ctx, req, Kind::Prompt, out).await,
+            Method::ResourcesRead => self.read_resource(ctx, req, out).await,
+            Method::Complete => self.complete(ctx, req, out).await,
+            Method::ResourcesSubscribe => self.subscribe(ctx, req.params.as_ref(), true).await,
+            Method::ResourcesUnsubscribe => self.subscribe(ctx, req.params.as_ref(), false).await,
+            Method::SetLogLevel => self.set_log_level(ctx, req.params.as_ref()),
+            Method::Listen if ctx.era == Era::Modern => self.listen(ctx, req, out).await,
+            Method::Discover | Method::Listen | Method::Other => self.unknown(ctx, req, out).await,
+        }
+    }
+
+    /// The legacy `initialize` result.
+    pub fn initialize_result(&self, ctx: &ClientCtx) -> Value {
+        let mut r = json!({
+            "protocolVersion": ctx.version,
+            "capabilities": capabilities(),
+            "serverInfo": server_info(),
+        });
+        if let (Some(i), Some(m)) = (self.instructions(), r.as_object_mut()) {
+            m.insert("instructions".into(), Value::String(i));
+        }
+        r
+    }
+
+    /// The modern `server/discover` result.
+    pub fn discover_result(&self) -> Value {
+        let mut r = json!({
+            "resultType": "complete",
+            "supportedVersions": mcp::MODERN_VERSIONS,
+            "capabilities": capabilities(),
+            "_meta": { meta::SERVER_INFO: server_info() },
+            "ttlMs": 0,
+            "cacheScope": "private",
+        });
+        if let (Some(i), Some(m)) = (self.instructions(), r.as_object_mut()) {
+            m.insert("instructions".into(), Value::String(i));
+        }
+        r
+    }
+
+    /// Upstream instructions, each labelled with its upstream.
+    fn instructions(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .upstreams()
+            .iter()
+            .filter_map(|u| match u.state() {
+                crate::upstream::State::Ready(c) => c
+                    .server()
+                    .instructions
+                    .as_ref()
+                    .filter(|i| !i.trim().is_empty())
+                    .map(|i| format!("[{}] {}", u.cfg.name, i.trim())),
+                _ => None,
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join("\n\n"))
+    }
+
+    fn list(&self, ctx: &ClientCtx, kind: Kind, params: Option<&Params>) -> Result<Reply, GatewayError> {
+        let cat = self.catalog();
+        let cursor = params.and_then(|p| p.get_str("cursor"));
+        let page = catalog::paginate(cat.entries(kind), cursor.as_deref(), self.cfg.gateway.page_size)
+            .map_err(|e| GatewayError::InvalidParams(e.to_string()))?;
+        // Assemble the JSON by hand: each definition is raw already.
+        let mut body = String::with_capacity(64 + page.items.iter().map(|e| e.raw.get().len() + 1).sum::<usize>());
+        body.push_str("{\"");
+        body.push_str(kind.list_key());
+        body.push_str("\":[");
+        for (i, e) in page.items.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(e.raw.get());
+        }
+        body.push(']');
+        if let Some(next) = page.next_cursor {
+            body.push_str(",\"nextCursor\":");
+            body.push_str(&Value::String(next).to_string());
+        }
+        if ctx.era == Era::Modern {
+            let ttl = cat.ttl_ms.unwrap_or(0);
+            body.push_str(&format!(
+                ",\"resultType\":\"complete\",\"ttlMs\":{ttl},\"cacheScope\":\"private\",\"_meta\":{{\"{}\":{}}}",
+                meta::SERVER_INFO,
+                server_info()
+            ));
+        }
+        body.push('}');
+        RawValue::from_string(body)
+            .map(Reply::Result)
+            .map_err(|e| GatewayError::InvalidParams(format!("internal: {e}")))
+    }
+
+    /// `tools/call` and `prompts/get`: route by exposed name.
+    async fn call_named(&self, ctx: &ClientCtx, req: Request, kind: Kind, out: &Outbox) -> Result<Reply, GatewayError> {
+        let mut params = req.params.unwrap_or_default();
+        let name = params
+            .get_str("name")
+            .ok_or_else(|| GatewayError::InvalidParams("`name` must be a string".into()))?;
+        let cat = self.catalog();
+        let entry = match kind {
+            Kind::Tool => cat.tool(&name),
+            _ => cat.prompt(&name),
+        };
+        let Some(entry) = entry else {
+            return Err(self.unknown_name(kind, &name));
+        };
+        let upstream = entry.upstream;
+        let _ = params.insert("name", &entry.original);
+        self.forward(ctx, upstream, &req.method, params, name, out).await
+    }
+
+    /// An unknown name; when it carries a prefix of an upstream that is down, say so.
+    fn unknown_name(&self, kind: Kind, name: &str) -> GatewayError {
+        for up in self.upstreams() {
+            let prefix = format!("{}{}", up.cfg.prefix, catalog::SEPARATOR);
+            if !up.cfg.prefix.is_empty() && name.starts_with(&prefix) {
+                if let crate::upstream::State::Down { reason, .. } = up.state() {
+                    return GatewayError::Unavailable(crate::upstream::Unavailable {
+                        name: up.cfg.name.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        match kind {
+            Kind::Tool => GatewayError::UnknownTool(name.to_owned()),
+            _ => GatewayError::UnknownPrompt(name.to_owned()),
+        }
+    }
+
+    async fn read_resource(&self, ctx: &ClientCtx, req: Request, out: &Outbox) -> Result<Reply, GatewayError> {
+        let params = req.params.unwrap_or_default();
+        let uri = params
+            .get_str("uri")
+            .ok_or_else(|| GatewayError::InvalidParams("`uri` must be a string".into()))?;
+        let upstream = self
+            .route_uri(&uri)
+            .ok_or_else(|| GatewayError::ResourceNotFound(uri.clone()))?;
+        self.forward(ctx, upstream, &req.method, params, uri, out).await
+    }
+
+    /// The upstream for a resource URI: the one that listed it or whose template matches, else
+    /// the only upstream that serves resources.
+    fn route_uri(&self, uri: &str) -> Option<usize> {
+        self.catalog().resource_upstream(uri).or_else(|| {
+            let mut with_resources = self.upstreams().iter().filter(|u| match u.state() {
+                crate::upstream::State::Ready(c) => c.server().capabilities.contains_key("resources"),
+                _ => false,
+            });
+            match (with_resources.next(), with_resources.next()) {
+                (Some(u), None) => Some(u.index),
+                _ => None,
+            }
+        })
+    }
+
+    async fn complete(&self, ctx: &ClientCtx, req: Request, out: &Outbox) -> Result<Reply, GatewayError> {
+        let mut params = req.params.unwrap_or_default();
+        let mut reference = params
+            .get_object("ref")
+            .ok_or_else(|| GatewayError::InvalidParams("`ref` must be an object".into()))?;
+        let cat = self.catalog();
+        let (upstream, target) = match reference.get("type").and_then(Value::as_str) {
+            Some("ref/prompt") => {
+                let name = reference.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let entry = cat.prompt(&name).ok_or_else(|| self.unknown_name(Kind::Prompt, &name))?;
+                reference.insert("name".into(), Value::String(entry.original.clone()));
+                (entry.upstream, name)
+            }
+            Some("ref/resource") => {
+                let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let up = cat
+                    .template_upstream(&uri)
+                    .or_else(|| self.route_uri(&uri))
+                    .ok_or_else(|| GatewayError::ResourceNotFound(uri.clone()))?;
+                (up, uri)
+            }
+            other => {
+                return Err(GatewayError::InvalidParams(format!(
+                    "unknown completion reference type {}",
+                    other.map_or("(none)".into(), |t| format!("`{t}`"))
+                )));
+            }
+        };
+        let _ = params.insert("ref", &reference);
+        self.forward(ctx, upstream, &req.method, params, target, out).await
+    }
+
+    fn set_log_level(&self, ctx: &ClientCtx, params: Option<&Params>) -> Result<Reply, GatewayError> {
+        let level = params
+            .and_then(|p| p.get_str("level"))
+            .filter(|l| mcp::log_rank(l).is_some())
+            .ok_or_else(|| GatewayError::InvalidParams(format!("`level` must be one of {}", mcp::LOG_LEVELS.join(", "))))?;
+        if let Some(s) = &ctx.session {
+            s.set_log_level(level.clone());
+        }
+        // Legacy upstreams keep one level for the gateway's session: pass it on so they emit
+        // at least what this client wants; the gateway filters per client.
+        for up in self.upstreams() {
+            if let crate::upstream::State::Ready(c) = up.state() {
+                if c.server().era == Era::Legacy && c.server().capabilities.contains_key("logging") {
+                    let mut p = Params::new();
+                    let _ = p.insert("level", &level);
+                    let timeout = up.cfg.call_timeout;
+                    tokio::spawn(async move {
+                        let _ = c.call(Call::new("logging/setLevel", Some(p), timeout)).await;
+                    });
+                }
+            }
+        }
+        Ok(Reply::Result(raw(&json!({}))))
+    }
+
+    async fn subscribe(&self, ctx: &ClientCtx, params: Option<&Params>, on: bool) -> Result<Reply, GatewayError> {
+        let uri = params
+            .and_then(|p| p.get_str("uri"))
+            .ok_or_else(|| GatewayError::InvalidParams("`uri` must be a string".into()))?;
+        let session = ctx
+            .session
+            .as_ref()
+            .ok_or_else(|| GatewayError::MethodNotFound("resources/subscribe".into()))?;
+        if on {
+            let upstream = self.route_uri(&uri).ok_or_else(|| GatewayError::ResourceNotFound(uri.clone()))?;
+            if session.subscribe(&uri) && self.retain_resource(&uri, upstream) {
+                self.upstream_subscription(upstream, &uri, true).await?;
+            }
+        } else if session.unsubscribe(&uri) {
+            if let Some(upstream) = self.release_resource(&uri) {
+                self.upstream_subscription(upstream, &uri, false).await?;
+            }
+        }
+        Ok(Reply::Result(raw(&json!({}))))
+    }
+
+    /// Subscribes a legacy upstream to a resource (modern ones get it through their listen
+    /// stream, which follows the reference counts).
+    async fn upstream_subscription(&self, upstream: usize, uri: &str, on: bool) -> Result<(), GatewayError> {
+        let Some(up) = self.upstreams().get(upstream) else { return Ok(()) };
+        let client = up.client(START_WAIT).await?;
+        if client.server().era != Era::Legacy {
+            return Ok(());
+        }
+        let mut p = Params::new();
+        let _ = p.insert("uri", uri);
+        let method = if on { "resources/subscribe" } else { "resources/unsubscribe" };
+        let resp = client
+            .call(Call::new(method, Some(p), up.cfg.call_timeout))
+            .await
+            .map_err(|error| GatewayError::Upstream {
+                upstream: up.cfg.name.clone(),
+                error,
+            })?;
+        if let Outcome::Error(e) = resp.outcome {
+            tracing::warn!(upstream = %up.cfg.name, %uri, error = %e.message, "upstream refused the subscription");
+        }
+        Ok(())
+    }
+
+    /// Re-subscribes a legacy upstream that came back to the resources clients still follow.
+    pub(crate) async fn resubscribe(&self, upstream: usize) {
+        let uris: Vec<String> = self.resource_refs_for(upstream);
+        for uri in uris {
+            let _ = self.upstream_subscription(upstream, &uri, true).await;
+        }
+    }
+
+    /// A modern `subscriptions/listen`: acknowledged at once, then list changes and resource
+    /// updates as they happen, each tagged with the subscription id, until the client goes.
+    async fn listen(&self, _ctx: &ClientCtx, req: Request, out: &Outbox) -> Result<Reply, GatewayError> {
+        let filter = req
+            .params
+            .as_ref()
+            .and_then(|p| p.get_object("notifications"))
+            .unwrap_or_default();
+        let flag = |k: &str| filter.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let (tools, prompts, resources) = (flag("toolsListChanged"), flag("promptsListChanged"), flag("resourcesListChanged"));
+        let uris: Vec<String> = filter
+            .get("resourceSubscriptions")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default();
+        let sub_id = match &req.id {
+            Id::Int(n) => json!(n),
+            Id::Str(s) => json!(s),
+        };
+        // Take the change feed before acknowledging, so nothing slips between.
+        let mut changes = self.changes();
+        let mut held = Vec::new();
+        for uri in &uris {
+            if let Some(up) = self.route_uri(uri) {
+                if self.retain_resource(uri, up) {
+                    let _ = self.upstream_subscription(up, uri, true).await;
+                }
+                held.push(uri.clone());
+            }
+        }
+        let _release = ReleaseOnDrop { gw: self, uris: held };
+        let mut ack = Map::new();
+        for (k, on) in [("toolsListChanged", tools), ("promptsListChanged", prompts), ("resourcesListChanged", resources)] {
+            if on {
+                ack.insert(k.into(), json!(true));
+            }
+        }
+        if !uris.is_empty() {
+            ack.insert("resourceSubscriptions".into(), json!(uris));
+        }
+        let tag = json!({ meta::SUBSCRIPTION_ID: sub_id });
+        out.notify(notification("notifications/subscriptions/acknowledged", json!({"_meta": tag, "notifications": ack})));
+        loop {
+            let change = tokio::select! {
+                c = changes.recv() => c,
+                () = self.shutdown.cancelled() => {
+                    return Ok(Reply::Result(raw(&json!({"resultType": "complete", "_meta": tag}))));
+                }
+            };
+            let note = match change {
+                Ok(Change::Tools) if tools => notification("notifications/tools/list_changed", json!({"_meta": tag})),
+                Ok(Change::Prompts) if prompts => notification("notifications/prompts/list_changed", json!({"_meta": tag})),
+                Ok(Change::Resources) if resources => notification("notifications/resources/list_changed", json!({"_meta": tag})),
+                Ok(Change::ResourceUpdated { uri, params }) if uris.contains(&uri) => {
+                    let mut p = params.to_value();
+                    if let Some(m) = p.as_object_mut() {
+                        m.insert("_meta".into(), tag.clone());
+                    }
+                    notification("notifications/resources/updated", p)
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Ok(Reply::Result(raw(&json!({"resultType": "complete", "_meta": tag}))));
+                }
+                _ => continue,
+            };
+            out.notify(note);
+        }
+    }
+
+    /// A method the gateway does not know: forwarded when exactly one upstream could serve it.
+    async fn unknown(&self, ctx: &ClientCtx, req: Request, out: &Outbox) -> Result<Reply, GatewayError> {
+        if !self.cfg.gateway.forward_unknown_methods || self.upstreams().len() != 1 {
+            return Err(GatewayError::MethodNotFound(req.method));
+        }
+        let target = req.method.clone();
+        self.forward(ctx, 0, &req.method, req.params.unwrap_or_default(), target, out).await
+    }
+
+    /// Sends a request to an upstream and relays everything related back to the client,
+    /// translating between eras where they differ.
+    async fn forward(
+        &self,
+        ctx: &ClientCtx,
+        upstream: usize,
+        method: &str,
+        params: Params,
+        target: String,
+        out: &Outbox,
+    ) -> Result<Reply, GatewayError> {
+        let up = self
+            .upstreams()
+            .get(upstream)
+            .ok_or_else(|| GatewayError::MethodNotFound(method.to_owned()))?;
+        let client = up.client(START_WAIT).await?;
+        let upstream_era = client.server().era;
+        let mrtr = Method::of(method).allows_input_required();
+
+        // A modern client resuming an exchange the gateway parked.
+        if let Some(token) = params.get_str("requestState").filter(|t| t.starts_with(TOKEN_PREFIX)) {
+            if ctx.era == Era::Modern && upstream_era == Era::Legacy {
+                return self.resume(ctx, up, &token, &params, method, &target, out).await;
+            }
+        }
+
+        if ctx.era == Era::Legacy && upstream_era == Era::Modern && mrtr {
+            return self.relay_input_rounds(ctx, up, &client, method, params, out).await;
+        }
+        let exchange = spawn_exchange(client, up, method, params, ctx);
+        self.drive(ctx, up, exchange, method, &target, out).await
+    }
+
+    /// Drives an exchange to its end. Server-to-client requests go to a legacy client
+    /// directly; for a modern client the exchange is parked and the client asked to retry.
+    async fn drive(
+        &self,
+        ctx: &ClientCtx,
+        up: &Upstream,
+        mut ex: Exchange,
+        method: &str,
+        target: &str,
+        out: &Outbox,
+    ) -> Result<Reply, GatewayError> {
+        loop {
+            match step(ctx, &mut ex, out).await {
+                Step::Done(Ok(resp)) => return Ok(Reply::Upstream(resp)),
+                Step::Done(Err(error)) => {
+                    return Err(GatewayError::Upstream {
+                        upstream: up.cfg.name.clone(),
+                        error,
+                    });
+                }
+                Step::Asked(asked) => {
+                    if !Method::of(method).allows_input_required() {
+                        // The client cannot be asked on this method: refuse the questions and
+                        // let the upstream finish as it can.
+                        for sr in asked {
+                            let _ = sr.reply.send(Outcome::Error(ErrorObject::new(
+                                code::METHOD_NOT_FOUND,
+                                "the client cannot answer requests during this call",
+                            )));
+                        }
+                        continue;
+                    }
+                    return self.park(ctx, up, ex, asked, method, target);
+                }
+            }
+        }
+    }
+
+    /// Parks an exchange whose upstream asked questions, and returns them to the modern
+    /// client as an `input_required` result.
+    fn park(
+        &self,
+        ctx: &ClientCtx,
+        up: &Upstream,
+        ex: Exchange,
+        asked: Vec<ServerRequest>,
+        method: &str,
+        target: &str,
+    ) -> Result<Reply, GatewayError> {
+        for sr in &asked {
+            if let Some(cap) = mcp::capability_for(&sr.request.method) {
+                if !mcp::client_supports(&ctx.meta.capabilities, &sr.request.method) {
+                    // Dropping `ex` cancels the upstream call.
+                    return Err(GatewayError::MissingCapability(cap));
+                }
+            }
+        }
+        let pending: Vec<(String, ServerRequest)> = asked
+            .into_iter()
+            .enumerate()
+            .map(|(i, sr)| (format!("q{i}"), sr))
+            .collect();
+        let requests = input_requests(&pending);
+        let parked = Parked::new(ex, pending, ctx.principal.clone(), method.to_owned(), target.to_owned(), up.index, self.parking.ttl());
+        let token = self.parking.park(parked);
+        Ok(Reply::Result(raw(&json!({
+            "resultType": "input_required",
+            "inputRequests": requests,
+            "requestState": token,
+        }))))
+    }
+
+    /// A modern client's retry of a parked exchange: hand the answers to the upstream and
+    /// continue.
+    #[allow(clippy::too_many_arguments)]
+    async fn resume(
+        &self,
+        ctx: &ClientCtx,
+        up: &Upstream,
+        token: &str,
+        params: &Params,
+        method: &str,
+        target: &str,
+        out: &Outbox,
+    ) -> Result<Reply, GatewayError> {
+        let parked = self.parking.take(token).ok_or(GatewayError::StaleRequestState)?;
+        if parked.principal != ctx.principal || parked.method != method || parked.target != target || parked.upstream != up.index {
+            return Err(GatewayError::StaleRequestState);
+        }
+        let answers = params.get_object("inputResponses").unwrap_or_default();
+        let mut missing = Vec::new();
+        for (key, sr) in parked.pending {
+            match answers.get(&key) {
+                Some(answer) => {
+                    let _ = sr.reply.send(Outcome::Result(raw(answer)));
+                }
+                None => missing.push((key, sr)),
+            }
+        }
+        let ex = parked.exchange;
+        if !missing.is_empty() {
+            // Ask again for what is still missing.
+            let requests = input_requests(&missing);
+            let again = Parked::new(ex, missing, ctx.principal.clone(), method.to_owned(), target.to_owned(), up.index, self.parking.ttl());
+            let token = self.parking.park(again);
+            return Ok(Reply::Result(raw(&json!({
+                "resultType": "input_required",
+                "inputRequests": requests,
+                "requestState": token,
+            }))));
+        }
+        self.drive(ctx, up, ex, method, target, out).await
+    }
+
+    /// A legacy client calling a modern upstream: each `input_required` round becomes
+    /// requests to the client, whose answers are sent back in a retry.
+    async fn relay_input_rounds(
+        &self,
+        ctx: &ClientCtx,
+        up: &Upstream,
+        client: &Arc<crate::client::McpClient>,
+        method: &str,
+        mut params: Params,
+        out: &Outbox,
+    ) -> Result<Reply, GatewayError> {
+        for _ in 0..MAX_INPUT_ROUNDS {
+            let ex = spawn_exchange(client.clone(), up, method, params.clone(), ctx);
+            let resp = match self.drive(ctx, up, ex, method, "", out).await? {
+                Reply::Upstream(r) => r,
+                other => return Ok(other),
+            };
+            let Some(ir) = input_required(&resp) else {
+                return Ok(Reply::Upstream(resp));
+            };
+            let requests = ir.get("inputRequests").and_then(Value::as_object).cloned().unwrap_or_default();
+            for req in requests.values() {
+                let m = req.get("method").and_then(Value::as_str).unwrap_or_default();
+                if let Some(cap) = mcp::capability_for(m) {
+                    if !mcp::client_supports(&ctx.meta.capabilities, m) {
+                        return Err(GatewayError::MissingCapability(cap));
+                    }
+                }
+            }
+            let asks = requests.iter().map(|(key, req)| {
+                let m = req.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let p = req.get("params").and_then(Value::as_object).map(Params::from_map);
+                async move { (key.clone(), out.ask(&m, p).await) }
+            });
+            let mut responses = Map::new();
+            for (key, answer) in futures::future::join_all(asks).await {
+                match answer {
+                    Ok(Outcome::Result(r)) => {
+                        responses.insert(key, serde_json::from_str(r.get()).unwrap_or(Value::Null));
+                    }
+                    Ok(Outcome::Error(e)) => {
+                        // The client refused: tell the upstream by leaving the answer out; it
+                        // decides (usually by asking again or failing the call).
+                        tracing::debug!(key, error = %e.message, "client declined an input request");
+                    }
+                    Err(e) => {
+                        return Err(GatewayError::Upstream {
+                            upstream: up.cfg.name.clone(),
+                            error: ClientError::Protocol(e.to_string()),
+                        });
+                    }
+                }
+            }
+            let _ = params.insert("inputResponses", &responses);
+            match ir.get("requestState") {
+                Some(state) => {
+                    let _ = params.insert("requestState", state);
+                }
+                None => {
+                    params.remove("requestState");
+                }
+            }
+        }
+        Err(GatewayError::Upstream {
+            upstream: up.cfg.name.clone(),
+            error: ClientError::Protocol(format!("more than {MAX_INPUT_ROUNDS} input rounds")),
+        })
+    }
+
+}
+
+struct ReleaseOnDrop<'a> {
+    gw: &'a Gateway,
+    uris: Vec<String>,
+}
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        for uri in &self.uris {
+            self.gw.release_resource(uri);
+        }
+    }
+}
+
+fn notification(method: &str, params: Value) -> Notification {
+    Notification {
+        method: method.to_owned(),
+        params: params.as_object().map(Params::from_map),
+    }
+}
+
+/// The `input_required` result in a response, if that is what it is.
+fn input_required(resp: &Response) -> Option<Map<String, Value>> {
+    let Outcome::Result(r) = &resp.outcome else { return None };
+    // Cheap test before parsing the whole result.
+    if !r.get().contains("input_required") {
+        return None;
+    }
+    let v: Map<String, Value> = serde_json::from_str(r.get()).ok()?;
+    (v.get("resultType").and_then(Value::as_str) == Some("input_required")).then_some(v)
+}
+
+fn input_requests(pending: &[(String, ServerRequest)]) -> Map<String, Value> {
+    pending
+        .iter()
+        .map(|(key, sr)| {
+            let mut req = Map::new();
+            req.insert("method".into(), Value::String(sr.request.method.clone()));
+            if let Some(p) = &sr.request.params {
+                req.insert("params".into(), p.to_value());
+            }
+            (key.clone(), Value::Object(req))
+        })
+        .collect()
+}
+
+/// Starts the upstream call in its own task.
+fn spawn_exchange(client: Arc<crate::client::McpClient>, up: &Upstream, method: &str, params: Params, ctx: &ClientCtx) -> Exchange {
+    let (notes_tx, notes) = mpsc::unbounded_channel();
+    let (req_tx, requests) = mpsc::unbounded_channel();
+    let (result_tx, result) = oneshot::channel();
+    let call = Call {
+        method: method.to_owned(),
+        params: Some(params),
+        timeout: up.cfg.call_timeout,
+        sink: Some(CallSink {
+            notes: notes_tx,
+            requests: req_tx,
+        }),
+        meta: Some(ctx.meta.clone()),
+    };
+    let task = tokio::spawn(async move {
+        let r = client.call(call).await;
+        let _ = result_tx.send(r);
+    });
+    Exchange {
+        result,
+        notes,
+        requests,
+        task,
+    }
+}
+
+enum Step {
+    Done(Result<Response, ClientError>),
+    Asked(Vec<ServerRequest>),
+}
+
+/// Runs an exchange until it finishes or (for modern clients) the upstream asks something.
+async fn step(ctx: &ClientCtx, ex: &mut Exchange, out: &Outbox) -> Step {
+    loop {
+        tokio::select! {
+            biased;
+            Some(n) = ex.notes.recv() => relay_note(ctx, n, out),
+            Some(sr) = ex.requests.recv() => {
+                if ctx.era == Era::Legacy {
+                    relay_request(ctx, sr, out);
+                    continue;
+                }
+                // Questions often come in a burst: give siblings a moment to arrive.
+                let mut asked = vec![sr];
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                while let Ok(more) = ex.requests.try_recv() {
+                    asked.push(more);
+                }
+                return Step::Asked(asked);
+            }
+            r = &mut ex.result => {
+                while let Ok(n) = ex.notes.try_recv() {
+                    relay_note(ctx, n, out);
+                }
+                return Step::Done(r.unwrap_or_else(|_| Err(ClientError::Closed("the upstream call ended".into()))));
+            }
+        }
+    }
+}
+
+fn relay_note(ctx: &ClientCtx, n: Notification, out: &Outbox) {
+    if n.method == "notifications/message" {
+        let level = n.params.as_ref().and_then(|p| p.get_str("level"));
+        if !ctx.wants_log(level.as_deref()) {
+            return;
+        }
+    }
+    out.notify(n);
+}
+
+/// Relays a legacy upstream's request to a legacy client, if it declared the capability.
+fn relay_request(ctx: &ClientCtx, sr: ServerRequest, out: &Outbox) {
+    if !mcp::client_supports(&ctx.meta.capabilities, &sr.request.method) {
+        let _ = sr.reply.send(Outcome::Error(ErrorObject::new(
+            code::METHOD_NOT_FOUND,
+            format!("the client did not declare support for `{}`", sr.request.method),
+        )));
+        return;
+    }
+    let out = out.clone();
+    tokio::spawn(async move {
+        let answer = out.ask(&sr.request.method, sr.request.params).await;
+        let _ = sr.reply.send(answer.unwrap_or_else(Outcome::from));
+    });
+}

@@ -1,0 +1,629 @@
+//! The gateway as a Streamable HTTP server at `/mcp`, both eras on one endpoint.
+//!
+//! Every request first passes the DNS-rebinding guard (`Host` and `Origin` must be loopback or
+//! explicitly allowed). A request whose `MCP-Protocol-Version` is a modern version is served
+//! statelessly after its headers are checked against its body; otherwise it belongs to a
+//! legacy session opened by `initialize` (`Mcp-Session-Id`, GET stream, DELETE, resumable
+//! streams).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::any;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, header};
+use portcullis_core::headers as mcp_headers;
+use portcullis_core::jsonrpc::code;
+use portcullis_core::mcp::{self, Era, Method, RequestMeta};
+use portcullis_core::{ErrorObject, Id, Message, Notification, Request as RpcRequest, Response as RpcResponse, sse};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::streams::{KEEP_ALIVE, StreamLog, Streams};
+use crate::gateway::Gateway;
+use crate::outbox::Outbox;
+use crate::session::{ClientCtx, Session};
+
+/// The principal of an unauthenticated loopback client.
+const LOCAL_PRINCIPAL: &str = "local";
+/// Legacy sessions idle this long are ended.
+const SESSION_IDLE: Duration = Duration::from_secs(3600);
+/// Most concurrent legacy sessions.
+const MAX_SESSIONS: usize = 10_000;
+
+struct HttpSession {
+    session: Arc<Session>,
+    in_flight: Mutex<HashMap<Id, tokio::task::AbortHandle>>,
+    streams: Streams,
+    standalone: Mutex<Option<Arc<StreamLog>>>,
+    last_seen: Mutex<Instant>,
+    pump: JoinHandle<()>,
+}
+
+impl Drop for HttpSession {
+    fn drop(&mut self) {
+        self.pump.abort();
+        self.streams.close_all();
+    }
+}
+
+/// Shared state of the HTTP front.
+pub struct HttpFront {
+    gw: Arc<Gateway>,
+    sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
+}
+
+impl std::fmt::Debug for HttpFront {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpFront").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Builds the router serving `/mcp`.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let front = Arc::new(HttpFront {
+        allowed_hosts: gw.cfg.gateway.allowed_hosts.clone(),
+        allowed_origins: gw.cfg.gateway.allowed_origins.clone(),
+        gw,
+        sessions: Mutex::new(HashMap::new()),
+    });
+    spawn_session_reaper(Arc::downgrade(&front));
+    Router::new().route("/mcp", any(mcp_endpoint)).with_state(front)
+}
+
+/// Serves until the gateway shuts down.
+pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let stop = gw.shutdown.clone();
+    let app = router(gw);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+}
+
+fn spawn_session_reaper(front: std::sync::Weak<HttpFront>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let Some(front) = front.upgrade() else { return };
+            let ended: Vec<Arc<HttpSession>> = {
+                let mut sessions = lock(&front.sessions);
+                let idle: Vec<String> = sessions
+                    .iter()
+                    .filter(|(_, s)| lock(&s.last_seen).elapsed() > SESSION_IDLE)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                idle.iter().filter_map(|k| sessions.remove(k)).collect()
+            };
+            for s in ended {
+                super::stdio::release_session(&front.gw, &s.session);
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses.
+
+fn json_response(status: StatusCode, m: &Message) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(m.to_vec()))
+        .unwrap_or_default()
+}
+
+fn error_response(status: StatusCode, id: Option<Id>, e: ErrorObject) -> Response {
+    json_response(status, &Message::from(RpcResponse::error(id, e)))
+}
+
+fn plain(status: StatusCode, e: ErrorObject) -> Response {
+    error_response(status, None, e)
+}
+
+fn sse_response(stream: impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static) -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default()
+}
+
+/// The HTTP status a modern error travels with.
+fn modern_status(e: &ErrorObject) -> StatusCode {
+    match e.code {
+        code::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        code::HEADER_MISMATCH | code::MISSING_REQUIRED_CLIENT_CAPABILITY | code::UNSUPPORTED_PROTOCOL_VERSION => {
+            StatusCode::BAD_REQUEST
+        }
+        code::PARSE_ERROR | code::INVALID_REQUEST => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
+}
+
+fn header_mismatch(id: &Id, message: String) -> Response {
+    error_response(StatusCode::BAD_REQUEST, Some(id.clone()), ErrorObject::new(code::HEADER_MISMATCH, message))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The DNS-rebinding guard.
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") || host.ends_with(".localhost")
+}
+
+/// Splits `host[:port]` (with bracketed IPv6) into the host.
+fn host_part(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { authority })
+}
+
+impl HttpFront {
+    fn guard(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let forbidden = |what: &str| {
+            Err(plain(
+                StatusCode::FORBIDDEN,
+                ErrorObject::new(code::INVALID_REQUEST, format!("forbidden: {what} is not allowed (DNS rebinding protection)")),
+            ))
+        };
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+        if host.is_empty() || !(is_loopback_host(host_part(host)) || self.allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(host_part(host)))) {
+            return forbidden(&format!("Host `{host}`"));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            let ok = self.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(origin))
+                || reqwest::Url::parse(origin)
+                    .ok()
+                    .and_then(|u| u.host_str().map(|h| is_loopback_host(h.trim_start_matches('[').trim_end_matches(']'))))
+                    .unwrap_or(false);
+            if !ok {
+                return forbidden(&format!("Origin `{origin}`"));
+            }
+        }
+        Ok(())
+    }
+
+    fn session(&self, id: &str) -> Option<Arc<HttpSession>> {
+        let s = lock(&self.sessions).get(id).cloned()?;
+        *lock(&s.last_seen) = Instant::now();
+        Some(s)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The endpoint.
+
+async fn mcp_endpoint(State(front): State<Arc<HttpFront>>, req: Request) -> Response {
+    if let Err(r) = front.guard(req.headers()) {
+        return r;
+    }
+    match *req.method() {
+        HttpMethod::POST => post(front, req).await,
+        HttpMethod::GET => get(front, req.headers()),
+        HttpMethod::DELETE => delete(front, req.headers()),
+        _ => Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "GET, POST, DELETE")
+            .body(Body::empty())
+            .unwrap_or_default(),
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn post(front: Arc<HttpFront>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let limits = front.gw.cfg.gateway.limits;
+    let bytes = match axum::body::to_bytes(body, limits.max_frame_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorObject::new(code::INVALID_REQUEST, format!("request body exceeds the limit of {} bytes", limits.max_frame_bytes)),
+            );
+        }
+    };
+    let msg = match Message::parse(&bytes, &limits) {
+        Ok(m) => m,
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, &Message::from(e.to_response())),
+    };
+    let headers = &parts.headers;
+    let proto = header_str(headers, "mcp-protocol-version");
+    let session_id = header_str(headers, "mcp-session-id");
+    match msg {
+        Message::Request(r) => {
+            let meta = RequestMeta::read(r.params.as_ref());
+            let modern = match proto {
+                Some(v) => mcp::Era::of_version(v) == Era::Modern,
+                None => session_id.is_none() && Method::of(&r.method) != Method::Initialize && meta.is_modern(),
+            };
+            if modern {
+                modern_request(front, headers, r, meta).await
+            } else {
+                legacy_request(front, headers, r).await
+            }
+        }
+        Message::Notification(n) => {
+            if let Some(s) = session_id.and_then(|id| front.session(id)) {
+                legacy_notification(&s, n);
+            }
+            Response::builder().status(StatusCode::ACCEPTED).body(Body::empty()).unwrap_or_default()
+        }
+        Message::Response(r) => match session_id.and_then(|id| front.session(id)) {
+            Some(s) => {
+                s.session.requester.complete(r);
+                Response::builder().status(StatusCode::ACCEPTED).body(Body::empty()).unwrap_or_default()
+            }
+            None => plain(
+                StatusCode::BAD_REQUEST,
+                ErrorObject::new(code::INVALID_REQUEST, "a response needs the `Mcp-Session-Id` of the session that asked"),
+            ),
+        },
+    }
+}
+
+/// Checks the 2026-07-28 request-metadata headers against the body.
+fn check_modern_headers(front: &HttpFront, headers: &HeaderMap, r: &RpcRequest, meta: &RequestMeta) -> Result<(), Response> {
+    let id = &r.id;
+    match header_str(headers, "mcp-method") {
+        None => return Err(header_mismatch(id, "missing `Mcp-Method` header".into())),
+        Some(m) if m != r.method => {
+            return Err(header_mismatch(id, format!("`Mcp-Method` header `{m}` does not match body method `{}`", r.method)));
+        }
+        Some(_) => {}
+    }
+    let name_key = match r.method.as_str() {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(key) = name_key {
+        let body = r.params.as_ref().and_then(|p| p.get_str(key));
+        match (headers.get("mcp-name"), body) {
+            (None, _) => return Err(header_mismatch(id, "missing `Mcp-Name` header".into())),
+            (Some(h), body) => match mcp_headers::decode_value(h.as_bytes()) {
+                Ok(v) if Some(&v) == body.as_ref() => {}
+                Ok(v) => {
+                    return Err(header_mismatch(
+                        id,
+                        format!("`Mcp-Name` header `{v}` does not match body {key} `{}`", body.unwrap_or_default()),
+                    ));
+                }
+                Err(e) => return Err(header_mismatch(id, format!("`Mcp-Name` header: {e}"))),
+            },
+        }
+    }
+    if let Some(header_version) = header_str(headers, "mcp-protocol-version") {
+        if let Some(body_version) = meta.protocol_version.as_deref() {
+            if body_version != header_version {
+                return Err(header_mismatch(
+                    id,
+                    format!("`MCP-Protocol-Version` header `{header_version}` does not match `_meta` version `{body_version}`"),
+                ));
+            }
+        }
+    } else {
+        return Err(header_mismatch(id, "missing `MCP-Protocol-Version` header".into()));
+    }
+    if r.method == "tools/call" {
+        check_param_headers(front, headers, r)?;
+    }
+    Ok(())
+}
+
+/// Validates `Mcp-Param-*` headers against the arguments, for tools whose exposed schema
+/// annotates parameters with `x-mcp-header`.
+fn check_param_headers(front: &HttpFront, headers: &HeaderMap, r: &RpcRequest) -> Result<(), Response> {
+    let Some(name) = r.params.as_ref().and_then(|p| p.get_str("name")) else { return Ok(()) };
+    let cat = front.gw.catalog();
+    let Some(tool) = cat.tool(&name) else { return Ok(()) };
+    let Some(schema) = tool.definition.get("inputSchema").filter(|s| s.get().contains("x-mcp-header")) else {
+        return Ok(());
+    };
+    let schema: Value = serde_json::from_str(schema.get()).unwrap_or(Value::Null);
+    let Ok(annotations) = mcp_headers::param_headers(&schema) else { return Ok(()) };
+    let args = r.params.as_ref().and_then(|p| p.get_object("arguments")).unwrap_or_default();
+    for h in annotations {
+        let header_name = format!("mcp-param-{}", h.name);
+        let expected = mcp_headers::param_value(&args, &h).and_then(|v| mcp_headers::decode_value(v.as_bytes()).ok());
+        let got = match headers.get(header_name.as_str()) {
+            None => None,
+            Some(v) => Some(
+                mcp_headers::decode_value(v.as_bytes())
+                    .map_err(|e| header_mismatch(&r.id, format!("`Mcp-Param-{}` header: {e}", h.name)))?,
+            ),
+        };
+        if expected != got {
+            return Err(header_mismatch(
+                &r.id,
+                format!("`Mcp-Param-{}` header does not match argument `{}`", h.name, h.path.join(".")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn modern_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcRequest, meta: RequestMeta) -> Response {
+    if let Err(resp) = check_modern_headers(&front, headers, &r, &meta) {
+        return resp;
+    }
+    if let Err(e) = super::validate_modern(&meta) {
+        return error_response(StatusCode::BAD_REQUEST, Some(r.id), e);
+    }
+    let ctx = ClientCtx::modern(&meta, LOCAL_PRINCIPAL);
+    answer(front, ctx, r, None).await
+}
+
+async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcRequest) -> Response {
+    if Method::of(&r.method) == Method::Initialize {
+        if lock(&front.sessions).len() >= MAX_SESSIONS {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(r.id),
+                ErrorObject::new(code::OVERLOADED, "too many sessions; try again later"),
+            );
+        }
+        let mut bytes = [0u8; 24];
+        rand::fill(&mut bytes);
+        let sid = URL_SAFE_NO_PAD.encode(bytes);
+        let session = Arc::new(Session::from_initialize(sid.clone(), r.params.as_ref()));
+        let hs = Arc::new(HttpSession {
+            in_flight: Mutex::new(HashMap::new()),
+            pump: spawn_change_pump(front.gw.clone(), Arc::downgrade(&session), sid.clone(), Arc::downgrade(&front)),
+            session,
+            streams: Streams::default(),
+            standalone: Mutex::new(None),
+            last_seen: Mutex::new(Instant::now()),
+        });
+        lock(&front.sessions).insert(sid.clone(), hs.clone());
+        let ctx = ClientCtx::legacy(hs.session.clone(), LOCAL_PRINCIPAL);
+        let mut resp = answer(front, ctx, r, Some(hs)).await;
+        if let Ok(v) = HeaderValue::from_str(&sid) {
+            resp.headers_mut().insert("mcp-session-id", v);
+        }
+        return resp;
+    }
+    let Some(sid) = header_str(headers, "mcp-session-id") else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            Some(r.id),
+            ErrorObject::new(code::INVALID_REQUEST, "missing `Mcp-Session-Id` header: send `initialize` first, or use protocol version 2026-07-28"),
+        );
+    };
+    let Some(hs) = front.session(sid) else {
+        return error_response(StatusCode::NOT_FOUND, Some(r.id), ErrorObject::new(code::INVALID_REQUEST, "session not found"));
+    };
+    if let Some(v) = header_str(headers, "mcp-protocol-version") {
+        if v != hs.session.version {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                Some(r.id),
+                ErrorObject::new(
+                    code::INVALID_REQUEST,
+                    format!("`MCP-Protocol-Version` `{v}` does not match the session's `{}`", hs.session.version),
+                ),
+            );
+        }
+    }
+    let ctx = ClientCtx::legacy(hs.session.clone(), LOCAL_PRINCIPAL);
+    answer(front, ctx, r, Some(hs)).await
+}
+
+/// Aborts the request task when dropped (modern: the client closing the stream cancels).
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Runs the request and answers with JSON when nothing precedes the response, else with SSE.
+async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Option<Arc<HttpSession>>) -> Response {
+    let era = ctx.era;
+    let id = r.id.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    let peer = ctx.session.as_ref().map(|s| s.requester.clone());
+    let outbox = Outbox::new(tx.clone(), peer, front.gw.cfg.gateway.input_timeout);
+    let gw = front.gw.clone();
+    let tracked = legacy.as_ref().map(Arc::downgrade);
+    let task_id = id.clone();
+    let task = tokio::spawn(async move {
+        let resp = gw.handle(&ctx, r, &outbox).await;
+        drop(outbox);
+        let _ = tx.send(Message::Response(resp));
+        if let Some(hs) = tracked.and_then(|w| w.upgrade()) {
+            lock(&hs.in_flight).remove(&task_id);
+        }
+    });
+    if let Some(hs) = &legacy {
+        lock(&hs.in_flight).insert(id.clone(), task.abort_handle());
+    }
+    // Modern: the request lives as long as its HTTP exchange. Legacy: disconnection is not
+    // cancellation, so the task runs on and its stream can be resumed.
+    let guard = match era {
+        Era::Modern => AbortOnDrop(Some(task)),
+        Era::Legacy => AbortOnDrop(None),
+    };
+    let Some(first) = rx.recv().await else {
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, ErrorObject::new(code::INTERNAL_ERROR, "request handler failed"));
+    };
+    if let Message::Response(resp) = &first {
+        if resp.id.as_ref() == Some(&id) {
+            let status = match (era, resp.as_error()) {
+                (Era::Modern, Some(e)) => modern_status(e),
+                _ => StatusCode::OK,
+            };
+            drop(guard);
+            return json_response(status, &first);
+        }
+    }
+    match legacy {
+        Some(hs) => {
+            let log = hs.streams.open();
+            log.push(&first);
+            let writer = log.clone();
+            tokio::spawn(async move {
+                while let Some(m) = rx.recv().await {
+                    let done = matches!(&m, Message::Response(r) if r.id.as_ref() == Some(&id));
+                    writer.push(&m);
+                    if done {
+                        break;
+                    }
+                }
+                writer.close();
+            });
+            sse_response(log.reader(None))
+        }
+        None => {
+            let stream = futures::stream::unfold((Some(first), rx, guard, false), move |(pending, mut rx, guard, done)| {
+                let id = id.clone();
+                async move {
+                    if done {
+                        return None;
+                    }
+                    let m = match pending {
+                        Some(m) => m,
+                        None => match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+                            Ok(Some(m)) => m,
+                            Ok(None) => return None,
+                            Err(_) => return Some((Ok(Bytes::from_static(sse::KEEP_ALIVE)), (None, rx, guard, false))),
+                        },
+                    };
+                    let last = matches!(&m, Message::Response(r) if r.id.as_ref() == Some(&id));
+                    let ev = Bytes::from(sse::encode(None, &String::from_utf8_lossy(&m.to_vec())));
+                    Some((Ok(ev), (None, rx, guard, last)))
+                }
+            });
+            sse_response(stream)
+        }
+    }
+}
+
+fn legacy_notification(hs: &HttpSession, n: Notification) {
+    match n.method.as_str() {
+        "notifications/cancelled" => {
+            let id = n.params.as_ref().and_then(|p| p.get_as::<Id>("requestId").ok().flatten());
+            if let Some(task) = id.and_then(|id| lock(&hs.in_flight).remove(&id)) {
+                task.abort();
+            }
+        }
+        "notifications/initialized" | "notifications/roots/list_changed" => {}
+        other => tracing::debug!(method = other, "client notification ignored"),
+    }
+}
+
+fn get(front: Arc<HttpFront>, headers: &HeaderMap) -> Response {
+    let modern = header_str(headers, "mcp-protocol-version").is_some_and(|v| mcp::Era::of_version(v) == Era::Modern);
+    let Some(sid) = header_str(headers, "mcp-session-id").filter(|_| !modern) else {
+        return Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "POST")
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let Some(hs) = front.session(sid) else {
+        return plain(StatusCode::NOT_FOUND, ErrorObject::new(code::INVALID_REQUEST, "session not found"));
+    };
+    let accepts_sse = header_str(headers, "accept").is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"));
+    if !accepts_sse {
+        return plain(StatusCode::NOT_ACCEPTABLE, ErrorObject::new(code::INVALID_REQUEST, "GET needs `Accept: text/event-stream`"));
+    }
+    if let Some(last) = header_str(headers, "last-event-id") {
+        if let Some((log, seq)) = hs.streams.resume(last) {
+            return sse_response(log.reader(Some(seq)));
+        }
+    }
+    let log = hs.streams.open();
+    if let Some(old) = lock(&hs.standalone).replace(log.clone()) {
+        old.close();
+    }
+    sse_response(log.reader(None))
+}
+
+fn delete(front: Arc<HttpFront>, headers: &HeaderMap) -> Response {
+    let Some(sid) = header_str(headers, "mcp-session-id") else {
+        return Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "POST")
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let removed = lock(&front.sessions).remove(sid);
+    match removed {
+        Some(hs) => {
+            hs.session.requester.close();
+            super::stdio::release_session(&front.gw, &hs.session);
+            Response::builder().status(StatusCode::OK).body(Body::empty()).unwrap_or_default()
+        }
+        None => plain(StatusCode::NOT_FOUND, ErrorObject::new(code::INVALID_REQUEST, "session not found")),
+    }
+}
+
+/// Sends a legacy session its list changes and followed resource updates on its GET stream.
+fn spawn_change_pump(
+    gw: Arc<Gateway>,
+    session: std::sync::Weak<Session>,
+    sid: String,
+    front: std::sync::Weak<HttpFront>,
+) -> JoinHandle<()> {
+    let mut changes = gw.changes();
+    tokio::spawn(async move {
+        loop {
+            let change = tokio::select! {
+                c = changes.recv() => c,
+                () = gw.shutdown.cancelled() => return,
+            };
+            let change = match change {
+                Ok(c) => c,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            let (Some(session), Some(front)) = (session.upgrade(), front.upgrade()) else { return };
+            let Some(n) = super::stdio::change_notification(&change, &session) else { continue };
+            let hs = lock(&front.sessions).get(&sid).cloned();
+            if let Some(log) = hs.and_then(|hs| lock(&hs.standalone).clone()) {
+                log.push(&Message::Notification(n));
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_parsing() {
+        assert_eq!(host_part("127.0.0.1:8787"), "127.0.0.1");
+        assert_eq!(host_part("[::1]:80"), "::1");
+        assert_eq!(host_part("localhost"), "localhost");
+        assert!(is_loopback_host("localhost"));
+        assert!(!is_loopback_host("evil.example.com"));
+        assert!(!is_loopback_host("localhost.evil.com"));
+    }
+}

@@ -1,0 +1,291 @@
+//! One supervised upstream: connects, reconnects with exponential backoff when the process
+//! dies or the session ends, reports its state, and (for modern servers) keeps a
+//! `subscriptions/listen` stream open so list changes and resource updates reach the gateway.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_core::mcp::{Era, meta};
+use portcullis_core::{Limits, Notification, Params};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Call, CallSink, ClientError, ClientEvent, ConnectOptions, McpClient};
+use crate::config::UpstreamConfig;
+
+/// Where an upstream stands.
+#[derive(Clone, Debug)]
+pub enum State {
+    /// Connecting (first time or after a failure).
+    Starting,
+    /// Connected and handshaken.
+    Ready(Arc<McpClient>),
+    /// Not reachable; retrying.
+    Down {
+        /// Why.
+        reason: String,
+        /// Since when.
+        since: Instant,
+    },
+    /// Shut down for good.
+    Stopped,
+}
+
+/// What an upstream reports to the gateway.
+#[derive(Debug)]
+pub enum Event {
+    /// It became ready (again).
+    Ready(usize),
+    /// It went down.
+    Down(usize, String),
+    /// A connection-level notification (list change, resource update, log).
+    Notification(usize, Notification),
+}
+
+/// A supervised upstream.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Position in config order.
+    pub index: usize,
+    /// Its configuration.
+    pub cfg: UpstreamConfig,
+    state: watch::Receiver<State>,
+    resource_subs: watch::Sender<BTreeSet<String>>,
+    stop: CancellationToken,
+}
+
+/// The upstream cannot take calls now.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream `{name}` is unavailable: {reason}")]
+pub struct Unavailable {
+    /// The upstream.
+    pub name: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl Upstream {
+    /// Starts supervising; events go to `events`.
+    pub fn start(index: usize, cfg: UpstreamConfig, limits: Limits, events: mpsc::UnboundedSender<Event>) -> Arc<Upstream> {
+        let (state_tx, state_rx) = watch::channel(State::Starting);
+        let (subs_tx, subs_rx) = watch::channel(BTreeSet::new());
+        let stop = CancellationToken::new();
+        let up = Arc::new(Upstream {
+            index,
+            cfg: cfg.clone(),
+            state: state_rx,
+            resource_subs: subs_tx,
+            stop: stop.clone(),
+        });
+        tokio::spawn(supervise(index, cfg, limits, state_tx, subs_rx, events, stop));
+        up
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state.borrow().clone()
+    }
+
+    /// The connected client, waiting up to `wait` while it is starting.
+    pub async fn client(&self, wait: Duration) -> Result<Arc<McpClient>, Unavailable> {
+        let mut rx = self.state.clone();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let current = rx.borrow_and_update().clone();
+            match current {
+                State::Ready(c) if !c.is_closed() => return Ok(c),
+                State::Ready(_) => {}
+                State::Down { reason, .. } => return Err(self.unavailable(reason)),
+                State::Stopped => return Err(self.unavailable("the gateway is shutting down".into())),
+                State::Starting => {}
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return Err(self.unavailable("still starting".into()));
+            }
+        }
+    }
+
+    fn unavailable(&self, reason: String) -> Unavailable {
+        Unavailable {
+            name: self.cfg.name.clone(),
+            reason,
+        }
+    }
+
+    /// Sets the resource URIs the gateway wants updates for from this upstream.
+    pub fn set_resource_subscriptions(&self, uris: BTreeSet<String>) {
+        self.resource_subs.send_if_modified(|cur| {
+            let changed = *cur != uris;
+            *cur = uris;
+            changed
+        });
+    }
+
+    /// Stops the upstream (closing stdin / ending the session).
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let mut rx = self.state.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(6), rx.wait_for(|s| matches!(s, State::Stopped))).await;
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(9))).min(Duration::from_secs(30))
+}
+
+async fn supervise(
+    index: usize,
+    cfg: UpstreamConfig,
+    limits: Limits,
+    state: watch::Sender<State>,
+    mut subs: watch::Receiver<BTreeSet<String>>,
+    events: mpsc::UnboundedSender<Event>,
+    stop: CancellationToken,
+) {
+    let opts = ConnectOptions::for_upstream(&cfg, limits);
+    let mut failures = 0u32;
+    while !stop.is_cancelled() {
+        state.send_replace(State::Starting);
+        let connected = tokio::select! {
+            r = McpClient::connect(&cfg.transport, &opts) => r,
+            () = stop.cancelled() => break,
+        };
+        let reason = match connected {
+            Ok(client) => {
+                let client = Arc::new(client);
+                let mut client_events = client.subscribe();
+                failures = 0;
+                tracing::info!(upstream = %cfg.name, era = ?client.server().era, version = %client.server().version, "upstream ready");
+                state.send_replace(State::Ready(client.clone()));
+                let _ = events.send(Event::Ready(index));
+                let listen = (client.server().era == Era::Modern).then(|| {
+                    tokio::spawn(listen_loop(index, client.clone(), subs.clone(), events.clone()))
+                });
+                let reason = loop {
+                    tokio::select! {
+                        ev = client_events.recv() => match ev {
+                            Ok(ClientEvent::Notification(n)) => { let _ = events.send(Event::Notification(index, n)); }
+                            Ok(ClientEvent::Closed(reason)) => break Some(reason),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                tracing::warn!(upstream = %cfg.name, dropped = n, "upstream notifications dropped");
+                            }
+                            Err(_) => break Some("connection lost".into()),
+                        },
+                        _ = subs.changed() => {}
+                        () = stop.cancelled() => break None,
+                    }
+                };
+                if let Some(l) = listen {
+                    l.abort();
+                }
+                if reason.is_none() {
+                    client.shutdown().await;
+                }
+                reason
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        let Some(reason) = reason else { break };
+        failures += 1;
+        tracing::warn!(upstream = %cfg.name, %reason, retry_in_ms = backoff(failures).as_millis() as u64, "upstream down");
+        state.send_replace(State::Down {
+            reason: reason.clone(),
+            since: Instant::now(),
+        });
+        let _ = events.send(Event::Down(index, reason));
+        tokio::select! {
+            () = tokio::time::sleep(backoff(failures)) => {}
+            () = stop.cancelled() => break,
+        }
+    }
+    state.send_replace(State::Stopped);
+}
+
+/// Keeps one `subscriptions/listen` request open to a modern upstream, reopening it when the
+/// wanted resource set changes or the stream ends.
+async fn listen_loop(
+    index: usize,
+    client: Arc<McpClient>,
+    mut subs: watch::Receiver<BTreeSet<String>>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let caps = client.server().capabilities.clone();
+    let wants = |cap: &str, key: &str| caps.get(cap).and_then(|c| c.get(key)).and_then(Value::as_bool).unwrap_or(false);
+    let mut failures = 0u32;
+    loop {
+        let uris: Vec<String> = subs.borrow_and_update().iter().cloned().collect();
+        let mut filter = serde_json::Map::new();
+        if wants("tools", "listChanged") {
+            filter.insert("toolsListChanged".into(), json!(true));
+        }
+        if wants("prompts", "listChanged") {
+            filter.insert("promptsListChanged".into(), json!(true));
+        }
+        if wants("resources", "listChanged") {
+            filter.insert("resourcesListChanged".into(), json!(true));
+        }
+        if wants("resources", "subscribe") && !uris.is_empty() {
+            filter.insert("resourceSubscriptions".into(), json!(uris));
+        }
+        if filter.is_empty() {
+            // Nothing to listen for until the wanted set changes.
+            if subs.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let mut params = Params::new();
+        let _ = params.insert("notifications", &filter);
+        let (notes_tx, mut notes_rx) = mpsc::unbounded_channel();
+        let (req_tx, _req_rx) = mpsc::unbounded_channel();
+        let call = Call {
+            method: "subscriptions/listen".into(),
+            params: Some(params),
+            timeout: Duration::from_secs(365 * 24 * 3600),
+            sink: Some(CallSink { notes: notes_tx, requests: req_tx }),
+            meta: None,
+        };
+        let started = Instant::now();
+        let listening = client.call(call);
+        tokio::pin!(listening);
+        let ended: Result<(), ClientError> = loop {
+            tokio::select! {
+                r = &mut listening => break r.map(|_| ()),
+                Some(mut n) = notes_rx.recv() => {
+                    if n.method == "notifications/subscriptions/acknowledged" {
+                        continue;
+                    }
+                    strip_subscription_id(&mut n);
+                    let _ = events.send(Event::Notification(index, n));
+                }
+                r = subs.changed() => {
+                    if r.is_err() { return; }
+                    break Ok(());
+                }
+            }
+        };
+        if client.is_closed() {
+            return;
+        }
+        if let Err(e) = ended {
+            tracing::debug!(upstream = index, error = %e, "listen stream ended");
+        }
+        failures = if started.elapsed() > Duration::from_secs(30) { 0 } else { failures + 1 };
+        tokio::time::sleep(backoff(failures)).await;
+    }
+}
+
+fn strip_subscription_id(n: &mut Notification) {
+    if let Some(p) = n.params.as_mut() {
+        if let Some(mut m) = p.get_object("_meta") {
+            m.remove(meta::SUBSCRIPTION_ID);
+            if m.is_empty() {
+                p.remove("_meta");
+            } else {
+                let _ = p.insert("_meta", &m);
+            }
+        }
+    }
+}
