@@ -162,7 +162,9 @@ pub fn answer_locally(method: &str, params: Option<&Value>) -> Outcome {
                         .collect()
                 })
                 .unwrap_or_default();
-            Outcome::Result(serde_json::value::to_raw_value(&json!({"action": "accept", "content": content})).unwrap_or_default())
+            Outcome::Result(
+                serde_json::value::to_raw_value(&json!({"action": "accept", "content": content})).unwrap_or_default(),
+            )
         }
         other => Outcome::Error(portcullis_core::ErrorObject::new(
             portcullis_core::jsonrpc::code::METHOD_NOT_FOUND,
@@ -224,16 +226,26 @@ async fn direct(args: &CallArgs, url: &str, arguments: Value) -> ExitCode {
 /// Calls a tool: lists tools first (so `x-mcp-header` annotations are known), relays
 /// server-to-client requests to [`answer_locally`], and retries `input_required` results with
 /// the answers, echoing `requestState`.
-pub async fn call_tool(client: &McpClient, tool: &str, arguments: Value, timeout: Duration) -> Result<Response, String> {
+pub async fn call_tool(
+    client: &McpClient,
+    tool: &str,
+    arguments: Value,
+    timeout: Duration,
+) -> Result<Response, String> {
     let _ = client
-        .call(Call { meta: Some(meta()), ..Call::new("tools/list", None, timeout) })
+        .call(Call {
+            meta: Some(meta()),
+            ..Call::new("tools/list", None, timeout)
+        })
         .await;
     let mut params = Params::new();
     let _ = params.insert("name", tool);
     let _ = params.insert("arguments", &arguments);
     for _ in 0..16 {
         let resp = call_relaying(client, "tools/call", params.clone(), timeout).await?;
-        let Outcome::Result(raw) = &resp.outcome else { return Ok(resp) };
+        let Outcome::Result(raw) = &resp.outcome else {
+            return Ok(resp);
+        };
         let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
         if v.get("resultType").and_then(Value::as_str) != Some("input_required") {
             return Ok(resp);
@@ -268,14 +280,22 @@ fn meta() -> ClientMeta {
     }
 }
 
-async fn call_relaying(client: &McpClient, method: &str, params: Params, timeout: Duration) -> Result<Response, String> {
+async fn call_relaying(
+    client: &McpClient,
+    method: &str,
+    params: Params,
+    timeout: Duration,
+) -> Result<Response, String> {
     let (notes_tx, mut notes_rx) = mpsc::unbounded_channel();
     let (req_tx, mut req_rx) = mpsc::unbounded_channel::<ServerRequest>();
     let call = Call {
         method: method.into(),
         params: Some(params),
         timeout,
-        sink: Some(CallSink { notes: notes_tx, requests: req_tx }),
+        sink: Some(CallSink {
+            notes: notes_tx,
+            requests: req_tx,
+        }),
         meta: Some(meta()),
     };
     let fut = client.call(call);

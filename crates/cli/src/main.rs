@@ -20,7 +20,11 @@ const EX_USAGE: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 
 #[derive(Parser, Debug)]
-#[command(name = "portcullis", version, about = "A security gateway for the Model Context Protocol")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A security gateway for the Model Context Protocol"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = logging::Format::Text)]
@@ -201,7 +205,11 @@ fn print_tools(gw: &Arc<Gateway>, json: bool, settled: bool) -> ExitCode {
             .map(|e| {
                 let mut v = e.definition.to_value();
                 if let Some(m) = v.as_object_mut() {
-                    let up = gw.upstreams().get(e.upstream).map(|u| u.cfg.name.clone()).unwrap_or_default();
+                    let up = gw
+                        .upstreams()
+                        .get(e.upstream)
+                        .map(|u| u.cfg.name.clone())
+                        .unwrap_or_default();
                     m.insert("x-portcullis-upstream".into(), serde_json::Value::String(up));
                 }
                 v
@@ -214,17 +222,32 @@ fn print_tools(gw: &Arc<Gateway>, json: bool, settled: bool) -> ExitCode {
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
-        let width = cat.entries(Kind::Tool).iter().map(|e| e.exposed.len()).max().unwrap_or(4).max(4);
+        let width = cat
+            .entries(Kind::Tool)
+            .iter()
+            .map(|e| e.exposed.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         println!("{:<width$}  {:<16}  DESCRIPTION", "TOOL", "UPSTREAM");
         for e in cat.entries(Kind::Tool) {
-            let up = gw.upstreams().get(e.upstream).map(|u| u.cfg.name.as_str()).unwrap_or_default();
+            let up = gw
+                .upstreams()
+                .get(e.upstream)
+                .map(|u| u.cfg.name.as_str())
+                .unwrap_or_default();
             let desc = e.definition.get_str("description").unwrap_or_default();
             let first = desc.lines().next().unwrap_or_default();
             let first: String = first.chars().take(80).collect();
             println!("{:<width$}  {:<16}  {}", e.exposed, up, first);
         }
         for c in &cat.conflicts {
-            eprintln!("portcullis: {} `{}` is exposed by several upstreams ({}) and withheld; give them distinct prefixes", c.kind.noun(), c.exposed, c.upstreams.join(", "));
+            eprintln!(
+                "portcullis: {} `{}` is exposed by several upstreams ({}) and withheld; give them distinct prefixes",
+                c.kind.noun(),
+                c.exposed,
+                c.upstreams.join(", ")
+            );
         }
         for (name, reason) in &unavailable {
             eprintln!("portcullis: upstream `{name}` unavailable: {reason}");

@@ -12,12 +12,10 @@ const SENTINEL_END: &str = "?=";
 /// Encodes a value for an `Mcp-Name` or `Mcp-Param-*` header: as is when it is plain visible
 /// ASCII without surrounding whitespace, otherwise as `=?base64?…?=`.
 pub fn encode_value(value: &str) -> String {
-    let plain = value
-        .bytes()
-        .all(|b| b == b'\t' || (0x20..=0x7e).contains(&b))
-        && !value.starts_with([' ', '\t'])
-        && !value.ends_with([' ', '\t'])
-        && !(value.starts_with(SENTINEL_START) && value.ends_with(SENTINEL_END));
+    let visible = value.bytes().all(|b| b == b'\t' || (0x20..=0x7e).contains(&b));
+    let padded = value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']);
+    let looks_encoded = value.starts_with(SENTINEL_START) && value.ends_with(SENTINEL_END);
+    let plain = visible && !padded && !looks_encoded;
     if plain {
         value.to_owned()
     } else {
@@ -185,7 +183,10 @@ mod tests {
         assert_eq!(encode_value("Hello, 世界"), "=?base64?SGVsbG8sIOS4lueVjA==?=");
         assert_eq!(encode_value(" padded "), "=?base64?IHBhZGRlZCA=?=");
         assert_eq!(encode_value("line1\nline2"), "=?base64?bGluZTEKbGluZTI=?=");
-        assert_eq!(encode_value("=?base64?literal?="), "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=");
+        assert_eq!(
+            encode_value("=?base64?literal?="),
+            "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?="
+        );
     }
 
     #[test]
@@ -215,12 +216,27 @@ mod tests {
     #[test]
     fn invalid_annotations_are_rejected() {
         let cases = [
-            (json!({"properties":{"a":{"type":"number","x-mcp-header":"A"}}}), "number"),
+            (
+                json!({"properties":{"a":{"type":"number","x-mcp-header":"A"}}}),
+                "number",
+            ),
             (json!({"properties":{"a":{"type":"string","x-mcp-header":""}}}), "empty"),
-            (json!({"properties":{"a":{"type":"string","x-mcp-header":"A B"}}}), "space"),
-            (json!({"properties":{"a":{"type":"string","x-mcp-header":"X"},"b":{"type":"string","x-mcp-header":"x"}}}), "dup"),
-            (json!({"properties":{"a":{"type":"array","items":{"type":"string","x-mcp-header":"X"}}}}), "items"),
-            (json!({"anyOf":[{"properties":{"a":{"type":"string","x-mcp-header":"X"}}}]}), "anyOf"),
+            (
+                json!({"properties":{"a":{"type":"string","x-mcp-header":"A B"}}}),
+                "space",
+            ),
+            (
+                json!({"properties":{"a":{"type":"string","x-mcp-header":"X"},"b":{"type":"string","x-mcp-header":"x"}}}),
+                "dup",
+            ),
+            (
+                json!({"properties":{"a":{"type":"array","items":{"type":"string","x-mcp-header":"X"}}}}),
+                "items",
+            ),
+            (
+                json!({"anyOf":[{"properties":{"a":{"type":"string","x-mcp-header":"X"}}}]}),
+                "anyOf",
+            ),
         ];
         for (schema, why) in cases {
             assert!(param_headers(&schema).is_err(), "{why} should be rejected");

@@ -85,9 +85,7 @@ impl<'de> Deserialize<'de> for Id {
                 Ok(Id::Int(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id, E> {
-                i64::try_from(v)
-                    .map(Id::Int)
-                    .map_err(|_| E::custom("id out of range"))
+                i64::try_from(v).map(Id::Int).map_err(|_| E::custom("id out of range"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Id, E> {
                 Ok(Id::Str(v.to_owned()))
@@ -315,16 +313,12 @@ impl Message {
         let method = match env.method.as_deref() {
             None => None,
             Some(raw) => Some(
-                serde_json::from_str::<String>(raw.get())
-                    .map_err(|_| invalid("`method` must be a string".into()))?,
+                serde_json::from_str::<String>(raw.get()).map_err(|_| invalid("`method` must be a string".into()))?,
             ),
         };
         let params = match env.params {
             None => None,
-            Some(raw) => Some(
-                Params::from_raw(&raw)
-                    .map_err(|_| invalid("`params` must be an object".into()))?,
-            ),
+            Some(raw) => Some(Params::from_raw(&raw).map_err(|_| invalid("`params` must be an object".into()))?),
         };
         match (method, env.result, env.error) {
             (Some(_), None, None) if null_id => Err(invalid("a request `id` must not be null".into())),
@@ -332,15 +326,17 @@ impl Message {
                 Some(id) => Message::Request(Request { id, method, params }),
                 None => Message::Notification(Notification { method, params }),
             }),
-            (Some(_), _, _) => Err(invalid("a message cannot carry both `method` and `result` or `error`".into())),
+            (Some(_), _, _) => Err(invalid(
+                "a message cannot carry both `method` and `result` or `error`".into(),
+            )),
             (None, Some(result), None) => match id {
                 Some(id) if params.is_none() => Ok(Message::Response(Response::result(id, result))),
                 Some(_) => Err(invalid("a response cannot carry `params`".into())),
                 None => Err(invalid("a result response needs an `id`".into())),
             },
             (None, None, Some(error)) => {
-                let error: ErrorObject = serde_json::from_str(error.get())
-                    .map_err(|e| invalid(format!("malformed `error` member: {e}")))?;
+                let error: ErrorObject =
+                    serde_json::from_str(error.get()).map_err(|e| invalid(format!("malformed `error` member: {e}")))?;
                 Ok(Message::Response(Response::error(id, error)))
             }
             (None, Some(_), Some(_)) => Err(invalid("a response cannot carry both `result` and `error`".into())),

@@ -45,7 +45,11 @@ pub enum Era {
 impl Era {
     /// The era a protocol version belongs to; unknown versions sort by date.
     pub fn of_version(version: &str) -> Era {
-        if version >= V2026_07_28 { Era::Modern } else { Era::Legacy }
+        if version >= V2026_07_28 {
+            Era::Modern
+        } else {
+            Era::Legacy
+        }
     }
 }
 
@@ -176,10 +180,7 @@ impl RequestMeta {
                 .get(meta::PROTOCOL_VERSION)
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            client_capabilities: meta
-                .get(meta::CLIENT_CAPABILITIES)
-                .and_then(Value::as_object)
-                .cloned(),
+            client_capabilities: meta.get(meta::CLIENT_CAPABILITIES).and_then(Value::as_object).cloned(),
             client_info: meta.get(meta::CLIENT_INFO).cloned(),
             log_level: meta.get(meta::LOG_LEVEL).and_then(Value::as_str).map(str::to_owned),
             progress_token: meta
@@ -198,7 +199,14 @@ impl RequestMeta {
 
 /// Log levels, in increasing severity (RFC 5424 names used by MCP).
 pub const LOG_LEVELS: &[&str] = &[
-    "debug", "info", "notice", "warning", "error", "critical", "alert", "emergency",
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
 ];
 
 /// The severity rank of a level name; `None` for unknown names.
@@ -246,7 +254,8 @@ mod tests {
 
     #[test]
     fn meta_reads_tolerate_garbage() {
-        let p = Params::from_json(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":7,"progressToken":{"x":1}}}"#).unwrap();
+        let p = Params::from_json(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":7,"progressToken":{"x":1}}}"#)
+            .unwrap();
         let m = RequestMeta::read(Some(&p));
         assert!(m.present);
         assert_eq!(m.protocol_version, None);

@@ -165,11 +165,23 @@ mod tests {
 
     #[test]
     fn decodes_across_any_chunking() {
-        let input = b"id: 1\r\ndata: {\"a\":1}\r\n\r\n: keepalive\n\nevent: message\ndata: x\ndata: y\n\nretry: 500\n\n";
+        let input =
+            b"id: 1\r\ndata: {\"a\":1}\r\n\r\n: keepalive\n\nevent: message\ndata: x\ndata: y\n\nretry: 500\n\n";
         let want = vec![
-            SseEvent { id: Some("1".into()), data: "{\"a\":1}".into(), ..Default::default() },
-            SseEvent { event: Some("message".into()), data: "x\ny".into(), ..Default::default() },
-            SseEvent { retry: Some(500), ..Default::default() },
+            SseEvent {
+                id: Some("1".into()),
+                data: "{\"a\":1}".into(),
+                ..Default::default()
+            },
+            SseEvent {
+                event: Some("message".into()),
+                data: "x\ny".into(),
+                ..Default::default()
+            },
+            SseEvent {
+                retry: Some(500),
+                ..Default::default()
+            },
         ];
         for n in 1..input.len() {
             assert_eq!(all(input, n), want, "chunk size {n}");
@@ -178,7 +190,13 @@ mod tests {
 
     #[test]
     fn bare_cr_line_endings() {
-        assert_eq!(all(b"data: a\r\r", 3), vec![SseEvent { data: "a".into(), ..Default::default() }]);
+        assert_eq!(
+            all(b"data: a\r\r", 3),
+            vec![SseEvent {
+                data: "a".into(),
+                ..Default::default()
+            }]
+        );
     }
 
     #[test]
@@ -190,6 +208,13 @@ mod tests {
     #[test]
     fn encode_round_trips() {
         let bytes = encode(Some("s1_4"), "{\"x\":\"a\"}");
-        assert_eq!(all(&bytes, 2), vec![SseEvent { id: Some("s1_4".into()), data: "{\"x\":\"a\"}".into(), ..Default::default() }]);
+        assert_eq!(
+            all(&bytes, 2),
+            vec![SseEvent {
+                id: Some("s1_4".into()),
+                data: "{\"x\":\"a\"}".into(),
+                ..Default::default()
+            }]
+        );
     }
 }

@@ -62,7 +62,12 @@ pub fn matches(template: &str, uri: &str) -> bool {
         return false;
     }
     match parse(template) {
-        Some(parts) => Matcher { parts: &parts, input: uri, failed: HashSet::new() }.at(0, 0),
+        Some(parts) => Matcher {
+            parts: &parts,
+            input: uri,
+            failed: HashSet::new(),
+        }
+        .at(0, 0),
         None => false,
     }
 }
@@ -88,7 +93,9 @@ impl Matcher<'_, '_> {
     }
 
     fn step(&mut self, part: usize, pos: usize) -> bool {
-        let Some(rest) = self.input.get(pos..) else { return false };
+        let Some(rest) = self.input.get(pos..) else {
+            return false;
+        };
         let Some(p) = self.parts.get(part) else {
             return rest.is_empty();
         };
@@ -97,8 +104,7 @@ impl Matcher<'_, '_> {
             Part::Literal(lit) => rest.starts_with(lit) && self.at(next, pos + lit.len()),
             Part::Query => {
                 self.at(next, pos)
-                    || ((rest.starts_with('?') || rest.starts_with('&'))
-                        && self.run(next, pos + 1, |_| true, 0))
+                    || ((rest.starts_with('?') || rest.starts_with('&')) && self.run(next, pos + 1, |_| true, 0))
             }
             Part::Segment => rest.starts_with('/') && self.run(next, pos + 1, |c| !matches!(c, '/' | '?' | '#'), 1),
             Part::Label => rest.starts_with('.') && self.run(next, pos + 1, |c| !matches!(c, '/' | '.' | '?' | '#'), 1),
@@ -110,9 +116,15 @@ impl Matcher<'_, '_> {
     /// Consumes at least `min` characters satisfying `ok` from `pos`, longest first, and tries
     /// the rest of the template after each.
     fn run(&mut self, next: usize, pos: usize, ok: impl Fn(char) -> bool, min: usize) -> bool {
-        let Some(rest) = self.input.get(pos..) else { return false };
+        let Some(rest) = self.input.get(pos..) else {
+            return false;
+        };
         let mut ends: Vec<usize> = vec![0];
-        ends.extend(rest.char_indices().take_while(|(_, c)| ok(*c)).map(|(i, c)| i + c.len_utf8()));
+        ends.extend(
+            rest.char_indices()
+                .take_while(|(_, c)| ok(*c))
+                .map(|(i, c)| i + c.len_utf8()),
+        );
         let n = ends.len();
         ends.into_iter()
             .rev()
@@ -132,7 +144,11 @@ mod tests {
             ("test://template/{id}/data", "test://template//data", false),
             ("test://template/{id}/data", "test://template/1/2/data", false),
             ("file:///{+path}", "file:///a/b/c.txt", true),
-            ("demo://resource/dynamic/text/{resourceId}", "demo://resource/dynamic/text/7", true),
+            (
+                "demo://resource/dynamic/text/{resourceId}",
+                "demo://resource/dynamic/text/7",
+                true,
+            ),
             ("x://a{/seg}", "x://a/b", true),
             ("x://s{?q,lang}", "x://s?q=1&lang=en", true),
             ("x://s{?q,lang}", "x://s", true),

@@ -275,10 +275,18 @@ impl Lowering<'_> {
 
     fn gateway(&self, g: RawGateway) -> Result<GatewayConfig, ConfigError> {
         let listen = match g.listen {
-            None => DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8787))),
+            None => DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8787))),
             Some(s) => match s.get_ref().parse::<SocketAddr>() {
                 Ok(a) => a,
-                Err(_) => return self.err(s.span(), "gateway.listen", format!("`{}` is not an IP address and port", s.get_ref())),
+                Err(_) => {
+                    return self.err(
+                        s.span(),
+                        "gateway.listen",
+                        format!("`{}` is not an IP address and port", s.get_ref()),
+                    );
+                }
             },
         };
         let data_dir = match g.data_dir {
@@ -288,8 +296,20 @@ impl Lowering<'_> {
         };
         let defaults = Limits::default();
         let limits = Limits {
-            max_frame_bytes: self.bounded(g.max_frame_bytes, "gateway.max_frame_bytes", 1024, 1 << 30, defaults.max_frame_bytes as u64)? as usize,
-            max_depth: self.bounded(g.max_json_depth, "gateway.max_json_depth", 4, 512, defaults.max_depth as u64)? as usize,
+            max_frame_bytes: self.bounded(
+                g.max_frame_bytes,
+                "gateway.max_frame_bytes",
+                1024,
+                1 << 30,
+                defaults.max_frame_bytes as u64,
+            )? as usize,
+            max_depth: self.bounded(
+                g.max_json_depth,
+                "gateway.max_json_depth",
+                4,
+                512,
+                defaults.max_depth as u64,
+            )? as usize,
         };
         Ok(GatewayConfig {
             listen,
@@ -297,7 +317,13 @@ impl Lowering<'_> {
             allowed_origins: g.allowed_origins,
             allowed_hosts: g.allowed_hosts,
             limits,
-            max_concurrent_calls: self.bounded(g.max_concurrent_calls, "gateway.max_concurrent_calls", 1, 100_000, 64)? as usize,
+            max_concurrent_calls: self.bounded(
+                g.max_concurrent_calls,
+                "gateway.max_concurrent_calls",
+                1,
+                100_000,
+                64,
+            )? as usize,
             call_timeout: self.duration(g.call_timeout, "gateway.call_timeout", Duration::from_secs(60))?,
             page_size: self.bounded(g.page_size, "gateway.page_size", 1, 100_000, 500)? as usize,
             forward_unknown_methods: g.forward_unknown_methods.unwrap_or(true),
@@ -305,11 +331,22 @@ impl Lowering<'_> {
         })
     }
 
-    fn bounded(&self, v: Option<Spanned<u64>>, key: &str, min: u64, max: u64, default: u64) -> Result<u64, ConfigError> {
+    fn bounded(
+        &self,
+        v: Option<Spanned<u64>>,
+        key: &str,
+        min: u64,
+        max: u64,
+        default: u64,
+    ) -> Result<u64, ConfigError> {
         match v {
             None => Ok(default),
             Some(s) if (min..=max).contains(s.get_ref()) => Ok(*s.get_ref()),
-            Some(s) => self.err(s.span(), key, format!("must be between {min} and {max}, got {}", s.get_ref())),
+            Some(s) => self.err(
+                s.span(),
+                key,
+                format!("must be between {min} and {max}, got {}", s.get_ref()),
+            ),
         }
     }
 
@@ -318,7 +355,11 @@ impl Lowering<'_> {
             None => Ok(default),
             Some(s) => match parse_duration(s.get_ref()) {
                 Some(d) if !d.is_zero() => Ok(d),
-                _ => self.err(s.span(), key, format!("`{}` is not a duration like `30s`, `500ms` or `2m`", s.get_ref())),
+                _ => self.err(
+                    s.span(),
+                    key,
+                    format!("`{}` is not a duration like `30s`, `500ms` or `2m`", s.get_ref()),
+                ),
             },
         }
     }
@@ -332,12 +373,28 @@ impl Lowering<'_> {
     ) -> Result<UpstreamConfig, ConfigError> {
         let key = |k: &str| format!("upstreams.{name}.{k}");
         if !valid_name(name) {
-            return self.err(span, &format!("upstreams.{name}"), "upstream names use letters, digits, `-` and `_` only");
+            return self.err(
+                span,
+                &format!("upstreams.{name}"),
+                "upstream names use letters, digits, `-` and `_` only",
+            );
         }
         let stdio_only_keys = u.command_is_stdio_only();
         let transport = match (u.command, u.url) {
-            (Some(_), Some(url)) => return self.err(url.span(), &key("url"), "an upstream has either `command` (stdio) or `url` (HTTP), not both"),
-            (None, None) => return self.err(span, &format!("upstreams.{name}"), "needs `command` (stdio) or `url` (HTTP)"),
+            (Some(_), Some(url)) => {
+                return self.err(
+                    url.span(),
+                    &key("url"),
+                    "an upstream has either `command` (stdio) or `url` (HTTP), not both",
+                );
+            }
+            (None, None) => {
+                return self.err(
+                    span,
+                    &format!("upstreams.{name}"),
+                    "needs `command` (stdio) or `url` (HTTP)",
+                );
+            }
             (Some(cmd), None) => {
                 if cmd.get_ref().trim().is_empty() {
                     return self.err(cmd.span(), &key("command"), "must not be empty");
@@ -357,10 +414,20 @@ impl Lowering<'_> {
                 let parsed = match reqwest::Url::parse(url.get_ref()) {
                     Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => p,
                     Ok(_) => return self.err(url.span(), &key("url"), "must be an http:// or https:// URL"),
-                    Err(e) => return self.err(url.span(), &key("url"), format!("`{}` is not a URL: {e}", url.get_ref())),
+                    Err(e) => {
+                        return self.err(
+                            url.span(),
+                            &key("url"),
+                            format!("`{}` is not a URL: {e}", url.get_ref()),
+                        );
+                    }
                 };
                 if stdio_only_keys {
-                    return self.err(url.span(), &key("args"), "`args`, `env`, `inherit_env` and `cwd` apply to stdio upstreams only");
+                    return self.err(
+                        url.span(),
+                        &key("args"),
+                        "`args`, `env`, `inherit_env` and `cwd` apply to stdio upstreams only",
+                    );
                 }
                 for h in u.headers.keys() {
                     if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
@@ -376,7 +443,13 @@ impl Lowering<'_> {
         let prefix = match u.prefix {
             None => name.to_owned(),
             Some(p) if p.get_ref().is_empty() || valid_name(p.get_ref()) => p.into_inner(),
-            Some(p) => return self.err(p.span(), &key("prefix"), "prefixes use letters, digits, `-` and `_` only"),
+            Some(p) => {
+                return self.err(
+                    p.span(),
+                    &key("prefix"),
+                    "prefixes use letters, digits, `-` and `_` only",
+                );
+            }
         };
         let era = match u.era.as_ref().map(|e| e.get_ref().as_str()) {
             None | Some("auto") => EraChoice::Auto,
@@ -384,7 +457,11 @@ impl Lowering<'_> {
             Some("legacy") => EraChoice::Legacy,
             Some(other) => {
                 let span = u.era.as_ref().map(Spanned::span).unwrap_or_default();
-                return self.err(span, &key("era"), format!("must be `auto`, `modern` or `legacy`, got `{other}`"));
+                return self.err(
+                    span,
+                    &key("era"),
+                    format!("must be `auto`, `modern` or `legacy`, got `{other}`"),
+                );
             }
         };
         Ok(UpstreamConfig {

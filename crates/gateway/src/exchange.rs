@@ -57,7 +57,15 @@ pub struct Parked {
 }
 
 impl Parked {
-    pub fn new(exchange: Exchange, pending: Vec<(String, ServerRequest)>, principal: String, method: String, target: String, upstream: usize, ttl: Duration) -> Self {
+    pub fn new(
+        exchange: Exchange,
+        pending: Vec<(String, ServerRequest)>,
+        principal: String,
+        method: String,
+        target: String,
+        upstream: usize,
+        ttl: Duration,
+    ) -> Self {
         Self {
             exchange,
             pending,

@@ -181,7 +181,10 @@ mod tests {
 
     async fn read_all(input: &'static [u8], max: usize) -> Vec<String> {
         let (tx, mut rx) = mpsc::channel(16);
-        let limits = Limits { max_frame_bytes: max, max_depth: 16 };
+        let limits = Limits {
+            max_frame_bytes: max,
+            max_depth: 16,
+        };
         spawn_reader(input, limits, tx);
         let mut out = Vec::new();
         while let Some(item) = rx.recv().await {

@@ -106,7 +106,10 @@ impl Gateway {
 
     /// The current merged catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Subscribes to catalog changes and resource updates.
@@ -269,7 +272,11 @@ fn listed_kinds(client: &McpClient) -> Vec<Kind> {
 }
 
 /// Reads every page of one list.
-async fn fetch_list(client: &McpClient, kind: Kind, timeout: Duration) -> Result<(Vec<RawObject>, Option<u64>), String> {
+async fn fetch_list(
+    client: &McpClient,
+    kind: Kind,
+    timeout: Duration,
+) -> Result<(Vec<RawObject>, Option<u64>), String> {
     let method = match kind {
         Kind::Tool => "tools/list",
         Kind::Prompt => "prompts/list",
@@ -342,14 +349,18 @@ async fn event_loop(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceive
                 if let Some(kind) = kind {
                     let gw = gw.clone();
                     tokio::spawn(async move {
-                        let kinds: &[Kind] = if kind == Kind::Resource { &[Kind::Resource, Kind::Template] } else { &[kind] };
+                        let kinds: &[Kind] = if kind == Kind::Resource {
+                            &[Kind::Resource, Kind::Template]
+                        } else {
+                            &[kind]
+                        };
                         gw.refresh(i, kinds).await;
                     });
                 } else if n.method == "notifications/resources/updated" {
-                    if let Some(params) = n.params {
-                        if let Some(uri) = params.get_str("uri") {
-                            gw.publish(Change::ResourceUpdated { uri, params });
-                        }
+                    if let Some(params) = n.params
+                        && let Some(uri) = params.get_str("uri")
+                    {
+                        gw.publish(Change::ResourceUpdated { uri, params });
                     }
                 } else if n.method == "notifications/message" {
                     let name = gw.upstreams.get(i).map(|u| u.cfg.name.clone()).unwrap_or_default();

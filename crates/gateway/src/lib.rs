@@ -13,8 +13,8 @@ pub mod framing;
 pub mod gateway;
 pub mod outbox;
 pub mod proxy;
-pub mod session;
 pub mod server;
+pub mod session;
 pub mod upstream;
 
 /// Installs the process-wide TLS crypto provider (ring). Idempotent.

@@ -107,6 +107,9 @@ impl Outbox {
 
 impl From<AskError> for Outcome {
     fn from(e: AskError) -> Self {
-        Outcome::Error(ErrorObject::new(code::INTERNAL_ERROR, format!("relaying to the client failed: {e}")))
+        Outcome::Error(ErrorObject::new(
+            code::INTERNAL_ERROR,
+            format!("relaying to the client failed: {e}"),
+        ))
     }
 }

@@ -207,13 +207,14 @@ impl Gateway {
     fn unknown_name(&self, kind: Kind, name: &str) -> GatewayError {
         for up in self.upstreams() {
             let prefix = format!("{}{}", up.cfg.prefix, catalog::SEPARATOR);
-            if !up.cfg.prefix.is_empty() && name.starts_with(&prefix) {
-                if let crate::upstream::State::Down { reason, .. } = up.state() {
-                    return GatewayError::Unavailable(crate::upstream::Unavailable {
-                        name: up.cfg.name.clone(),
-                        reason,
-                    });
-                }
+            if !up.cfg.prefix.is_empty()
+                && name.starts_with(&prefix)
+                && let crate::upstream::State::Down { reason, .. } = up.state()
+            {
+                return GatewayError::Unavailable(crate::upstream::Unavailable {
+                    name: up.cfg.name.clone(),
+                    reason,
+                });
             }
         }
         match kind {
@@ -256,13 +257,23 @@ impl Gateway {
         let cat = self.catalog();
         let (upstream, target) = match reference.get("type").and_then(Value::as_str) {
             Some("ref/prompt") => {
-                let name = reference.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-                let entry = cat.prompt(&name).ok_or_else(|| self.unknown_name(Kind::Prompt, &name))?;
+                let name = reference
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let entry = cat
+                    .prompt(&name)
+                    .ok_or_else(|| self.unknown_name(Kind::Prompt, &name))?;
                 reference.insert("name".into(), Value::String(entry.original.clone()));
                 (entry.upstream, name)
             }
             Some("ref/resource") => {
-                let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let uri = reference
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
                 let up = cat
                     .template_upstream(&uri)
                     .or_else(|| self.route_uri(&uri))
@@ -284,22 +295,25 @@ impl Gateway {
         let level = params
             .and_then(|p| p.get_str("level"))
             .filter(|l| mcp::log_rank(l).is_some())
-            .ok_or_else(|| GatewayError::InvalidParams(format!("`level` must be one of {}", mcp::LOG_LEVELS.join(", "))))?;
+            .ok_or_else(|| {
+                GatewayError::InvalidParams(format!("`level` must be one of {}", mcp::LOG_LEVELS.join(", ")))
+            })?;
         if let Some(s) = &ctx.session {
             s.set_log_level(level.clone());
         }
         // Legacy upstreams keep one level for the gateway's session: pass it on so they emit
         // at least what this client wants; the gateway filters per client.
         for up in self.upstreams() {
-            if let crate::upstream::State::Ready(c) = up.state() {
-                if c.server().era == Era::Legacy && c.server().capabilities.contains_key("logging") {
-                    let mut p = Params::new();
-                    let _ = p.insert("level", &level);
-                    let timeout = up.cfg.call_timeout;
-                    tokio::spawn(async move {
-                        let _ = c.call(Call::new("logging/setLevel", Some(p), timeout)).await;
-                    });
-                }
+            if let crate::upstream::State::Ready(c) = up.state()
+                && c.server().era == Era::Legacy
+                && c.server().capabilities.contains_key("logging")
+            {
+                let mut p = Params::new();
+                let _ = p.insert("level", &level);
+                let timeout = up.cfg.call_timeout;
+                tokio::spawn(async move {
+                    let _ = c.call(Call::new("logging/setLevel", Some(p), timeout)).await;
+                });
             }
         }
         Ok(Reply::Result(raw(&json!({}))))
@@ -314,14 +328,16 @@ impl Gateway {
             .as_ref()
             .ok_or_else(|| GatewayError::MethodNotFound("resources/subscribe".into()))?;
         if on {
-            let upstream = self.route_uri(&uri).ok_or_else(|| GatewayError::ResourceNotFound(uri.clone()))?;
+            let upstream = self
+                .route_uri(&uri)
+                .ok_or_else(|| GatewayError::ResourceNotFound(uri.clone()))?;
             if session.subscribe(&uri) && self.retain_resource(&uri, upstream) {
                 self.upstream_subscription(upstream, &uri, true).await?;
             }
-        } else if session.unsubscribe(&uri) {
-            if let Some(upstream) = self.release_resource(&uri) {
-                self.upstream_subscription(upstream, &uri, false).await?;
-            }
+        } else if session.unsubscribe(&uri)
+            && let Some(upstream) = self.release_resource(&uri)
+        {
+            self.upstream_subscription(upstream, &uri, false).await?;
         }
         Ok(Reply::Result(raw(&json!({}))))
     }
@@ -329,14 +345,20 @@ impl Gateway {
     /// Subscribes a legacy upstream to a resource (modern ones get it through their listen
     /// stream, which follows the reference counts).
     async fn upstream_subscription(&self, upstream: usize, uri: &str, on: bool) -> Result<(), GatewayError> {
-        let Some(up) = self.upstreams().get(upstream) else { return Ok(()) };
+        let Some(up) = self.upstreams().get(upstream) else {
+            return Ok(());
+        };
         let client = up.client(START_WAIT).await?;
         if client.server().era != Era::Legacy {
             return Ok(());
         }
         let mut p = Params::new();
         let _ = p.insert("uri", uri);
-        let method = if on { "resources/subscribe" } else { "resources/unsubscribe" };
+        let method = if on {
+            "resources/subscribe"
+        } else {
+            "resources/unsubscribe"
+        };
         let resp = client
             .call(Call::new(method, Some(p), up.cfg.call_timeout))
             .await
@@ -367,7 +389,11 @@ impl Gateway {
             .and_then(|p| p.get_object("notifications"))
             .unwrap_or_default();
         let flag = |k: &str| filter.get(k).and_then(Value::as_bool).unwrap_or(false);
-        let (tools, prompts, resources) = (flag("toolsListChanged"), flag("promptsListChanged"), flag("resourcesListChanged"));
+        let (tools, prompts, resources) = (
+            flag("toolsListChanged"),
+            flag("promptsListChanged"),
+            flag("resourcesListChanged"),
+        );
         let uris: Vec<String> = filter
             .get("resourceSubscriptions")
             .and_then(Value::as_array)
@@ -390,7 +416,11 @@ impl Gateway {
         }
         let _release = ReleaseOnDrop { gw: self, uris: held };
         let mut ack = Map::new();
-        for (k, on) in [("toolsListChanged", tools), ("promptsListChanged", prompts), ("resourcesListChanged", resources)] {
+        for (k, on) in [
+            ("toolsListChanged", tools),
+            ("promptsListChanged", prompts),
+            ("resourcesListChanged", resources),
+        ] {
             if on {
                 ack.insert(k.into(), json!(true));
             }
@@ -399,7 +429,10 @@ impl Gateway {
             ack.insert("resourceSubscriptions".into(), json!(uris));
         }
         let tag = json!({ meta::SUBSCRIPTION_ID: sub_id });
-        out.notify(notification("notifications/subscriptions/acknowledged", json!({"_meta": tag, "notifications": ack})));
+        out.notify(notification(
+            "notifications/subscriptions/acknowledged",
+            json!({"_meta": tag, "notifications": ack}),
+        ));
         loop {
             let change = tokio::select! {
                 c = changes.recv() => c,
@@ -409,8 +442,12 @@ impl Gateway {
             };
             let note = match change {
                 Ok(Change::Tools) if tools => notification("notifications/tools/list_changed", json!({"_meta": tag})),
-                Ok(Change::Prompts) if prompts => notification("notifications/prompts/list_changed", json!({"_meta": tag})),
-                Ok(Change::Resources) if resources => notification("notifications/resources/list_changed", json!({"_meta": tag})),
+                Ok(Change::Prompts) if prompts => {
+                    notification("notifications/prompts/list_changed", json!({"_meta": tag}))
+                }
+                Ok(Change::Resources) if resources => {
+                    notification("notifications/resources/list_changed", json!({"_meta": tag}))
+                }
                 Ok(Change::ResourceUpdated { uri, params }) if uris.contains(&uri) => {
                     let mut p = params.to_value();
                     if let Some(m) = p.as_object_mut() {
@@ -433,7 +470,8 @@ impl Gateway {
             return Err(GatewayError::MethodNotFound(req.method));
         }
         let target = req.method.clone();
-        self.forward(ctx, 0, &req.method, req.params.unwrap_or_default(), target, out).await
+        self.forward(ctx, 0, &req.method, req.params.unwrap_or_default(), target, out)
+            .await
     }
 
     /// Sends a request to an upstream and relays everything related back to the client,
@@ -456,10 +494,11 @@ impl Gateway {
         let mrtr = Method::of(method).allows_input_required();
 
         // A modern client resuming an exchange the gateway parked.
-        if let Some(token) = params.get_str("requestState").filter(|t| t.starts_with(TOKEN_PREFIX)) {
-            if ctx.era == Era::Modern && upstream_era == Era::Legacy {
-                return self.resume(ctx, up, &token, &params, method, &target, out).await;
-            }
+        if let Some(token) = params.get_str("requestState").filter(|t| t.starts_with(TOKEN_PREFIX))
+            && ctx.era == Era::Modern
+            && upstream_era == Era::Legacy
+        {
+            return self.resume(ctx, up, &token, &params, method, &target, out).await;
         }
 
         if ctx.era == Era::Legacy && upstream_era == Era::Modern && mrtr {
@@ -519,11 +558,11 @@ impl Gateway {
         target: &str,
     ) -> Result<Reply, GatewayError> {
         for sr in &asked {
-            if let Some(cap) = mcp::capability_for(&sr.request.method) {
-                if !mcp::client_supports(&ctx.meta.capabilities, &sr.request.method) {
-                    // Dropping `ex` cancels the upstream call.
-                    return Err(GatewayError::MissingCapability(cap));
-                }
+            if let Some(cap) = mcp::capability_for(&sr.request.method)
+                && !mcp::client_supports(&ctx.meta.capabilities, &sr.request.method)
+            {
+                // Dropping `ex` cancels the upstream call.
+                return Err(GatewayError::MissingCapability(cap));
             }
         }
         let pending: Vec<(String, ServerRequest)> = asked
@@ -532,7 +571,15 @@ impl Gateway {
             .map(|(i, sr)| (format!("q{i}"), sr))
             .collect();
         let requests = input_requests(&pending);
-        let parked = Parked::new(ex, pending, ctx.principal.clone(), method.to_owned(), target.to_owned(), up.index, self.parking.ttl());
+        let parked = Parked::new(
+            ex,
+            pending,
+            ctx.principal.clone(),
+            method.to_owned(),
+            target.to_owned(),
+            up.index,
+            self.parking.ttl(),
+        );
         let token = self.parking.park(parked);
         Ok(Reply::Result(raw(&json!({
             "resultType": "input_required",
@@ -555,7 +602,11 @@ impl Gateway {
         out: &Outbox,
     ) -> Result<Reply, GatewayError> {
         let parked = self.parking.take(token).ok_or(GatewayError::StaleRequestState)?;
-        if parked.principal != ctx.principal || parked.method != method || parked.target != target || parked.upstream != up.index {
+        if parked.principal != ctx.principal
+            || parked.method != method
+            || parked.target != target
+            || parked.upstream != up.index
+        {
             return Err(GatewayError::StaleRequestState);
         }
         let answers = params.get_object("inputResponses").unwrap_or_default();
@@ -572,7 +623,15 @@ impl Gateway {
         if !missing.is_empty() {
             // Ask again for what is still missing.
             let requests = input_requests(&missing);
-            let again = Parked::new(ex, missing, ctx.principal.clone(), method.to_owned(), target.to_owned(), up.index, self.parking.ttl());
+            let again = Parked::new(
+                ex,
+                missing,
+                ctx.principal.clone(),
+                method.to_owned(),
+                target.to_owned(),
+                up.index,
+                self.parking.ttl(),
+            );
             let token = self.parking.park(again);
             return Ok(Reply::Result(raw(&json!({
                 "resultType": "input_required",
@@ -603,13 +662,17 @@ impl Gateway {
             let Some(ir) = input_required(&resp) else {
                 return Ok(Reply::Upstream(resp));
             };
-            let requests = ir.get("inputRequests").and_then(Value::as_object).cloned().unwrap_or_default();
+            let requests = ir
+                .get("inputRequests")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
             for req in requests.values() {
                 let m = req.get("method").and_then(Value::as_str).unwrap_or_default();
-                if let Some(cap) = mcp::capability_for(m) {
-                    if !mcp::client_supports(&ctx.meta.capabilities, m) {
-                        return Err(GatewayError::MissingCapability(cap));
-                    }
+                if let Some(cap) = mcp::capability_for(m)
+                    && !mcp::client_supports(&ctx.meta.capabilities, m)
+                {
+                    return Err(GatewayError::MissingCapability(cap));
                 }
             }
             let asks = requests.iter().map(|(key, req)| {
@@ -651,7 +714,6 @@ impl Gateway {
             error: ClientError::Protocol(format!("more than {MAX_INPUT_ROUNDS} input rounds")),
         })
     }
-
 }
 
 struct ReleaseOnDrop<'a> {
@@ -700,7 +762,13 @@ fn input_requests(pending: &[(String, ServerRequest)]) -> Map<String, Value> {
 }
 
 /// Starts the upstream call in its own task.
-fn spawn_exchange(client: Arc<crate::client::McpClient>, up: &Upstream, method: &str, params: Params, ctx: &ClientCtx) -> Exchange {
+fn spawn_exchange(
+    client: Arc<crate::client::McpClient>,
+    up: &Upstream,
+    method: &str,
+    params: Params,
+    ctx: &ClientCtx,
+) -> Exchange {
     let (notes_tx, notes) = mpsc::unbounded_channel();
     let (req_tx, requests) = mpsc::unbounded_channel();
     let (result_tx, result) = oneshot::channel();

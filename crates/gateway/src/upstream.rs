@@ -68,7 +68,12 @@ pub struct Unavailable {
 
 impl Upstream {
     /// Starts supervising; events go to `events`.
-    pub fn start(index: usize, cfg: UpstreamConfig, limits: Limits, events: mpsc::UnboundedSender<Event>) -> Arc<Upstream> {
+    pub fn start(
+        index: usize,
+        cfg: UpstreamConfig,
+        limits: Limits,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> Arc<Upstream> {
         let (state_tx, state_rx) = watch::channel(State::Starting);
         let (subs_tx, subs_rx) = watch::channel(BTreeSet::new());
         let stop = CancellationToken::new();
@@ -160,9 +165,8 @@ async fn supervise(
                 tracing::info!(upstream = %cfg.name, era = ?client.server().era, version = %client.server().version, "upstream ready");
                 state.send_replace(State::Ready(client.clone()));
                 let _ = events.send(Event::Ready(index));
-                let listen = (client.server().era == Era::Modern).then(|| {
-                    tokio::spawn(listen_loop(index, client.clone(), subs.clone(), events.clone()))
-                });
+                let listen = (client.server().era == Era::Modern)
+                    .then(|| tokio::spawn(listen_loop(index, client.clone(), subs.clone(), events.clone())));
                 let reason = loop {
                     tokio::select! {
                         ev = client_events.recv() => match ev {
@@ -212,7 +216,12 @@ async fn listen_loop(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let caps = client.server().capabilities.clone();
-    let wants = |cap: &str, key: &str| caps.get(cap).and_then(|c| c.get(key)).and_then(Value::as_bool).unwrap_or(false);
+    let wants = |cap: &str, key: &str| {
+        caps.get(cap)
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
     let mut failures = 0u32;
     loop {
         let uris: Vec<String> = subs.borrow_and_update().iter().cloned().collect();
@@ -244,7 +253,10 @@ async fn listen_loop(
             method: "subscriptions/listen".into(),
             params: Some(params),
             timeout: Duration::from_secs(365 * 24 * 3600),
-            sink: Some(CallSink { notes: notes_tx, requests: req_tx }),
+            sink: Some(CallSink {
+                notes: notes_tx,
+                requests: req_tx,
+            }),
             meta: None,
         };
         let started = Instant::now();
@@ -272,20 +284,24 @@ async fn listen_loop(
         if let Err(e) = ended {
             tracing::debug!(upstream = index, error = %e, "listen stream ended");
         }
-        failures = if started.elapsed() > Duration::from_secs(30) { 0 } else { failures + 1 };
+        failures = if started.elapsed() > Duration::from_secs(30) {
+            0
+        } else {
+            failures + 1
+        };
         tokio::time::sleep(backoff(failures)).await;
     }
 }
 
 fn strip_subscription_id(n: &mut Notification) {
-    if let Some(p) = n.params.as_mut() {
-        if let Some(mut m) = p.get_object("_meta") {
-            m.remove(meta::SUBSCRIPTION_ID);
-            if m.is_empty() {
-                p.remove("_meta");
-            } else {
-                let _ = p.insert("_meta", &m);
-            }
+    if let Some(p) = n.params.as_mut()
+        && let Some(mut m) = p.get_object("_meta")
+    {
+        m.remove(meta::SUBSCRIPTION_ID);
+        if m.is_empty() {
+            p.remove("_meta");
+        } else {
+            let _ = p.insert("_meta", &m);
         }
     }
 }

@@ -5,7 +5,10 @@ fn tool(json: &str) -> RawObject {
 }
 
 fn ns(name: &str, prefix: &str) -> Namespace {
-    Namespace { upstream: name.into(), prefix: prefix.into() }
+    Namespace {
+        upstream: name.into(),
+        prefix: prefix.into(),
+    }
 }
 
 #[test]
@@ -17,20 +20,33 @@ fn tools_are_namespaced_and_keep_unknown_fields() {
     let cat = Catalog::build(&[ns("everything", "everything")], &[Some(&a)]);
     let e = cat.tool("everything__echo").unwrap();
     assert_eq!(e.original, "echo");
-    assert_eq!(e.raw.get(), r#"{"name":"everything__echo","description":"d","x-vendor":{"k":[1,2.50]}}"#);
+    assert_eq!(
+        e.raw.get(),
+        r#"{"name":"everything__echo","description":"d","x-vendor":{"k":[1,2.50]}}"#
+    );
     assert!(cat.tool("echo").is_none());
 }
 
 #[test]
 fn empty_prefix_exposes_unchanged_and_collisions_are_withheld() {
-    let a = UpstreamLists { tools: vec![tool(r#"{"name":"read"}"#), tool(r#"{"name":"a_only"}"#)], ..Default::default() };
-    let b = UpstreamLists { tools: vec![tool(r#"{"name":"read"}"#)], ..Default::default() };
+    let a = UpstreamLists {
+        tools: vec![tool(r#"{"name":"read"}"#), tool(r#"{"name":"a_only"}"#)],
+        ..Default::default()
+    };
+    let b = UpstreamLists {
+        tools: vec![tool(r#"{"name":"read"}"#)],
+        ..Default::default()
+    };
     let cat = Catalog::build(&[ns("a", ""), ns("b", "")], &[Some(&a), Some(&b)]);
     assert!(cat.tool("read").is_none(), "an ambiguous name must route nowhere");
     assert!(cat.tool("a_only").is_some());
     assert_eq!(
         cat.conflicts,
-        vec![Conflict { kind: Kind::Tool, exposed: "read".into(), upstreams: vec!["a".into(), "b".into()] }]
+        vec![Conflict {
+            kind: Kind::Tool,
+            exposed: "read".into(),
+            upstreams: vec!["a".into(), "b".into()]
+        }]
     );
 }
 
@@ -53,7 +69,10 @@ fn resources_route_by_uri_then_template() {
 
 #[test]
 fn unreachable_upstreams_and_nameless_items() {
-    let a = UpstreamLists { tools: vec![tool(r#"{"description":"no name"}"#)], ..Default::default() };
+    let a = UpstreamLists {
+        tools: vec![tool(r#"{"description":"no name"}"#)],
+        ..Default::default()
+    };
     let cat = Catalog::build(&[ns("a", "a"), ns("down", "down")], &[Some(&a), None]);
     assert!(cat.entries(Kind::Tool).is_empty());
     assert_eq!(cat.rejected.len(), 1);
@@ -77,6 +96,12 @@ fn pagination_walks_every_item_once() {
         }
     }
     assert_eq!(seen, (0..7).map(|i| format!("u__t{i}")).collect::<Vec<_>>());
-    assert_eq!(paginate(cat.entries(Kind::Tool), Some("garbage"), 3).unwrap_err(), BadCursor);
-    assert_eq!(paginate(cat.entries(Kind::Tool), Some("pc1:99"), 3).unwrap_err(), BadCursor);
+    assert_eq!(
+        paginate(cat.entries(Kind::Tool), Some("garbage"), 3).unwrap_err(),
+        BadCursor
+    );
+    assert_eq!(
+        paginate(cat.entries(Kind::Tool), Some("pc1:99"), 3).unwrap_err(),
+        BadCursor
+    );
 }

@@ -14,11 +14,23 @@ fn request_round_trip_keeps_unknown_params_byte_for_byte() {
 
 #[test]
 fn notification_and_responses() {
-    assert!(matches!(parse(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#), Ok(Message::Notification(_))));
+    assert!(matches!(
+        parse(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+        Ok(Message::Notification(_))
+    ));
     let r = parse(r#"{"jsonrpc":"2.0","id":"a","result":{"resultType":"complete","zz":1}}"#).unwrap();
-    assert_eq!(String::from_utf8(r.to_vec()).unwrap(), r#"{"jsonrpc":"2.0","id":"a","result":{"resultType":"complete","zz":1}}"#);
+    assert_eq!(
+        String::from_utf8(r.to_vec()).unwrap(),
+        r#"{"jsonrpc":"2.0","id":"a","result":{"resultType":"complete","zz":1}}"#
+    );
     let e = parse(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}}"#).unwrap();
-    assert!(matches!(e, Message::Response(Response { id: None, outcome: Outcome::Error(_) })));
+    assert!(matches!(
+        e,
+        Message::Response(Response {
+            id: None,
+            outcome: Outcome::Error(_)
+        })
+    ));
 }
 
 /// Each malformed frame gets the JSON-RPC code the spec assigns, and the id when readable.
@@ -28,19 +40,55 @@ fn malformed_frames_get_precise_errors() {
         ("{not json", code::PARSE_ERROR, None),
         ("", code::PARSE_ERROR, None),
         ("[]", code::INVALID_REQUEST, None),
-        (r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, code::INVALID_REQUEST, None),
+        (
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#,
+            code::INVALID_REQUEST,
+            None,
+        ),
         ("42", code::INVALID_REQUEST, None),
         (r#"{"id":1,"method":"ping"}"#, code::INVALID_REQUEST, Some(Id::Int(1))),
-        (r#"{"jsonrpc":"1.0","id":2,"method":"ping"}"#, code::INVALID_REQUEST, Some(Id::Int(2))),
-        (r#"{"jsonrpc":"2.0","id":3,"method":7}"#, code::INVALID_REQUEST, Some(Id::Int(3))),
-        (r#"{"jsonrpc":"2.0","id":4,"method":"x","params":[1]}"#, code::INVALID_REQUEST, Some(Id::Int(4))),
-        (r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#, code::INVALID_REQUEST, None),
-        (r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, code::INVALID_REQUEST, None),
-        (r#"{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}"#, code::INVALID_REQUEST, None),
+        (
+            r#"{"jsonrpc":"1.0","id":2,"method":"ping"}"#,
+            code::INVALID_REQUEST,
+            Some(Id::Int(2)),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":7}"#,
+            code::INVALID_REQUEST,
+            Some(Id::Int(3)),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"x","params":[1]}"#,
+            code::INVALID_REQUEST,
+            Some(Id::Int(4)),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
+            code::INVALID_REQUEST,
+            None,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+            code::INVALID_REQUEST,
+            None,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}"#,
+            code::INVALID_REQUEST,
+            None,
+        ),
         (r#"{"jsonrpc":"2.0","id":5}"#, code::INVALID_REQUEST, Some(Id::Int(5))),
-        (r#"{"jsonrpc":"2.0","id":6,"result":1,"error":{"code":1,"message":"x"}}"#, code::INVALID_REQUEST, Some(Id::Int(6))),
+        (
+            r#"{"jsonrpc":"2.0","id":6,"result":1,"error":{"code":1,"message":"x"}}"#,
+            code::INVALID_REQUEST,
+            Some(Id::Int(6)),
+        ),
         (r#"{"jsonrpc":"2.0","result":{}}"#, code::INVALID_REQUEST, None),
-        (r#"{"jsonrpc":"2.0","id":8,"error":{"code":"x"}}"#, code::INVALID_REQUEST, Some(Id::Int(8))),
+        (
+            r#"{"jsonrpc":"2.0","id":8,"error":{"code":"x"}}"#,
+            code::INVALID_REQUEST,
+            Some(Id::Int(8)),
+        ),
     ];
     for (text, want_code, want_id) in cases {
         let err = parse(text).expect_err(text);
@@ -52,8 +100,14 @@ fn malformed_frames_get_precise_errors() {
 
 #[test]
 fn limits_are_enforced_before_parsing() {
-    let limits = Limits { max_frame_bytes: 64, max_depth: 4 };
-    let big = format!(r#"{{"jsonrpc":"2.0","method":"x","params":{{"p":"{}"}}}}"#, "a".repeat(100));
+    let limits = Limits {
+        max_frame_bytes: 64,
+        max_depth: 4,
+    };
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","method":"x","params":{{"p":"{}"}}}}"#,
+        "a".repeat(100)
+    );
     let err = Message::parse(big.as_bytes(), &limits).unwrap_err();
     assert!(err.to_string().contains("exceeds the limit of 64 bytes"), "{err}");
     let deep = r#"{"jsonrpc":"2.0","method":"x","params":{"a":[[[[1]]]]}}"#;

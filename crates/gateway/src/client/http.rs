@@ -77,8 +77,10 @@ impl HttpLink {
     ) -> Result<(HttpLink, ServerInfo), ClientError> {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
-            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| ClientError::Connect(format!("invalid header name `{k}`")))?;
-            let value = HeaderValue::from_str(v).map_err(|_| ClientError::Connect(format!("invalid value for header `{k}`")))?;
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| ClientError::Connect(format!("invalid header name `{k}`")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| ClientError::Connect(format!("invalid value for header `{k}`")))?;
             map.insert(name, value);
         }
         let shared = Arc::new(Shared {
@@ -121,7 +123,9 @@ impl HttpLink {
                 Ok(resp) => match classify_probe(&resp)? {
                     Probe::Modern(info) => return Ok(info),
                     Probe::Legacy if opts.era == EraChoice::Modern => {
-                        return Err(ClientError::Handshake("server did not answer server/discover as a modern server".into()));
+                        return Err(ClientError::Handshake(
+                            "server did not answer server/discover as a modern server".into(),
+                        ));
                     }
                     Probe::Legacy => {}
                 },
@@ -141,7 +145,12 @@ impl HttpLink {
         let resp = self.call(call, &legacy).await?;
         let result: Value = match resp.outcome {
             Outcome::Result(r) => serde_json::from_str(r.get()).map_err(|e| ClientError::Protocol(e.to_string()))?,
-            Outcome::Error(e) => return Err(ClientError::Handshake(format!("initialize failed: {} ({})", e.message, e.code))),
+            Outcome::Error(e) => {
+                return Err(ClientError::Handshake(format!(
+                    "initialize failed: {} ({})",
+                    e.message, e.code
+                )));
+            }
         };
         let info = from_initialize(&result)?;
         self.notify(
@@ -161,7 +170,10 @@ impl HttpLink {
 
     pub async fn call(&self, call: Call, server: &ServerInfo) -> Result<Response, ClientError> {
         if self.is_closed() {
-            return Err(ClientError::Closed(format!("upstream `{}`: session ended", self.shared.label)));
+            return Err(ClientError::Closed(format!(
+                "upstream `{}`: session ended",
+                self.shared.label
+            )));
         }
         let shared = &self.shared;
         let id = shared.registry.next_id();
@@ -221,7 +233,9 @@ impl HttpLink {
         if status.is_success() {
             Ok(())
         } else {
-            Err(ClientError::Protocol(format!("notification `{method}` refused with HTTP {status}")))
+            Err(ClientError::Protocol(format!(
+                "notification `{method}` refused with HTTP {status}"
+            )))
         }
     }
 
@@ -259,7 +273,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The era's request headers beyond the configured ones.
-fn request_headers(shared: &Shared, server: &ServerInfo, method: &str, params: Option<&Params>) -> Vec<(HeaderName, HeaderValue)> {
+fn request_headers(
+    shared: &Shared,
+    server: &ServerInfo,
+    method: &str,
+    params: Option<&Params>,
+) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
     let mut push = |name: &str, value: String| {
         if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
@@ -278,9 +297,7 @@ fn request_headers(shared: &Shared, server: &ServerInfo, method: &str, params: O
             if let Some(name) = name_key.and_then(|k| params.and_then(|p| p.get_str(k))) {
                 push("mcp-name", headers::encode_value(&name));
                 if method == "tools/call" {
-                    let args = params
-                        .and_then(|p| p.get_object("arguments"))
-                        .unwrap_or_default();
+                    let args = params.and_then(|p| p.get_object("arguments")).unwrap_or_default();
                     if let Some(hs) = lock(&shared.param_headers).get(&name) {
                         for h in hs {
                             if let Some(v) = headers::param_value(&args, h) {
@@ -315,10 +332,10 @@ async fn post(
     for (k, v) in extra {
         req = req.header(k, v);
     }
-    if server.era == Era::Legacy {
-        if let Some(s) = lock(&shared.session).clone() {
-            req = req.header("mcp-session-id", s);
-        }
+    if server.era == Era::Legacy
+        && let Some(s) = lock(&shared.session).clone()
+    {
+        req = req.header("mcp-session-id", s);
     }
     let resp = req.send().await.map_err(|e| ClientError::Connect(describe(&e)))?;
     if server.era == Era::Legacy {
@@ -375,7 +392,10 @@ async fn read_answer(
                 "HTTP {status}: {}",
                 String::from_utf8_lossy(body.get(..body.len().min(200)).unwrap_or_default())
             ))),
-            Ok(other) => Err(ClientError::Protocol(format!("expected a response, got {:?}", other.method()))),
+            Ok(other) => Err(ClientError::Protocol(format!(
+                "expected a response, got {:?}",
+                other.method()
+            ))),
             Err(e) => Err(ClientError::Protocol(format!("unreadable response body: {e}"))),
         };
     }
@@ -391,14 +411,19 @@ async fn read_answer(
         // The stream ended without our response.
         let resumable = server.era == Era::Legacy && stream.last_id.is_some() && resumptions < MAX_RESUMPTIONS;
         if !resumable {
-            return Err(ClientError::Closed("the response stream ended before the response".into()));
+            return Err(ClientError::Closed(
+                "the response stream ended before the response".into(),
+            ));
         }
         resumptions += 1;
         tokio::time::sleep(stream.retry.unwrap_or(DEFAULT_RETRY)).await;
         let last = stream.last_id.clone().unwrap_or_default();
         let resp = get(shared, server, Some(&last)).await?;
         if !resp.status().is_success() {
-            return Err(ClientError::Closed(format!("resuming the response stream failed with HTTP {}", resp.status())));
+            return Err(ClientError::Closed(format!(
+                "resuming the response stream failed with HTTP {}",
+                resp.status()
+            )));
         }
         stream.replace_body(resp);
     }
@@ -410,10 +435,10 @@ fn handle_related(shared: &Arc<Shared>, server: &ServerInfo, msg: Message, sink:
         Message::Notification(n) => {
             // Progress tokens and subscription ids map through the registry; anything else on
             // this stream belongs to this call.
-            if let Some(n) = shared.registry.route_notification(n) {
-                if let Some(sink) = sink {
-                    let _ = sink.notes.send(n);
-                }
+            if let Some(n) = shared.registry.route_notification(n)
+                && let Some(sink) = sink
+            {
+                let _ = sink.notes.send(n);
             }
         }
         Message::Request(r) => {
@@ -449,7 +474,11 @@ fn spawn_reply(shared: Arc<Shared>, server: ServerInfo, relayed: Result<(Id, one
     });
 }
 
-async fn get(shared: &Shared, server: &ServerInfo, last_event_id: Option<&str>) -> Result<reqwest::Response, ClientError> {
+async fn get(
+    shared: &Shared,
+    server: &ServerInfo,
+    last_event_id: Option<&str>,
+) -> Result<reqwest::Response, ClientError> {
     let mut req = shared
         .http
         .get(shared.url.clone())
@@ -501,19 +530,16 @@ async fn get_stream_loop(shared: Arc<Shared>, version: String) {
         }
         failures = 0;
         let mut stream = EventStream::new(resp, shared.limits);
-        loop {
-            match stream.next_message().await {
-                Ok(Some(msg)) => match shared.registry.dispatch(msg) {
-                    None | Some(super::registry::Unclaimed::Stale) => {}
-                    Some(super::registry::Unclaimed::Notification(n)) => {
-                        let _ = shared.events.send(ClientEvent::Notification(n));
-                    }
-                    Some(super::registry::Unclaimed::Request(r)) => spawn_reply(shared.clone(), server.clone(), Err(r)),
-                    Some(super::registry::Unclaimed::Relayed(id, rx)) => {
-                        spawn_reply(shared.clone(), server.clone(), Ok((id, rx)));
-                    }
-                },
-                Ok(None) | Err(_) => break,
+        while let Ok(Some(msg)) = stream.next_message().await {
+            match shared.registry.dispatch(msg) {
+                None | Some(super::registry::Unclaimed::Stale) => {}
+                Some(super::registry::Unclaimed::Notification(n)) => {
+                    let _ = shared.events.send(ClientEvent::Notification(n));
+                }
+                Some(super::registry::Unclaimed::Request(r)) => spawn_reply(shared.clone(), server.clone(), Err(r)),
+                Some(super::registry::Unclaimed::Relayed(id, rx)) => {
+                    spawn_reply(shared.clone(), server.clone(), Ok((id, rx)));
+                }
             }
         }
         last_id = stream.last_id.clone();
@@ -537,7 +563,9 @@ async fn read_body(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, C
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| ClientError::Closed(describe(&e)))? {
         if body.len() + chunk.len() > max {
-            return Err(ClientError::Protocol(format!("response exceeds the limit of {max} bytes")));
+            return Err(ClientError::Protocol(format!(
+                "response exceeds the limit of {max} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }
@@ -607,15 +635,25 @@ impl EventStream {
 /// Records the `x-mcp-header` annotations of listed tools and drops tools whose annotations are
 /// invalid, as the transport requires of clients.
 fn screen_tools_list(shared: &Shared, resp: Response) -> Response {
-    let Outcome::Result(raw) = &resp.outcome else { return resp };
-    let Ok(mut result) = RawObject::from_raw(raw) else { return resp };
-    let Ok(Some(tools)) = result.get_as::<Vec<RawObject>>("tools") else { return resp };
+    let Outcome::Result(raw) = &resp.outcome else {
+        return resp;
+    };
+    let Ok(mut result) = RawObject::from_raw(raw) else {
+        return resp;
+    };
+    let Ok(Some(tools)) = result.get_as::<Vec<RawObject>>("tools") else {
+        return resp;
+    };
     let mut kept = Vec::with_capacity(tools.len());
     let mut dropped = false;
     let mut table = lock(&shared.param_headers);
     for tool in tools {
         let name = tool.get_str("name").unwrap_or_default();
-        let schema = tool.get_as::<Value>("inputSchema").ok().flatten().unwrap_or(Value::Null);
+        let schema = tool
+            .get_as::<Value>("inputSchema")
+            .ok()
+            .flatten()
+            .unwrap_or(Value::Null);
         match headers::param_headers(&schema) {
             Ok(hs) => {
                 if hs.is_empty() {

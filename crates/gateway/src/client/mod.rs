@@ -164,7 +164,7 @@ impl ConnectOptions {
 }
 
 enum Link {
-    Stdio(stdio::StdioLink),
+    Stdio(Box<stdio::StdioLink>),
     Http(http::HttpLink),
 }
 
@@ -177,7 +177,9 @@ pub struct McpClient {
 
 impl std::fmt::Debug for McpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("McpClient").field("server", &self.server).finish_non_exhaustive()
+        f.debug_struct("McpClient")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
     }
 }
 
@@ -188,11 +190,19 @@ impl McpClient {
         match transport {
             Transport::Stdio { .. } => {
                 let (link, server) = stdio::StdioLink::connect(transport, opts, events.clone()).await?;
-                Ok(McpClient { link: Link::Stdio(link), server, events })
+                Ok(McpClient {
+                    link: Link::Stdio(Box::new(link)),
+                    server,
+                    events,
+                })
             }
             Transport::Http { url, headers } => {
                 let (link, server) = http::HttpLink::connect(url.clone(), headers, opts, events.clone()).await?;
-                Ok(McpClient { link: Link::Http(link), server, events })
+                Ok(McpClient {
+                    link: Link::Http(link),
+                    server,
+                    events,
+                })
             }
         }
     }
@@ -264,7 +274,12 @@ fn shape_params(params: Option<Params>, server: &ServerInfo, cm: Option<&ClientM
             };
         }
         Era::Legacy => {
-            for k in [meta::PROTOCOL_VERSION, meta::CLIENT_CAPABILITIES, meta::CLIENT_INFO, meta::LOG_LEVEL] {
+            for k in [
+                meta::PROTOCOL_VERSION,
+                meta::CLIENT_CAPABILITIES,
+                meta::CLIENT_INFO,
+                meta::LOG_LEVEL,
+            ] {
                 m.remove(k);
             }
         }
@@ -288,11 +303,19 @@ fn from_discover(result: &Value) -> Result<ServerInfo, ClientError> {
     let version = mcp::MODERN_VERSIONS
         .iter()
         .find(|v| supported.contains(v))
-        .ok_or_else(|| ClientError::Handshake(format!("server supports {supported:?}, none of which Portcullis speaks")))?;
+        .ok_or_else(|| {
+            ClientError::Handshake(format!(
+                "server supports {supported:?}, none of which Portcullis speaks"
+            ))
+        })?;
     Ok(ServerInfo {
         era: Era::Modern,
         version: (*version).to_owned(),
-        capabilities: result.get("capabilities").and_then(Value::as_object).cloned().unwrap_or_default(),
+        capabilities: result
+            .get("capabilities")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
         server_info: result.get("_meta").and_then(|m| m.get(meta::SERVER_INFO)).cloned(),
         instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
     })
@@ -305,12 +328,18 @@ fn from_initialize(result: &Value) -> Result<ServerInfo, ClientError> {
         .and_then(Value::as_str)
         .ok_or_else(|| ClientError::Handshake("initialize result has no protocolVersion".into()))?;
     if !mcp::LEGACY_VERSIONS.contains(&version) {
-        return Err(ClientError::Handshake(format!("server chose protocol version `{version}`, which Portcullis does not speak")));
+        return Err(ClientError::Handshake(format!(
+            "server chose protocol version `{version}`, which Portcullis does not speak"
+        )));
     }
     Ok(ServerInfo {
         era: Era::Legacy,
         version: version.to_owned(),
-        capabilities: result.get("capabilities").and_then(Value::as_object).cloned().unwrap_or_default(),
+        capabilities: result
+            .get("capabilities")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
         server_info: result.get("serverInfo").cloned(),
         instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
     })

@@ -69,14 +69,21 @@ impl Registry {
         let (done, rx) = oneshot::channel();
         let progress = params.as_mut().and_then(|p| swap_progress_token(p, id));
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        self.calls().insert(id, Slot { done, sink, progress, seq });
+        self.calls().insert(
+            id,
+            Slot {
+                done,
+                sink,
+                progress,
+                seq,
+            },
+        );
         rx
     }
 
     pub fn remove(&self, id: i64) -> Option<Slot> {
         self.calls().remove(&id)
     }
-
 
     /// Fails every waiting call with `error` (the link is gone).
     pub fn fail_all(&self, error: &ErrorObject) {
@@ -119,13 +126,11 @@ impl Registry {
             .as_ref()
             .and_then(|p| p.get_object("_meta"))
             .and_then(|m| m.get(meta::SUBSCRIPTION_ID).cloned())
+            && let Some(slot) = sub.as_i64().and_then(|id| calls.get(&id))
+            && let Some(sink) = &slot.sink
         {
-            if let Some(slot) = sub.as_i64().and_then(|id| calls.get(&id)) {
-                if let Some(sink) = &slot.sink {
-                    let _ = sink.notes.send(n);
-                    return None;
-                }
-            }
+            let _ = sink.notes.send(n);
+            return None;
         }
         if n.method == "notifications/progress" {
             let target = n
@@ -135,7 +140,8 @@ impl Registry {
                 .and_then(|t| t.strip_prefix(PROGRESS_PREFIX).and_then(|id| id.parse::<i64>().ok()));
             return match target.and_then(|id| calls.get(&id)) {
                 Some(slot) => {
-                    if let (Some(sink), Some(original), Some(params)) = (&slot.sink, &slot.progress, n.params.as_mut()) {
+                    if let (Some(sink), Some(original), Some(params)) = (&slot.sink, &slot.progress, n.params.as_mut())
+                    {
                         let _ = params.insert("progressToken", original);
                         let _ = sink.notes.send(n);
                     }
@@ -186,7 +192,10 @@ pub(crate) fn forward_request(sink: &CallSink, r: Request) -> Result<(Id, onesho
 fn swap_progress_token(params: &mut Params, id: i64) -> Option<Value> {
     let mut m = params.get_object("_meta")?;
     let original = m.get(meta::PROGRESS_TOKEN)?.clone();
-    m.insert(meta::PROGRESS_TOKEN.into(), Value::String(format!("{PROGRESS_PREFIX}{id}")));
+    m.insert(
+        meta::PROGRESS_TOKEN.into(),
+        Value::String(format!("{PROGRESS_PREFIX}{id}")),
+    );
     params.insert("_meta", &m).ok()?;
     Some(original)
 }
@@ -197,7 +206,10 @@ pub(crate) fn unanswerable(r: &Request) -> Response {
         Some(r.id.clone()),
         ErrorObject::new(
             code::METHOD_NOT_FOUND,
-            format!("`{}` cannot be relayed: no client request is waiting on this server", r.method),
+            format!(
+                "`{}` cannot be relayed: no client request is waiting on this server",
+                r.method
+            ),
         ),
     )
 }

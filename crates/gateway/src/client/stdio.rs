@@ -21,7 +21,8 @@ use tokio::sync::{Mutex, broadcast, mpsc};
 
 use super::registry::{Registry, Unclaimed, unanswerable};
 use super::{
-    Call, ClientError, ClientEvent, ConnectOptions, Probe, ServerInfo, classify_probe, from_initialize, initialize_params,
+    Call, ClientError, ClientEvent, ConnectOptions, Probe, ServerInfo, classify_probe, from_initialize,
+    initialize_params,
 };
 use crate::config::{EraChoice, Transport};
 use crate::framing::{self, Inbound};
@@ -59,7 +60,10 @@ impl ChildGuard {
 
     /// Waits for the child to exit after stdin closed; escalates to SIGTERM, then SIGKILL.
     async fn stop(&mut self) {
-        for (grace, sig) in [(Duration::from_secs(2), Signal::SIGTERM), (Duration::from_secs(2), Signal::SIGKILL)] {
+        for (grace, sig) in [
+            (Duration::from_secs(2), Signal::SIGTERM),
+            (Duration::from_secs(2), Signal::SIGKILL),
+        ] {
             if tokio::time::timeout(grace, self.child.wait()).await.is_ok() {
                 // The leader is gone; make sure its group is too.
                 self.signal_group(Signal::SIGKILL);
@@ -92,7 +96,14 @@ impl StdioLink {
         opts: &ConnectOptions,
         events: broadcast::Sender<ClientEvent>,
     ) -> Result<(StdioLink, ServerInfo), ClientError> {
-        let Transport::Stdio { command, args, env, inherit_env, cwd } = transport else {
+        let Transport::Stdio {
+            command,
+            args,
+            env,
+            inherit_env,
+            cwd,
+        } = transport
+        else {
             return Err(ClientError::Connect("not a stdio transport".into()));
         };
         let mut cmd = Command::new(command);
@@ -111,7 +122,8 @@ impl StdioLink {
             .spawn()
             .map_err(|e| ClientError::Connect(format!("cannot start `{command}`: {e}")))?;
         let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
-        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             return Err(ClientError::Connect("child has no stdio pipes".into()));
         };
         let label = opts.label.clone();
@@ -156,7 +168,9 @@ impl StdioLink {
                                 let outcome = reply.await.unwrap_or_else(|_| {
                                     Outcome::Error(ErrorObject::new(code::INTERNAL_ERROR, "the client went away"))
                                 });
-                                let _ = tx.send(Message::from(Response { id: Some(id), outcome }).to_vec()).await;
+                                let _ = tx
+                                    .send(Message::from(Response { id: Some(id), outcome }).to_vec())
+                                    .await;
                             });
                         }
                     },
@@ -187,7 +201,9 @@ impl StdioLink {
                 Ok(resp) => match classify_probe(&resp)? {
                     Probe::Modern(info) => return Ok(info),
                     Probe::Legacy if opts.era == EraChoice::Modern => {
-                        return Err(ClientError::Handshake("server did not answer server/discover as a modern server".into()));
+                        return Err(ClientError::Handshake(
+                            "server did not answer server/discover as a modern server".into(),
+                        ));
                     }
                     Probe::Legacy => {}
                 },
@@ -200,7 +216,12 @@ impl StdioLink {
             .await?;
         let result = match resp.outcome {
             Outcome::Result(r) => serde_json::from_str(r.get()).map_err(|e| ClientError::Protocol(e.to_string()))?,
-            Outcome::Error(e) => return Err(ClientError::Handshake(format!("initialize failed: {} ({})", e.message, e.code))),
+            Outcome::Error(e) => {
+                return Err(ClientError::Handshake(format!(
+                    "initialize failed: {} ({})",
+                    e.message, e.code
+                )));
+            }
         };
         let info = from_initialize(&result)?;
         self.notify(Notification {

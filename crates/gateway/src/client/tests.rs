@@ -1,21 +1,39 @@
 use super::*;
 
 fn modern() -> ServerInfo {
-    ServerInfo { era: Era::Modern, version: "2026-07-28".into(), capabilities: Map::new(), server_info: None, instructions: None }
+    ServerInfo {
+        era: Era::Modern,
+        version: "2026-07-28".into(),
+        capabilities: Map::new(),
+        server_info: None,
+        instructions: None,
+    }
 }
 
 fn legacy() -> ServerInfo {
-    ServerInfo { era: Era::Legacy, version: "2025-11-25".into(), ..modern() }
+    ServerInfo {
+        era: Era::Legacy,
+        version: "2025-11-25".into(),
+        ..modern()
+    }
 }
 
 #[test]
 fn modern_params_get_protocol_fields_and_keep_the_rest() {
-    let p = Params::from_json(r#"{"name":"x","_meta":{"progressToken":5,"com.example/k":"v"},"arguments":{"a":1}}"#).unwrap();
-    let cm = ClientMeta { capabilities: serde_json::from_str(r#"{"elicitation":{}}"#).unwrap(), client_info: None, log_level: Some("info".into()) };
+    let p = Params::from_json(r#"{"name":"x","_meta":{"progressToken":5,"com.example/k":"v"},"arguments":{"a":1}}"#)
+        .unwrap();
+    let cm = ClientMeta {
+        capabilities: serde_json::from_str(r#"{"elicitation":{}}"#).unwrap(),
+        client_info: None,
+        log_level: Some("info".into()),
+    };
     let out = shape_params(Some(p), &modern(), Some(&cm)).to_value();
     let m = &out["_meta"];
     assert_eq!(m["io.modelcontextprotocol/protocolVersion"], "2026-07-28");
-    assert_eq!(m["io.modelcontextprotocol/clientCapabilities"], json!({"elicitation":{}}));
+    assert_eq!(
+        m["io.modelcontextprotocol/clientCapabilities"],
+        json!({"elicitation":{}})
+    );
     assert_eq!(m["io.modelcontextprotocol/clientInfo"]["name"], "portcullis");
     assert_eq!(m["io.modelcontextprotocol/logLevel"], "info");
     assert_eq!(m["progressToken"], 5);
@@ -32,12 +50,22 @@ fn legacy_params_lose_modern_fields() {
 
 #[test]
 fn probe_classification() {
-    let ok = Response::result(portcullis_core::Id::Int(1), serde_json::value::to_raw_value(&json!({"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}}})).unwrap());
+    let ok = Response::result(
+        portcullis_core::Id::Int(1),
+        serde_json::value::to_raw_value(&json!({"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}}}))
+            .unwrap(),
+    );
     assert!(matches!(classify_probe(&ok), Ok(Probe::Modern(_))));
     let legacy = Response::error(None, ErrorObject::new(-32601, "Method not found"));
     assert!(matches!(classify_probe(&legacy), Ok(Probe::Legacy)));
-    let unsupported = Response::error(None, ErrorObject::with_data(-32022, "x", &json!({"supported":["2099-01-01"]})));
+    let unsupported = Response::error(
+        None,
+        ErrorObject::with_data(-32022, "x", &json!({"supported":["2099-01-01"]})),
+    );
     assert!(classify_probe(&unsupported).is_err());
-    let future_only = Response::result(portcullis_core::Id::Int(1), serde_json::value::to_raw_value(&json!({"supportedVersions":["2099-01-01"],"capabilities":{}})).unwrap());
+    let future_only = Response::result(
+        portcullis_core::Id::Int(1),
+        serde_json::value::to_raw_value(&json!({"supportedVersions":["2099-01-01"],"capabilities":{}})).unwrap(),
+    );
     assert!(classify_probe(&future_only).is_err());
 }

@@ -25,7 +25,11 @@ headers = { X-Team = "a" }
     .unwrap();
     assert_eq!(c.gateway.listen.to_string(), "127.0.0.1:8787");
     assert_eq!(c.gateway.data_dir, Path::new("/etc/p/./.portcullis"));
-    let names: Vec<_> = c.upstreams.iter().map(|u| (u.name.as_str(), u.prefix.as_str())).collect();
+    let names: Vec<_> = c
+        .upstreams
+        .iter()
+        .map(|u| (u.name.as_str(), u.prefix.as_str()))
+        .collect();
     assert_eq!(names, [("everything", "everything"), ("remote", "remote")]);
     assert!(matches!(&c.upstreams[0].transport, Transport::Stdio { command, .. } if command == "npx"));
     assert!(matches!(&c.upstreams[1].transport, Transport::Http { headers, .. } if headers["X-Team"] == "a"));
@@ -35,18 +39,51 @@ headers = { X-Team = "a" }
 #[test]
 fn errors_name_key_and_line() {
     let cases: &[(&str, &str)] = &[
-        ("[gateway]\nlisten = \"nowhere\"\n", "portcullis.toml:2: `gateway.listen`"),
-        ("[upstreams.a]\ncommand = \"\"\n", "portcullis.toml:2: `upstreams.a.command`: must not be empty"),
-        ("[upstreams.a]\nurl = \"ftp://x\"\n", "`upstreams.a.url`: must be an http:// or https:// URL"),
+        (
+            "[gateway]\nlisten = \"nowhere\"\n",
+            "portcullis.toml:2: `gateway.listen`",
+        ),
+        (
+            "[upstreams.a]\ncommand = \"\"\n",
+            "portcullis.toml:2: `upstreams.a.command`: must not be empty",
+        ),
+        (
+            "[upstreams.a]\nurl = \"ftp://x\"\n",
+            "`upstreams.a.url`: must be an http:// or https:// URL",
+        ),
         ("[upstreams.a]\nurl = \"http://x\"\ncommand = \"y\"\n", "not both"),
-        ("[upstreams.a]\nargs = []\n", "`upstreams.a`: needs `command` (stdio) or `url` (HTTP)"),
-        ("[upstreams.a]\ncommand = \"x\"\nera = \"future\"\n", "portcullis.toml:3: `upstreams.a.era`"),
-        ("[upstreams.a]\ncommand = \"x\"\ncall_timeout = \"soon\"\n", "`upstreams.a.call_timeout`"),
-        ("[upstreams.a]\ncommand = \"x\"\nprefix = \"\"\n[upstreams.b]\ncommand = \"y\"\nprefix = \"\"\n", "`upstreams.b.prefix`: prefix `` is also used by upstream `a`"),
-        ("[upstreams.a]\ncommand = \"x\"\nprefix = \"a.b\"\n", "`upstreams.a.prefix`"),
-        ("[upstreams.a]\ncommand = \"x\"\ncolour = \"red\"\n", "unknown field `colour`"),
-        ("[gateway]\nmax_json_depth = 1\n", "`gateway.max_json_depth`: must be between 4 and 512"),
-        ("[upstreams.a]\nurl = \"http://x\"\nheaders = { \"bad header\" = \"v\" }\n", "not a valid header name"),
+        (
+            "[upstreams.a]\nargs = []\n",
+            "`upstreams.a`: needs `command` (stdio) or `url` (HTTP)",
+        ),
+        (
+            "[upstreams.a]\ncommand = \"x\"\nera = \"future\"\n",
+            "portcullis.toml:3: `upstreams.a.era`",
+        ),
+        (
+            "[upstreams.a]\ncommand = \"x\"\ncall_timeout = \"soon\"\n",
+            "`upstreams.a.call_timeout`",
+        ),
+        (
+            "[upstreams.a]\ncommand = \"x\"\nprefix = \"\"\n[upstreams.b]\ncommand = \"y\"\nprefix = \"\"\n",
+            "`upstreams.b.prefix`: prefix `` is also used by upstream `a`",
+        ),
+        (
+            "[upstreams.a]\ncommand = \"x\"\nprefix = \"a.b\"\n",
+            "`upstreams.a.prefix`",
+        ),
+        (
+            "[upstreams.a]\ncommand = \"x\"\ncolour = \"red\"\n",
+            "unknown field `colour`",
+        ),
+        (
+            "[gateway]\nmax_json_depth = 1\n",
+            "`gateway.max_json_depth`: must be between 4 and 512",
+        ),
+        (
+            "[upstreams.a]\nurl = \"http://x\"\nheaders = { \"bad header\" = \"v\" }\n",
+            "not a valid header name",
+        ),
     ];
     for (text, want) in cases {
         let err = parse(text).expect_err(text).to_string();

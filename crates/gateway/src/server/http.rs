@@ -6,6 +6,11 @@
 //! legacy session opened by `initialize` (`Mcp-Session-Id`, GET stream, DELETE, resumable
 //! streams).
 
+#![expect(
+    clippy::result_large_err,
+    reason = "an HTTP rejection is returned as the response itself, on the cold path; boxing it buys nothing"
+)]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -135,7 +140,9 @@ fn plain(status: StatusCode, e: ErrorObject) -> Response {
     error_response(status, None, e)
 }
 
-fn sse_response(stream: impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static) -> Response {
+fn sse_response(
+    stream: impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+) -> Response {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -158,7 +165,11 @@ fn modern_status(e: &ErrorObject) -> StatusCode {
 }
 
 fn header_mismatch(id: &Id, message: String) -> Response {
-    error_response(StatusCode::BAD_REQUEST, Some(id.clone()), ErrorObject::new(code::HEADER_MISMATCH, message))
+    error_response(
+        StatusCode::BAD_REQUEST,
+        Some(id.clone()),
+        ErrorObject::new(code::HEADER_MISMATCH, message),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,7 +185,13 @@ fn host_part(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
         return rest.split(']').next().unwrap_or_default();
     }
-    authority.rsplit_once(':').map_or(authority, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { authority })
+    authority.rsplit_once(':').map_or(authority, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            authority
+        }
+    })
 }
 
 impl HttpFront {
@@ -182,11 +199,23 @@ impl HttpFront {
         let forbidden = |what: &str| {
             Err(plain(
                 StatusCode::FORBIDDEN,
-                ErrorObject::new(code::INVALID_REQUEST, format!("forbidden: {what} is not allowed (DNS rebinding protection)")),
+                ErrorObject::new(
+                    code::INVALID_REQUEST,
+                    format!("forbidden: {what} is not allowed (DNS rebinding protection)"),
+                ),
             ))
         };
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-        if host.is_empty() || !(is_loopback_host(host_part(host)) || self.allowed_hosts.iter().any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(host_part(host)))) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        if host.is_empty()
+            || !(is_loopback_host(host_part(host))
+                || self
+                    .allowed_hosts
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(host_part(host))))
+        {
             return forbidden(&format!("Host `{host}`"));
         }
         if let Some(origin) = headers.get(header::ORIGIN) {
@@ -194,7 +223,10 @@ impl HttpFront {
             let ok = self.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(origin))
                 || reqwest::Url::parse(origin)
                     .ok()
-                    .and_then(|u| u.host_str().map(|h| is_loopback_host(h.trim_start_matches('[').trim_end_matches(']'))))
+                    .and_then(|u| {
+                        u.host_str()
+                            .map(|h| is_loopback_host(h.trim_start_matches('[').trim_end_matches(']')))
+                    })
                     .unwrap_or(false);
             if !ok {
                 return forbidden(&format!("Origin `{origin}`"));
@@ -241,7 +273,10 @@ async fn post(front: Arc<HttpFront>, req: Request) -> Response {
         Err(_) => {
             return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorObject::new(code::INVALID_REQUEST, format!("request body exceeds the limit of {} bytes", limits.max_frame_bytes)),
+                ErrorObject::new(
+                    code::INVALID_REQUEST,
+                    format!("request body exceeds the limit of {} bytes", limits.max_frame_bytes),
+                ),
             );
         }
     };
@@ -269,28 +304,45 @@ async fn post(front: Arc<HttpFront>, req: Request) -> Response {
             if let Some(s) = session_id.and_then(|id| front.session(id)) {
                 legacy_notification(&s, n);
             }
-            Response::builder().status(StatusCode::ACCEPTED).body(Body::empty()).unwrap_or_default()
+            Response::builder()
+                .status(StatusCode::ACCEPTED)
+                .body(Body::empty())
+                .unwrap_or_default()
         }
         Message::Response(r) => match session_id.and_then(|id| front.session(id)) {
             Some(s) => {
                 s.session.requester.complete(r);
-                Response::builder().status(StatusCode::ACCEPTED).body(Body::empty()).unwrap_or_default()
+                Response::builder()
+                    .status(StatusCode::ACCEPTED)
+                    .body(Body::empty())
+                    .unwrap_or_default()
             }
             None => plain(
                 StatusCode::BAD_REQUEST,
-                ErrorObject::new(code::INVALID_REQUEST, "a response needs the `Mcp-Session-Id` of the session that asked"),
+                ErrorObject::new(
+                    code::INVALID_REQUEST,
+                    "a response needs the `Mcp-Session-Id` of the session that asked",
+                ),
             ),
         },
     }
 }
 
 /// Checks the 2026-07-28 request-metadata headers against the body.
-fn check_modern_headers(front: &HttpFront, headers: &HeaderMap, r: &RpcRequest, meta: &RequestMeta) -> Result<(), Response> {
+fn check_modern_headers(
+    front: &HttpFront,
+    headers: &HeaderMap,
+    r: &RpcRequest,
+    meta: &RequestMeta,
+) -> Result<(), Response> {
     let id = &r.id;
     match header_str(headers, "mcp-method") {
         None => return Err(header_mismatch(id, "missing `Mcp-Method` header".into())),
         Some(m) if m != r.method => {
-            return Err(header_mismatch(id, format!("`Mcp-Method` header `{m}` does not match body method `{}`", r.method)));
+            return Err(header_mismatch(
+                id,
+                format!("`Mcp-Method` header `{m}` does not match body method `{}`", r.method),
+            ));
         }
         Some(_) => {}
     }
@@ -308,7 +360,10 @@ fn check_modern_headers(front: &HttpFront, headers: &HeaderMap, r: &RpcRequest, 
                 Ok(v) => {
                     return Err(header_mismatch(
                         id,
-                        format!("`Mcp-Name` header `{v}` does not match body {key} `{}`", body.unwrap_or_default()),
+                        format!(
+                            "`Mcp-Name` header `{v}` does not match body {key} `{}`",
+                            body.unwrap_or_default()
+                        ),
                     ));
                 }
                 Err(e) => return Err(header_mismatch(id, format!("`Mcp-Name` header: {e}"))),
@@ -316,13 +371,15 @@ fn check_modern_headers(front: &HttpFront, headers: &HeaderMap, r: &RpcRequest, 
         }
     }
     if let Some(header_version) = header_str(headers, "mcp-protocol-version") {
-        if let Some(body_version) = meta.protocol_version.as_deref() {
-            if body_version != header_version {
-                return Err(header_mismatch(
-                    id,
-                    format!("`MCP-Protocol-Version` header `{header_version}` does not match `_meta` version `{body_version}`"),
-                ));
-            }
+        if let Some(body_version) = meta.protocol_version.as_deref()
+            && body_version != header_version
+        {
+            return Err(header_mismatch(
+                id,
+                format!(
+                    "`MCP-Protocol-Version` header `{header_version}` does not match `_meta` version `{body_version}`"
+                ),
+            ));
         }
     } else {
         return Err(header_mismatch(id, "missing `MCP-Protocol-Version` header".into()));
@@ -336,15 +393,27 @@ fn check_modern_headers(front: &HttpFront, headers: &HeaderMap, r: &RpcRequest, 
 /// Validates `Mcp-Param-*` headers against the arguments, for tools whose exposed schema
 /// annotates parameters with `x-mcp-header`.
 fn check_param_headers(front: &HttpFront, headers: &HeaderMap, r: &RpcRequest) -> Result<(), Response> {
-    let Some(name) = r.params.as_ref().and_then(|p| p.get_str("name")) else { return Ok(()) };
+    let Some(name) = r.params.as_ref().and_then(|p| p.get_str("name")) else {
+        return Ok(());
+    };
     let cat = front.gw.catalog();
     let Some(tool) = cat.tool(&name) else { return Ok(()) };
-    let Some(schema) = tool.definition.get("inputSchema").filter(|s| s.get().contains("x-mcp-header")) else {
+    let Some(schema) = tool
+        .definition
+        .get("inputSchema")
+        .filter(|s| s.get().contains("x-mcp-header"))
+    else {
         return Ok(());
     };
     let schema: Value = serde_json::from_str(schema.get()).unwrap_or(Value::Null);
-    let Ok(annotations) = mcp_headers::param_headers(&schema) else { return Ok(()) };
-    let args = r.params.as_ref().and_then(|p| p.get_object("arguments")).unwrap_or_default();
+    let Ok(annotations) = mcp_headers::param_headers(&schema) else {
+        return Ok(());
+    };
+    let args = r
+        .params
+        .as_ref()
+        .and_then(|p| p.get_object("arguments"))
+        .unwrap_or_default();
     for h in annotations {
         let header_name = format!("mcp-param-{}", h.name);
         let expected = mcp_headers::param_value(&args, &h).and_then(|v| mcp_headers::decode_value(v.as_bytes()).ok());
@@ -358,7 +427,11 @@ fn check_param_headers(front: &HttpFront, headers: &HeaderMap, r: &RpcRequest) -
         if expected != got {
             return Err(header_mismatch(
                 &r.id,
-                format!("`Mcp-Param-{}` header does not match argument `{}`", h.name, h.path.join(".")),
+                format!(
+                    "`Mcp-Param-{}` header does not match argument `{}`",
+                    h.name,
+                    h.path.join(".")
+                ),
             ));
         }
     }
@@ -391,7 +464,12 @@ async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcReques
         let session = Arc::new(Session::from_initialize(sid.clone(), r.params.as_ref()));
         let hs = Arc::new(HttpSession {
             in_flight: Mutex::new(HashMap::new()),
-            pump: spawn_change_pump(front.gw.clone(), Arc::downgrade(&session), sid.clone(), Arc::downgrade(&front)),
+            pump: spawn_change_pump(
+                front.gw.clone(),
+                Arc::downgrade(&session),
+                sid.clone(),
+                Arc::downgrade(&front),
+            ),
             session,
             streams: Streams::default(),
             standalone: Mutex::new(None),
@@ -409,23 +487,33 @@ async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcReques
         return error_response(
             StatusCode::BAD_REQUEST,
             Some(r.id),
-            ErrorObject::new(code::INVALID_REQUEST, "missing `Mcp-Session-Id` header: send `initialize` first, or use protocol version 2026-07-28"),
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                "missing `Mcp-Session-Id` header: send `initialize` first, or use protocol version 2026-07-28",
+            ),
         );
     };
     let Some(hs) = front.session(sid) else {
-        return error_response(StatusCode::NOT_FOUND, Some(r.id), ErrorObject::new(code::INVALID_REQUEST, "session not found"));
+        return error_response(
+            StatusCode::NOT_FOUND,
+            Some(r.id),
+            ErrorObject::new(code::INVALID_REQUEST, "session not found"),
+        );
     };
-    if let Some(v) = header_str(headers, "mcp-protocol-version") {
-        if v != hs.session.version {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                Some(r.id),
-                ErrorObject::new(
-                    code::INVALID_REQUEST,
-                    format!("`MCP-Protocol-Version` `{v}` does not match the session's `{}`", hs.session.version),
+    if let Some(v) = header_str(headers, "mcp-protocol-version")
+        && v != hs.session.version
+    {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            Some(r.id),
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                format!(
+                    "`MCP-Protocol-Version` `{v}` does not match the session's `{}`",
+                    hs.session.version
                 ),
-            );
-        }
+            ),
+        );
     }
     let ctx = ClientCtx::legacy(hs.session.clone(), LOCAL_PRINCIPAL);
     answer(front, ctx, r, Some(hs)).await
@@ -470,17 +558,20 @@ async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Op
         Era::Legacy => AbortOnDrop(None),
     };
     let Some(first) = rx.recv().await else {
-        return plain(StatusCode::INTERNAL_SERVER_ERROR, ErrorObject::new(code::INTERNAL_ERROR, "request handler failed"));
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorObject::new(code::INTERNAL_ERROR, "request handler failed"),
+        );
     };
-    if let Message::Response(resp) = &first {
-        if resp.id.as_ref() == Some(&id) {
-            let status = match (era, resp.as_error()) {
-                (Era::Modern, Some(e)) => modern_status(e),
-                _ => StatusCode::OK,
-            };
-            drop(guard);
-            return json_response(status, &first);
-        }
+    if let Message::Response(resp) = &first
+        && resp.id.as_ref() == Some(&id)
+    {
+        let status = match (era, resp.as_error()) {
+            (Era::Modern, Some(e)) => modern_status(e),
+            _ => StatusCode::OK,
+        };
+        drop(guard);
+        return json_response(status, &first);
     }
     match legacy {
         Some(hs) => {
@@ -500,25 +591,30 @@ async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Op
             sse_response(log.reader(None))
         }
         None => {
-            let stream = futures::stream::unfold((Some(first), rx, guard, false), move |(pending, mut rx, guard, done)| {
-                let id = id.clone();
-                async move {
-                    if done {
-                        return None;
+            let stream = futures::stream::unfold(
+                (Some(first), rx, guard, false),
+                move |(pending, mut rx, guard, done)| {
+                    let id = id.clone();
+                    async move {
+                        if done {
+                            return None;
+                        }
+                        let m = match pending {
+                            Some(m) => m,
+                            None => match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+                                Ok(Some(m)) => m,
+                                Ok(None) => return None,
+                                Err(_) => {
+                                    return Some((Ok(Bytes::from_static(sse::KEEP_ALIVE)), (None, rx, guard, false)));
+                                }
+                            },
+                        };
+                        let last = matches!(&m, Message::Response(r) if r.id.as_ref() == Some(&id));
+                        let ev = Bytes::from(sse::encode(None, &String::from_utf8_lossy(&m.to_vec())));
+                        Some((Ok(ev), (None, rx, guard, last)))
                     }
-                    let m = match pending {
-                        Some(m) => m,
-                        None => match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
-                            Ok(Some(m)) => m,
-                            Ok(None) => return None,
-                            Err(_) => return Some((Ok(Bytes::from_static(sse::KEEP_ALIVE)), (None, rx, guard, false))),
-                        },
-                    };
-                    let last = matches!(&m, Message::Response(r) if r.id.as_ref() == Some(&id));
-                    let ev = Bytes::from(sse::encode(None, &String::from_utf8_lossy(&m.to_vec())));
-                    Some((Ok(ev), (None, rx, guard, last)))
-                }
-            });
+                },
+            );
             sse_response(stream)
         }
     }
@@ -527,7 +623,10 @@ async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Op
 fn legacy_notification(hs: &HttpSession, n: Notification) {
     match n.method.as_str() {
         "notifications/cancelled" => {
-            let id = n.params.as_ref().and_then(|p| p.get_as::<Id>("requestId").ok().flatten());
+            let id = n
+                .params
+                .as_ref()
+                .and_then(|p| p.get_as::<Id>("requestId").ok().flatten());
             if let Some(task) = id.and_then(|id| lock(&hs.in_flight).remove(&id)) {
                 task.abort();
             }
@@ -547,16 +646,23 @@ fn get(front: Arc<HttpFront>, headers: &HeaderMap) -> Response {
             .unwrap_or_default();
     };
     let Some(hs) = front.session(sid) else {
-        return plain(StatusCode::NOT_FOUND, ErrorObject::new(code::INVALID_REQUEST, "session not found"));
+        return plain(
+            StatusCode::NOT_FOUND,
+            ErrorObject::new(code::INVALID_REQUEST, "session not found"),
+        );
     };
-    let accepts_sse = header_str(headers, "accept").is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"));
+    let accepts_sse =
+        header_str(headers, "accept").is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"));
     if !accepts_sse {
-        return plain(StatusCode::NOT_ACCEPTABLE, ErrorObject::new(code::INVALID_REQUEST, "GET needs `Accept: text/event-stream`"));
+        return plain(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorObject::new(code::INVALID_REQUEST, "GET needs `Accept: text/event-stream`"),
+        );
     }
-    if let Some(last) = header_str(headers, "last-event-id") {
-        if let Some((log, seq)) = hs.streams.resume(last) {
-            return sse_response(log.reader(Some(seq)));
-        }
+    if let Some(last) = header_str(headers, "last-event-id")
+        && let Some((log, seq)) = hs.streams.resume(last)
+    {
+        return sse_response(log.reader(Some(seq)));
     }
     let log = hs.streams.open();
     if let Some(old) = lock(&hs.standalone).replace(log.clone()) {
@@ -578,9 +684,15 @@ fn delete(front: Arc<HttpFront>, headers: &HeaderMap) -> Response {
         Some(hs) => {
             hs.session.requester.close();
             super::stdio::release_session(&front.gw, &hs.session);
-            Response::builder().status(StatusCode::OK).body(Body::empty()).unwrap_or_default()
+            Response::builder()
+                .status(StatusCode::OK)
+                .body(Body::empty())
+                .unwrap_or_default()
         }
-        None => plain(StatusCode::NOT_FOUND, ErrorObject::new(code::INVALID_REQUEST, "session not found")),
+        None => plain(
+            StatusCode::NOT_FOUND,
+            ErrorObject::new(code::INVALID_REQUEST, "session not found"),
+        ),
     }
 }
 
@@ -603,8 +715,12 @@ fn spawn_change_pump(
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => return,
             };
-            let (Some(session), Some(front)) = (session.upgrade(), front.upgrade()) else { return };
-            let Some(n) = super::stdio::change_notification(&change, &session) else { continue };
+            let (Some(session), Some(front)) = (session.upgrade(), front.upgrade()) else {
+                return;
+            };
+            let Some(n) = super::stdio::change_notification(&change, &session) else {
+                continue;
+            };
             let hs = lock(&front.sessions).get(&sid).cloned();
             if let Some(log) = hs.and_then(|hs| lock(&hs.standalone).clone()) {
                 log.push(&Message::Notification(n));

@@ -5,9 +5,9 @@ pub mod http;
 pub mod stdio;
 mod streams;
 
+use portcullis_core::ErrorObject;
 use portcullis_core::jsonrpc::code;
 use portcullis_core::mcp::{self, RequestMeta};
-use portcullis_core::ErrorObject;
 use serde_json::json;
 
 /// Checks the per-request protocol fields of a modern request.

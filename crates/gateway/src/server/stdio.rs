@@ -152,7 +152,10 @@ impl Conn {
     fn notification(&self, n: Notification) {
         match n.method.as_str() {
             "notifications/cancelled" => {
-                let id = n.params.as_ref().and_then(|p| p.get_as::<Id>("requestId").ok().flatten());
+                let id = n
+                    .params
+                    .as_ref()
+                    .and_then(|p| p.get_as::<Id>("requestId").ok().flatten());
                 if let Some(task) = id.and_then(|id| lock(&self.in_flight).remove(&id)) {
                     task.abort();
                 }
@@ -180,10 +183,10 @@ fn spawn_change_pump(gw: Arc<Gateway>, session: Arc<Session>, out: mpsc::Sender<
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => None,
                 Err(_) => return,
             };
-            if let Some(n) = note {
-                if out.send(Message::from(n).to_vec()).await.is_err() {
-                    return;
-                }
+            if let Some(n) = note
+                && out.send(Message::from(n).to_vec()).await.is_err()
+            {
+                return;
             }
         }
     });

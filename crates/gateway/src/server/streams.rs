@@ -134,10 +134,10 @@ impl Streams {
             wake: Notify::new(),
         });
         let mut logs = lock(&self.logs);
-        if logs.len() >= MAX_STREAMS {
-            if let Some(oldest) = logs.keys().min().copied() {
-                logs.remove(&oldest);
-            }
+        if logs.len() >= MAX_STREAMS
+            && let Some(oldest) = logs.keys().min().copied()
+        {
+            logs.remove(&oldest);
         }
         logs.insert(id, log.clone());
         log
@@ -165,7 +165,10 @@ mod tests {
     use portcullis_core::Notification;
 
     fn note(i: u32) -> Message {
-        Message::Notification(Notification { method: format!("n{i}"), params: None })
+        Message::Notification(Notification {
+            method: format!("n{i}"),
+            params: None,
+        })
     }
 
     #[tokio::test]
