@@ -2,6 +2,13 @@
 //! HTTP, `server-filesystem`, and the MCP Inspector CLI as the client, both through
 //! `portcullis serve` and through `portcullis stdio`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers"
+)]
+
 mod common;
 
 use std::time::Duration;
@@ -28,7 +35,10 @@ async fn everything_http() -> EverythingHttp {
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "server-everything (HTTP) did not start");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "server-everything (HTTP) did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     EverythingHttp {
@@ -59,18 +69,34 @@ async fn inspector_lists_and_calls_tools_of_three_upstreams_over_http() {
     let (ok, out, err) = inspector(&[&gw.url, "--method", "tools/list"]).await;
     assert!(ok, "inspector tools/list failed: {err}");
     for name in ["everything__echo", "remote__get-sum", "files__read_text_file"] {
-        assert!(out.contains(&format!("\"{name}\"")), "{name} missing from the inspector's list: {out}");
+        assert!(
+            out.contains(&format!("\"{name}\"")),
+            "{name} missing from the inspector's list: {out}"
+        );
     }
 
     let (ok, out, err) = inspector(&[
-        &gw.url, "--method", "tools/call", "--tool-name", "everything__echo", "--tool-arg", "message=through the gate",
+        &gw.url,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "everything__echo",
+        "--tool-arg",
+        "message=through the gate",
     ])
     .await;
     assert!(ok, "inspector call failed: {err}");
     assert!(out.contains("Echo: through the gate"), "{out}");
 
     let (ok, out, err) = inspector(&[
-        &gw.url, "--method", "tools/call", "--tool-name", "remote__get-sum", "--tool-arg", "a=2", "b=40",
+        &gw.url,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "remote__get-sum",
+        "--tool-arg",
+        "a=2",
+        "b=40",
     ])
     .await;
     assert!(ok, "inspector call failed: {err}");
@@ -79,14 +105,22 @@ async fn inspector_lists_and_calls_tools_of_three_upstreams_over_http() {
     let file = files_dir.join("hello.txt");
     let path_arg = format!("path={}", file.display());
     let (ok, out, err) = inspector(&[
-        &gw.url, "--method", "tools/call", "--tool-name", "files__read_text_file", "--tool-arg", &path_arg,
+        &gw.url,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "files__read_text_file",
+        "--tool-arg",
+        &path_arg,
     ])
     .await;
     assert!(ok, "inspector call failed: {err}");
     assert!(out.contains("hello from the filesystem server"), "{out}");
 
     // The same calls from both eras of client, straight over HTTP.
-    let modern = Modern::new(&gw.url).call("remote__echo", json!({"message": "modern"})).await;
+    let modern = Modern::new(&gw.url)
+        .call("remote__echo", json!({"message": "modern"}))
+        .await;
     assert_eq!(modern["result"]["content"][0]["text"], "Echo: modern", "{modern}");
     let legacy = Legacy::connect(&gw.url).await;
     let r = legacy.call("everything__get-sum", json!({"a": 1, "b": 2})).await;
@@ -116,11 +150,23 @@ async fn inspector_reaches_upstreams_through_portcullis_stdio() {
 
     let (ok, out, err) = inspector(&["-e", &env, "--method", "tools/list", "--", &bin, "stdio"]).await;
     assert!(ok, "inspector tools/list over stdio failed: {err}");
-    assert!(out.contains("\"everything__echo\"") && out.contains("\"files__list_directory\""), "{out}");
+    assert!(
+        out.contains("\"everything__echo\"") && out.contains("\"files__list_directory\""),
+        "{out}"
+    );
 
     let path_arg = format!("path={}", files_dir.display());
     let (ok, out, err) = inspector(&[
-        "-e", &env, "--method", "tools/call", "--tool-name", "files__list_directory", "--tool-arg", &path_arg, "--", &bin,
+        "-e",
+        &env,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "files__list_directory",
+        "--tool-arg",
+        &path_arg,
+        "--",
+        &bin,
         "stdio",
     ])
     .await;
@@ -134,16 +180,36 @@ async fn cli_tools_and_call_work_against_real_servers() {
     let config = files.path().join("portcullis.toml");
     std::fs::write(
         &config,
-        format!("[upstreams.everything]\ncommand = {}\n", toml_str(&peer_bin("mcp-server-everything").to_string_lossy())),
+        format!(
+            "[upstreams.everything]\ncommand = {}\n",
+            toml_str(&peer_bin("mcp-server-everything").to_string_lossy())
+        ),
     )
     .unwrap();
-    let out = Command::new(portcullis()).args(["tools", "--json", "--config"]).arg(&config).output().await.unwrap();
+    let out = Command::new(portcullis())
+        .args(["tools", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(listed["tools"].as_array().unwrap().iter().any(|t| t["name"] == "everything__get-sum"));
+    assert!(
+        listed["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "everything__get-sum")
+    );
 
     let out = Command::new(portcullis())
-        .args(["call", "everything__get-sum", "--args", r#"{"a":20,"b":22}"#, "--config"])
+        .args([
+            "call",
+            "everything__get-sum",
+            "--args",
+            r#"{"a":20,"b":22}"#,
+            "--config",
+        ])
         .arg(&config)
         .output()
         .await

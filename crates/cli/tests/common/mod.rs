@@ -2,6 +2,13 @@
 //! loopback port, and a small JSON-RPC-over-HTTP client that shows raw bytes, status and headers.
 
 #![allow(dead_code, reason = "each test binary uses a different part of this module")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test support: a failure here is a test failure"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -82,9 +89,8 @@ impl Served {
     pub async fn start_with(upstreams: &str, gateway_extra: &str) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let config = format!(
-            "[gateway]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"state\"\n{gateway_extra}\n\n{upstreams}\n"
-        );
+        let config =
+            format!("[gateway]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"state\"\n{gateway_extra}\n\n{upstreams}\n");
         let path = dir.path().join("portcullis.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(portcullis())
@@ -163,7 +169,11 @@ impl Reply {
         }
         let mut out = Vec::new();
         for event in self.body.split("\n\n") {
-            let data: Vec<&str> = event.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
             if !data.is_empty()
                 && let Ok(v) = serde_json::from_str(&data.join("\n"))
             {
@@ -304,7 +314,10 @@ impl Legacy {
     }
 
     fn headers(&self) -> Vec<(&str, &str)> {
-        vec![("mcp-session-id", self.session.as_str()), ("mcp-protocol-version", "2025-11-25")]
+        vec![
+            ("mcp-session-id", self.session.as_str()),
+            ("mcp-protocol-version", "2025-11-25"),
+        ]
     }
 
     /// Sends one request in the session.

@@ -1,0 +1,247 @@
+//! Added latency and throughput of the gateway, measured against the same upstream reached
+//! directly. Not a test: run with `cargo bench -p portcullis --bench gateway`.
+//!
+//! For each transport (stdio, Streamable HTTP) it starts the Rust fixture server, then
+//! measures `tools/call` of one tool (a) straight at the fixture and (b) through `portcullis`
+//! with the fixture as its only upstream, with the same client code the gateway itself uses
+//! toward upstreams. Latency is sequential calls (p50, p99 of each call's wall time); throughput
+//! is calls per second from several concurrent callers. Both runs of a pair happen back to
+//! back in one process, so compare the ratio, not the absolute numbers, on a noisy machine.
+//!
+//! Environment: `PORTCULLIS_FIXTURE` (the fixture binary; default next to this bench in the
+//! target dir), `BENCH_TOOL` (default `test_simple_text`), `BENCH_CALLS` (latency samples,
+//! default 5000), `BENCH_SECONDS` (throughput window, default 3), `BENCH_CONCURRENCY`
+//! (default 16).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a benchmark harness"
+)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use portcullis_core::Params;
+use portcullis_gateway::client::{Call, ConnectOptions, McpClient};
+use portcullis_gateway::config::{EraChoice, Transport};
+use serde_json::{Map, json};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn fixture() -> PathBuf {
+    if let Some(p) = std::env::var_os("PORTCULLIS_FIXTURE") {
+        return PathBuf::from(p);
+    }
+    // benches run from target/<profile>/deps/; the binaries sit one level up.
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let p = dir.join("portcullis-fixture");
+    assert!(
+        p.exists(),
+        "build the fixture first: cargo build --release -p portcullis-fixture (looked at {})",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn options(era: EraChoice) -> ConnectOptions {
+    ConnectOptions {
+        era,
+        legacy_capabilities: Map::new(),
+        limits: portcullis_core::Limits::default(),
+        probe_timeout: Duration::from_secs(10),
+        handshake_timeout: Duration::from_secs(30),
+        label: "bench".into(),
+    }
+}
+
+fn stdio(command: &Path, args: &[&str]) -> Transport {
+    Transport::Stdio {
+        command: command.to_string_lossy().into_owned(),
+        args: args.iter().map(|s| (*s).to_owned()).collect(),
+        env: BTreeMap::new(),
+        inherit_env: vec!["PATH".into(), "HOME".into()],
+        cwd: None,
+    }
+}
+
+fn http(port: u16) -> Transport {
+    Transport::Http {
+        url: format!("http://127.0.0.1:{port}/mcp").parse().unwrap(),
+        headers: BTreeMap::new(),
+    }
+}
+
+async fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn spawn(cmd: &Path, args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+fn call(tool: &str) -> Call {
+    let mut p = Params::new();
+    let _ = p.insert("name", tool);
+    let _ = p.insert("arguments", &json!({}));
+    Call::new("tools/call", Some(p), Duration::from_secs(30))
+}
+
+#[derive(Clone, Copy)]
+struct Figures {
+    p50: Duration,
+    p99: Duration,
+    per_second: f64,
+}
+
+async fn measure(client: Arc<McpClient>, tool: &str) -> Figures {
+    let calls: usize = env_or("BENCH_CALLS", 5000);
+    let seconds: u64 = env_or("BENCH_SECONDS", 3);
+    let concurrency: usize = env_or("BENCH_CONCURRENCY", 16);
+    // Warm up (connections, allocator, page cache).
+    for _ in 0..200 {
+        let r = client.call(call(tool)).await.unwrap();
+        assert!(r.as_error().is_none(), "the call failed: {r:?}");
+    }
+    let mut samples = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        client.call(call(tool)).await.unwrap();
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    let done = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let client = client.clone();
+            let done = done.clone();
+            let tool = tool.to_owned();
+            tokio::spawn(async move {
+                while Instant::now() < until {
+                    client.call(call(&tool)).await.unwrap();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for w in workers {
+        w.await.unwrap();
+    }
+    Figures {
+        p50: pick(0.50),
+        p99: pick(0.99),
+        per_second: done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
+    }
+}
+
+fn row(label: &str, f: Figures) {
+    println!(
+        "{label:<34} p50 {:>8.1} µs   p99 {:>8.1} µs   {:>9.0} calls/s",
+        f.p50.as_secs_f64() * 1e6,
+        f.p99.as_secs_f64() * 1e6,
+        f.per_second
+    );
+}
+
+fn added(direct: Figures, through: Figures) {
+    println!(
+        "{:<34} p50 {:>+8.1} µs   p99 {:>+8.1} µs   throughput ×{:.2}",
+        "  added by the gateway",
+        (through.p50.as_secs_f64() - direct.p50.as_secs_f64()) * 1e6,
+        (through.p99.as_secs_f64() - direct.p99.as_secs_f64()) * 1e6,
+        through.per_second / direct.per_second
+    );
+}
+
+fn write_config(dir: &Path, listen_port: u16, upstream: &str) -> PathBuf {
+    let path = dir.join("portcullis.toml");
+    let text = format!(
+        "[gateway]\nlisten = \"127.0.0.1:{listen_port}\"\ndata_dir = \"state\"\nmax_concurrent_calls = 1024\n\n[upstreams.fixture]\nprefix = \"\"\n{upstream}\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::main]
+async fn main() {
+    portcullis_gateway::install_crypto();
+    let tool: String = env_or("BENCH_TOOL", "test_simple_text".to_owned());
+    let fixture = fixture();
+    let portcullis = PathBuf::from(env!("CARGO_BIN_EXE_portcullis"));
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "tool `{tool}`, fixture {}, portcullis {}",
+        fixture.display(),
+        portcullis.display()
+    );
+
+    // stdio: the client launches the server, or launches portcullis which launches it.
+    let direct = McpClient::connect(&stdio(&fixture, &["stdio"]), &options(EraChoice::Modern))
+        .await
+        .unwrap();
+    let direct_stdio = measure(Arc::new(direct), &tool).await;
+    let upstream = format!("command = {:?}\nargs = [\"stdio\"]", fixture.to_string_lossy());
+    let cfg = write_config(dir.path(), free_port(), &upstream);
+    let through = McpClient::connect(
+        &stdio(&portcullis, &["stdio", "--config", &cfg.to_string_lossy()]),
+        &options(EraChoice::Modern),
+    )
+    .await
+    .unwrap();
+    let through_stdio = measure(Arc::new(through), &tool).await;
+
+    // Streamable HTTP: the fixture listens; the gateway listens and reaches it over HTTP.
+    let fport = free_port();
+    let _fixture = spawn(&fixture, &["http", "--listen", &format!("127.0.0.1:{fport}")]);
+    wait_port(fport).await;
+    let direct = McpClient::connect(&http(fport), &options(EraChoice::Modern))
+        .await
+        .unwrap();
+    let direct_http = measure(Arc::new(direct), &tool).await;
+    let gport = free_port();
+    let cfg = write_config(dir.path(), gport, &format!("url = \"http://127.0.0.1:{fport}/mcp\""));
+    let _gateway = spawn(&portcullis, &["serve", "--config", &cfg.to_string_lossy()]);
+    wait_port(gport).await;
+    let through = McpClient::connect(&http(gport), &options(EraChoice::Modern))
+        .await
+        .unwrap();
+    let through_http = measure(Arc::new(through), &tool).await;
+
+    println!();
+    row("stdio, direct", direct_stdio);
+    row("stdio, through portcullis", through_stdio);
+    added(direct_stdio, through_stdio);
+    row("http (2026-07-28), direct", direct_http);
+    row("http (2026-07-28), through portcullis", through_http);
+    added(direct_http, through_http);
+}

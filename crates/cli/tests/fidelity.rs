@@ -1,0 +1,156 @@
+//! The gateway forwards raw JSON: fields no revision of the spec names survive the trip in
+//! both directions, for clients of either era, and the upstream supervisor keeps its promises
+//! (a crash fails in-flight calls at once and restarts the server; a slow call times out; an
+//! unreachable HTTP upstream fails only its own tools).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers"
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+fn raw_upstream(name: &str, extra: &str) -> String {
+    format!(
+        "[upstreams.{name}]\ncommand = \"python3\"\nargs = [{}]\n{extra}\n",
+        toml_str(&raw_server().to_string_lossy())
+    )
+}
+
+fn tool<'a>(tools: &'a [Value], name: &str) -> &'a Value {
+    tools
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no tool {name} in {tools:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_fields_in_definitions_results_and_params_arrive_unchanged() {
+    let gw = Served::start(&raw_upstream("raw", "")).await;
+    let tools = gw.wait_for_tools(&["raw__"]).await;
+
+    // The tool definition: every unknown field, at every depth, as the upstream sent it.
+    let def = tool(&tools, "raw__echo_params");
+    assert_eq!(def["x-tool-extension"], json!({"nested": {"deeper": ["a", 1, 2.5]}}));
+    assert_eq!(def["inputSchema"]["x-schema-extension"], json!({"keep": "me"}));
+    assert_eq!(def["annotations"]["x-annotation-extension"], json!(7));
+    assert_eq!(def["_meta"]["example.com/tool-meta"], json!("kept"));
+
+    let args = json!({"text": "hi", "deep": {"list": [1, {"x": null}], "unicode": "ünï\u{200b}"}});
+    let extra_param = json!({"nested": [true, {"k": "v"}]});
+
+    // A modern client.
+    let modern = Modern::new(&gw.url)
+        .request(
+            "tools/call",
+            json!({"name": "raw__echo_params", "arguments": args, "x-param-extension": extra_param}),
+        )
+        .await
+        .response();
+    let result = &modern["result"];
+    assert_eq!(result["x-result-extension"], json!({"r": [true, false]}), "{modern}");
+    assert_eq!(result["content"][0]["x-content-extension"], json!("c"));
+    let seen = &result["structuredContent"]["params"];
+    assert_eq!(seen["name"], "echo_params", "the upstream sees its own tool name");
+    assert_eq!(seen["arguments"], args);
+    assert_eq!(seen["x-param-extension"], extra_param);
+
+    // A legacy client.
+    let legacy = Legacy::connect(&gw.url).await;
+    let r = legacy
+        .request(
+            "tools/call",
+            json!({"name": "raw__echo_params", "arguments": args, "x-param-extension": extra_param}),
+        )
+        .await
+        .response();
+    assert_eq!(r["result"]["x-result-extension"], json!({"r": [true, false]}), "{r}");
+    assert_eq!(r["result"]["structuredContent"]["params"]["arguments"], args);
+    assert_eq!(
+        r["result"]["structuredContent"]["params"]["x-param-extension"],
+        extra_param
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_fails_the_in_flight_call_at_once_and_the_server_comes_back() {
+    let gw = Served::start(&raw_upstream("raw", "call_timeout = \"60s\"")).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let client = Modern::new(&gw.url);
+    let before = client.call("raw__pid", json!({})).await;
+    let pid_before = before["result"]["content"][0]["text"].as_str().unwrap().to_owned();
+
+    // A slow call is in flight when the server dies.
+    let url = gw.url.clone();
+    let slow = tokio::spawn(async move { Modern::new(&url).call("raw__sleep", json!({"seconds": 50})).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let crash = client.call("raw__crash", json!({})).await;
+    assert!(crash.get("error").is_some(), "the crashing call must fail: {crash}");
+    let slow = tokio::time::timeout(Duration::from_secs(5), slow)
+        .await
+        .expect("in-flight call hung")
+        .unwrap();
+    assert!(slow.get("error").is_some(), "the in-flight call must fail: {slow}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // Restarted with backoff: a new process answers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client.call("raw__pid", json!({})).await;
+        if let Some(pid) = r["result"]["content"][0]["text"].as_str() {
+            assert_ne!(pid, pid_before, "a new process must serve after the restart");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the upstream never came back: {r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_past_its_timeout_gets_an_error_and_others_still_work() {
+    let gw = Served::start(&raw_upstream("raw", "call_timeout = \"1s\"")).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let client = Modern::new(&gw.url);
+    let started = Instant::now();
+    let r = client.call("raw__sleep", json!({"seconds": 10})).await;
+    let elapsed = started.elapsed();
+    let err = r
+        .get("error")
+        .unwrap_or_else(|| panic!("expected a timeout error: {r}"));
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 1000 ms"),
+        "{err}"
+    );
+    assert!(elapsed < Duration::from_secs(5), "the timeout took {elapsed:?}");
+    let ok = client.call("raw__pid", json!({})).await;
+    assert!(ok.get("result").is_some(), "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_http_upstream_fails_only_its_own_tools() {
+    let dead = format!("http://127.0.0.1:{}/mcp", free_port());
+    let upstreams = format!(
+        "{}\n[upstreams.gone]\nurl = {}\n",
+        raw_upstream("raw", ""),
+        toml_str(&dead)
+    );
+    let gw = Served::start(&upstreams).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let client = Modern::new(&gw.url);
+    let ok = client.call("raw__pid", json!({})).await;
+    assert!(ok.get("result").is_some(), "{ok}");
+    let r = client.call("gone__anything", json!({})).await;
+    let msg = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("gone"), "the error names the unreachable upstream: {r}");
+}
