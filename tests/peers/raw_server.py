@@ -37,7 +37,13 @@ TOOLS = [
         "inputSchema": {"type": "object", "properties": {"seconds": {"type": "number"}}},
     },
     {"name": "pid", "description": "Returns the server's process id.", "inputSchema": {"type": "object"}},
+    {
+        "name": "cancelled",
+        "description": "Returns the request ids the server was told were cancelled, as a JSON list.",
+        "inputSchema": {"type": "object"},
+    },
 ]
+CANCELLED = []
 
 
 def send(msg):
@@ -71,6 +77,9 @@ def call_tool(params):
         return text_result("slept")
     if name == "pid":
         return text_result(str(os.getpid()))
+    if name == "cancelled":
+        with LOCK:
+            return text_result(json.dumps(CANCELLED))
     return None
 
 
@@ -79,6 +88,9 @@ def handle(msg):
     rid = msg.get("id")
     params = msg.get("params") or {}
     if rid is None:
+        if method == "notifications/cancelled":
+            with LOCK:
+                CANCELLED.append(params.get("requestId"))
         return  # notifications need no answer
     meta_version = (params.get("_meta") or {}).get("io.modelcontextprotocol/protocolVersion")
     if method == "initialize":

@@ -154,3 +154,91 @@ async fn an_unreachable_http_upstream_fails_only_its_own_tools() {
     let msg = r["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("gone"), "the error names the unreachable upstream: {r}");
 }
+
+async fn cancelled_at_upstream(client: &Modern) -> Vec<Value> {
+    let r = client.call("raw__cancelled", json!({})).await;
+    serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap()
+}
+
+async fn wait_cancelled(client: &Modern, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = cancelled_at_upstream(client).await;
+        if seen.len() >= n || Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancellation_reaches_the_upstream_from_both_eras() {
+    let gw = Served::start(&raw_upstream("raw", "")).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let probe = Modern::new(&gw.url);
+    assert!(cancelled_at_upstream(&probe).await.is_empty());
+
+    // 2025-11-25: `notifications/cancelled` for the client's request id.
+    let legacy = std::sync::Arc::new(Legacy::connect(&gw.url).await);
+    let caller = legacy.clone();
+    let slow = tokio::spawn(async move {
+        caller
+            .request(
+                "tools/call",
+                json!({"name": "raw__sleep", "arguments": {"seconds": 30}}),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let note =
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1, "reason": "user"}});
+    let r = post(
+        &gw.url,
+        &[("mcp-session-id", legacy.session.as_str())],
+        note.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        wait_cancelled(&probe, 1).await.len(),
+        1,
+        "the upstream was not told of the legacy cancellation"
+    );
+    slow.abort();
+
+    // 2026-07-28: the client closing its request's stream is the cancellation.
+    let url = gw.url.clone();
+    let slow = tokio::spawn(async move { Modern::new(&url).call("raw__sleep", json!({"seconds": 30})).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    slow.abort();
+    assert_eq!(
+        wait_cancelled(&probe, 2).await.len(),
+        2,
+        "the upstream was not told of the modern cancellation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_over_its_concurrency_limit_gets_429_and_a_retry_after() {
+    let gw = Served::start_with(&raw_upstream("raw", ""), "max_concurrent_calls = 2").await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let url = gw.url.clone();
+            tokio::spawn(async move { Modern::new(&url).call("raw__sleep", json!({"seconds": 2})).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = Modern::new(&gw.url)
+        .request("tools/call", json!({"name": "raw__pid", "arguments": {}}))
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.headers["retry-after"], "1");
+    assert_eq!(r.response()["error"]["code"], -31004);
+    for s in slow {
+        let done = s.await.unwrap();
+        assert!(done.get("result").is_some(), "{done}");
+    }
+    let ok = Modern::new(&gw.url).call("raw__pid", json!({})).await;
+    assert!(ok.get("result").is_some(), "permits come back when calls finish: {ok}");
+}

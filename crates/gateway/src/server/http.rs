@@ -30,10 +30,11 @@ use portcullis_core::jsonrpc::code;
 use portcullis_core::mcp::{self, Era, Method, RequestMeta};
 use portcullis_core::{ErrorObject, Id, Message, Notification, Request as RpcRequest, Response as RpcResponse, sse};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use super::streams::{KEEP_ALIVE, StreamLog, Streams};
+use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::outbox::Outbox;
 use crate::session::{ClientCtx, Session};
@@ -52,6 +53,8 @@ struct HttpSession {
     standalone: Mutex<Option<Arc<StreamLog>>>,
     last_seen: Mutex<Instant>,
     pump: JoinHandle<()>,
+    /// Requests this session may have in flight at once.
+    permits: Arc<Semaphore>,
 }
 
 impl Drop for HttpSession {
@@ -65,6 +68,8 @@ impl Drop for HttpSession {
 pub struct HttpFront {
     gw: Arc<Gateway>,
     sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    /// In-flight request permits of stateless (2026-07-28) clients, per principal.
+    principal_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
 }
@@ -86,6 +91,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         allowed_origins: gw.cfg.gateway.allowed_origins.clone(),
         gw,
         sessions: Mutex::new(HashMap::new()),
+        principal_permits: Mutex::new(HashMap::new()),
     });
     spawn_session_reaper(Arc::downgrade(&front));
     Router::new().route("/mcp", any(mcp_endpoint)).with_state(front)
@@ -233,6 +239,29 @@ impl HttpFront {
             }
         }
         Ok(())
+    }
+
+    /// A permit for one more request in flight from this client (its legacy session, or its
+    /// principal when stateless), or the overload error when it has too many.
+    fn permit(&self, ctx: &ClientCtx, legacy: Option<&HttpSession>, id: &Id) -> Result<OwnedSemaphorePermit, Response> {
+        let limit = self.gw.cfg.gateway.max_concurrent_calls;
+        let sem = match legacy {
+            Some(hs) => hs.permits.clone(),
+            None => lock(&self.principal_permits)
+                .entry(ctx.principal.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+                .clone(),
+        };
+        sem.try_acquire_owned().map_err(|_| {
+            let mut r = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(id.clone()),
+                GatewayError::Overloaded(limit).to_error(ctx.era),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        })
     }
 
     fn session(&self, id: &str) -> Option<Arc<HttpSession>> {
@@ -474,6 +503,7 @@ async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcReques
             streams: Streams::default(),
             standalone: Mutex::new(None),
             last_seen: Mutex::new(Instant::now()),
+            permits: Arc::new(Semaphore::new(front.gw.cfg.gateway.max_concurrent_calls)),
         });
         lock(&front.sessions).insert(sid.clone(), hs.clone());
         let ctx = ClientCtx::legacy(hs.session.clone(), LOCAL_PRINCIPAL);
@@ -534,6 +564,10 @@ impl Drop for AbortOnDrop {
 async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Option<Arc<HttpSession>>) -> Response {
     let era = ctx.era;
     let id = r.id.clone();
+    let permit = match front.permit(&ctx, legacy.as_deref(), &id) {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let peer = ctx.session.as_ref().map(|s| s.requester.clone());
     let outbox = Outbox::new(tx.clone(), peer, front.gw.cfg.gateway.input_timeout);
@@ -541,6 +575,7 @@ async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Op
     let tracked = legacy.as_ref().map(Arc::downgrade);
     let task_id = id.clone();
     let task = tokio::spawn(async move {
+        let _permit = permit;
         let resp = gw.handle(&ctx, r, &outbox).await;
         drop(outbox);
         let _ = tx.send(Message::Response(resp));
