@@ -33,7 +33,7 @@ pub struct CallArgs {
     /// Which era to speak with `--url`.
     #[arg(long, value_enum, default_value_t = EraArg::Auto)]
     era: EraArg,
-    /// The tool to call.
+    /// The tool to call. With `--url` and no tool, the server's tools are listed instead.
     tool: Option<String>,
     /// The tool arguments as a JSON object.
     #[arg(long, default_value = "{}")]
@@ -217,10 +217,58 @@ async fn direct(args: &CallArgs, url: &str, arguments: Value) -> ExitCode {
                 ExitCode::from(EX_UNAVAILABLE)
             }
         },
-        None => usage("name the TOOL to call"),
+        None => match list_tools(&client, args.timeout).await {
+            Ok(tools) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "tools": tools })).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portcullis call: {e}");
+                ExitCode::from(EX_UNAVAILABLE)
+            }
+        },
     };
     client.shutdown().await;
     code
+}
+
+/// Every tool the server lists, following pages (at most 100).
+async fn list_tools(client: &McpClient, timeout: Duration) -> Result<Vec<Value>, String> {
+    let mut tools = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let params = cursor.as_ref().map(|c| {
+            let mut p = Params::new();
+            let _ = p.insert("cursor", c);
+            p
+        });
+        let resp = client
+            .call(Call {
+                meta: Some(meta()),
+                ..Call::new("tools/list", params, timeout)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let page: Value = match &resp.outcome {
+            Outcome::Result(raw) => {
+                serde_json::from_str(raw.get()).map_err(|e| format!("malformed tools/list: {e}"))?
+            }
+            Outcome::Error(e) => return Err(format!("tools/list failed: {} ({})", e.message, e.code)),
+        };
+        tools.extend(page.get("tools").and_then(Value::as_array).cloned().unwrap_or_default());
+        cursor = page
+            .get("nextCursor")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    Ok(tools)
 }
 
 /// Calls a tool: lists tools first (so `x-mcp-header` annotations are known), relays

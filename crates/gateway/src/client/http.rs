@@ -118,20 +118,23 @@ impl HttpLink {
                 server_info: None,
                 instructions: None,
             };
-            let call = Call::new("server/discover", Some(discover_params()), opts.probe_timeout);
-            match self.call(call, &probe_server).await {
-                Ok(resp) => match classify_probe(&resp)? {
-                    Probe::Modern(info) => return Ok(info),
-                    Probe::Legacy if opts.era == EraChoice::Modern => {
-                        return Err(ClientError::Handshake(
-                            "server did not answer server/discover as a modern server".into(),
-                        ));
-                    }
-                    Probe::Legacy => {}
-                },
-                // Not a JSON-RPC answer (an empty 4xx, an HTML error page): a legacy server.
-                Err(ClientError::Protocol(_) | ClientError::Timeout(_)) if opts.era == EraChoice::Auto => {}
-                Err(e) => return Err(e),
+            for _ in 0..super::MAX_PROBES {
+                let call = Call::new("server/discover", Some(discover_params()), opts.probe_timeout);
+                match self.call(call, &probe_server).await {
+                    Ok(resp) => match classify_probe(&resp)? {
+                        Probe::Modern(info) => return Ok(info),
+                        Probe::Retry => continue,
+                        Probe::Legacy if opts.era == EraChoice::Modern => {
+                            return Err(ClientError::Handshake(
+                                "server did not answer server/discover as a modern server".into(),
+                            ));
+                        }
+                        Probe::Legacy => break,
+                    },
+                    // Not a JSON-RPC answer (an empty 4xx, an HTML error page): a legacy server.
+                    Err(ClientError::Protocol(_) | ClientError::Timeout(_)) if opts.era == EraChoice::Auto => break,
+                    Err(e) => return Err(e),
+                }
             }
         }
         let legacy = ServerInfo {

@@ -372,7 +372,12 @@ fn initialize_params(opts: &ConnectOptions) -> Params {
 enum Probe {
     Modern(ServerInfo),
     Legacy,
+    /// The server refused the version but lists one we speak: ask again (version negotiation).
+    Retry,
 }
+
+/// How many `server/discover` probes a handshake sends at most (one retry after a refusal).
+pub(crate) const MAX_PROBES: usize = 2;
 
 /// Classifies the answer to `server/discover`: a result or a recognised modern error means
 /// modern; anything else means legacy.
@@ -389,6 +394,12 @@ fn classify_probe(resp: &Response) -> Result<Probe, ClientError> {
                 .and_then(|d| serde_json::from_str::<Value>(d.get()).ok())
                 .and_then(|d| d.get("supported").cloned())
                 .unwrap_or(Value::Null);
+            let mutual = supported
+                .as_array()
+                .is_some_and(|vs| vs.iter().any(|v| v.as_str().is_some_and(mcp::is_supported_modern)));
+            if mutual {
+                return Ok(Probe::Retry);
+            }
             Err(ClientError::Handshake(format!(
                 "server is modern but supports none of Portcullis' versions (it supports {supported})"
             )))

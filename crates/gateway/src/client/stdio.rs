@@ -193,21 +193,25 @@ impl StdioLink {
     }
 
     async fn handshake(&self, opts: &ConnectOptions) -> Result<ServerInfo, ClientError> {
-        if opts.era != EraChoice::Legacy {
+        for _ in 0..super::MAX_PROBES {
+            if opts.era == EraChoice::Legacy {
+                break;
+            }
             let probe = self
                 .raw_call("server/discover", Some(super::discover_params()), opts.probe_timeout)
                 .await;
             match probe {
                 Ok(resp) => match classify_probe(&resp)? {
                     Probe::Modern(info) => return Ok(info),
+                    Probe::Retry => continue,
                     Probe::Legacy if opts.era == EraChoice::Modern => {
                         return Err(ClientError::Handshake(
                             "server did not answer server/discover as a modern server".into(),
                         ));
                     }
-                    Probe::Legacy => {}
+                    Probe::Legacy => break,
                 },
-                Err(ClientError::Timeout(_)) if opts.era == EraChoice::Auto => {}
+                Err(ClientError::Timeout(_)) if opts.era == EraChoice::Auto => break,
                 Err(e) => return Err(e),
             }
         }

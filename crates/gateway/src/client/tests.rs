@@ -63,6 +63,11 @@ fn probe_classification() {
         ErrorObject::with_data(-32022, "x", &json!({"supported":["2099-01-01"]})),
     );
     assert!(classify_probe(&unsupported).is_err());
+    let renegotiate = Response::error(
+        None,
+        ErrorObject::with_data(-32022, "x", &json!({"supported":["2099-01-01", "2026-07-28"]})),
+    );
+    assert!(matches!(classify_probe(&renegotiate), Ok(Probe::Retry)));
     let future_only = Response::result(
         portcullis_core::Id::Int(1),
         serde_json::value::to_raw_value(&json!({"supportedVersions":["2099-01-01"],"capabilities":{}})).unwrap(),
