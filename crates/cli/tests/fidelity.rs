@@ -242,3 +242,27 @@ async fn a_client_over_its_concurrency_limit_gets_429_and_a_retry_after() {
     let ok = Modern::new(&gw.url).call("raw__pid", json!({})).await;
     assert!(ok.get("result").is_some(), "permits come back when calls finish: {ok}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn merged_lists_are_paginated_without_loss_or_duplicates() {
+    let upstreams = format!("{}\n{}", raw_upstream("one", ""), raw_upstream("two", ""));
+    let gw = Served::start_with(&upstreams, "page_size = 3").await;
+    let all = gw.wait_for_tools(&["one__", "two__"]).await;
+    let first = Modern::new(&gw.url).request("tools/list", json!({})).await.response();
+    assert_eq!(first["result"]["tools"].as_array().unwrap().len(), 3, "{first}");
+    assert!(
+        first["result"]["nextCursor"].is_string(),
+        "a first page of a longer list has a cursor"
+    );
+    let mut names: Vec<&str> = all.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 10, "five tools from each of two upstreams: {names:?}");
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 10, "no tool appears on two pages");
+
+    let bad = Modern::new(&gw.url)
+        .request("tools/list", json!({"cursor": "not-a-cursor"}))
+        .await
+        .response();
+    assert_eq!(bad["error"]["code"], -32602, "a forged cursor is invalid params: {bad}");
+}
