@@ -217,3 +217,29 @@ async fn cli_tools_and_call_work_against_real_servers() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("42"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_stdio_upstream_sees_only_its_own_environment() {
+    let bin = toml_str(&peer_bin("mcp-server-everything").to_string_lossy());
+    let upstreams = format!(
+        "[upstreams.alpha]\ncommand = {bin}\nenv = {{ ALPHA_TOKEN = \"alpha-only-3f9c\" }}\n\n[upstreams.beta]\ncommand = {bin}\nenv = {{ BETA_TOKEN = \"beta-only-7d21\" }}\n"
+    );
+    let gw = Served::start_env(&upstreams, "", &[("GATEWAY_OWN_SECRET", "gateway-only-5a0e")]).await;
+    gw.wait_for_tools(&["alpha__", "beta__"]).await;
+    let client = Modern::new(&gw.url);
+    let alpha = client.call("alpha__get-env", json!({})).await.to_string();
+    let beta = client.call("beta__get-env", json!({})).await.to_string();
+    assert!(
+        alpha.contains("alpha-only-3f9c"),
+        "alpha gets its own variable: {alpha}"
+    );
+    assert!(beta.contains("beta-only-7d21"), "beta gets its own variable: {beta}");
+    assert!(
+        !alpha.contains("beta-only-7d21") && !beta.contains("alpha-only-3f9c"),
+        "no upstream sees another's"
+    );
+    assert!(
+        !alpha.contains("gateway-only-5a0e") && !beta.contains("gateway-only-5a0e"),
+        "the gateway's own environment is not passed on"
+    );
+}

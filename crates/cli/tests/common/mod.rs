@@ -87,6 +87,11 @@ impl Served {
 
     /// Like [`Served::start`], with extra `[gateway]` keys.
     pub async fn start_with(upstreams: &str, gateway_extra: &str) -> Served {
+        Served::start_env(upstreams, gateway_extra, &[]).await
+    }
+
+    /// Like [`Served::start_with`], with extra environment variables for the gateway process.
+    pub async fn start_env(upstreams: &str, gateway_extra: &str, env: &[(&str, &str)]) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config =
@@ -97,6 +102,7 @@ impl Served {
             .arg("serve")
             .arg("--config")
             .arg(&path)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
