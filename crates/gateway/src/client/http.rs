@@ -181,7 +181,9 @@ impl HttpLink {
         let shared = &self.shared;
         let id = shared.registry.next_id();
         let mut params = call.params;
-        let done = shared.registry.register(id, &mut params, call.sink.clone());
+        let done = shared
+            .registry
+            .register(id, &call.method, &mut params, call.sink.clone());
         let guard = CancelOnDrop {
             shared: shared.clone(),
             id,

@@ -24,6 +24,10 @@ pub(crate) struct Slot {
     pub sink: Option<CallSink>,
     /// The caller's own progress token, restored on progress notifications.
     pub progress: Option<Value>,
+    /// Whether unattributed related traffic (log messages, server-to-client requests) may be
+    /// given to this call. A `subscriptions/listen` stream takes only the traffic tagged with
+    /// its subscription id: it must never swallow what belongs to a tool call.
+    takes_related: bool,
     seq: u64,
 }
 
@@ -63,6 +67,7 @@ impl Registry {
     pub fn register(
         &self,
         id: i64,
+        method: &str,
         params: &mut Option<Params>,
         sink: Option<CallSink>,
     ) -> oneshot::Receiver<Response> {
@@ -75,6 +80,7 @@ impl Registry {
                 done,
                 sink,
                 progress,
+                takes_related: method != "subscriptions/listen",
                 seq,
             },
         );
@@ -154,7 +160,10 @@ impl Registry {
         if n.method == "notifications/message" {
             // Log messages carry no request id on a shared link: attribute them to the one
             // call waiting for related traffic, if there is exactly one.
-            let mut waiting = calls.values().filter_map(|s| s.sink.as_ref());
+            let mut waiting = calls
+                .values()
+                .filter(|s| s.takes_related)
+                .filter_map(|s| s.sink.as_ref());
             if let (Some(sink), None) = (waiting.next(), waiting.next()) {
                 let _ = sink.notes.send(n);
                 return None;
@@ -168,7 +177,7 @@ impl Registry {
         let calls = self.calls();
         let target = calls
             .values()
-            .filter(|s| s.sink.is_some())
+            .filter(|s| s.sink.is_some() && s.takes_related)
             .max_by_key(|s| s.seq)
             .and_then(|s| s.sink.as_ref());
         match target {
@@ -212,4 +221,66 @@ pub(crate) fn unanswerable(r: &Request) -> Response {
             ),
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink() -> (
+        CallSink,
+        mpsc::UnboundedReceiver<Notification>,
+        mpsc::UnboundedReceiver<ServerRequest>,
+    ) {
+        let (notes, notes_rx) = mpsc::unbounded_channel();
+        let (requests, requests_rx) = mpsc::unbounded_channel();
+        (CallSink { notes, requests }, notes_rx, requests_rx)
+    }
+
+    fn log_message() -> Notification {
+        let mut p = Params::new();
+        let _ = p.insert("level", "info");
+        let _ = p.insert("data", "hello");
+        Notification {
+            method: "notifications/message".into(),
+            params: Some(p),
+        }
+    }
+
+    /// Regression: the gateway's own long-lived `subscriptions/listen` call made two calls with
+    /// a sink, so a tool call's log messages were never attributed and never reached the client.
+    #[test]
+    fn a_listen_stream_does_not_take_a_tool_calls_logs_or_requests() {
+        let reg = Registry::default();
+        let (listen_sink, mut listen_notes, mut listen_reqs) = sink();
+        let (call_sink, mut call_notes, mut call_reqs) = sink();
+        let _listen = reg.register(1, "subscriptions/listen", &mut None, Some(listen_sink));
+        let _call = reg.register(2, "tools/call", &mut None, Some(call_sink));
+
+        assert!(reg.route_notification(log_message()).is_none(), "the log is claimed");
+        assert_eq!(
+            call_notes.try_recv().map(|n| n.method).ok().as_deref(),
+            Some("notifications/message")
+        );
+        assert!(listen_notes.try_recv().is_err());
+
+        let ask = Request {
+            id: Id::Int(7),
+            method: "elicitation/create".into(),
+            params: None,
+        };
+        assert!(reg.route_request(ask).is_ok());
+        assert!(call_reqs.try_recv().is_ok(), "the tool call is asked");
+        assert!(listen_reqs.try_recv().is_err());
+    }
+
+    #[test]
+    fn logs_stay_unattributed_when_two_calls_could_own_them() {
+        let reg = Registry::default();
+        let (a, _an, _ar) = sink();
+        let (b, _bn, _br) = sink();
+        let _a = reg.register(1, "tools/call", &mut None, Some(a));
+        let _b = reg.register(2, "tools/call", &mut None, Some(b));
+        assert!(reg.route_notification(log_message()).is_some());
+    }
 }

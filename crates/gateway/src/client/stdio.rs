@@ -246,7 +246,7 @@ impl StdioLink {
         }
         let id = self.registry.next_id();
         let mut params = call.params;
-        let done = self.registry.register(id, &mut params, call.sink);
+        let done = self.registry.register(id, &call.method, &mut params, call.sink);
         let guard = CancelOnDrop {
             link: self,
             id,
