@@ -266,3 +266,11 @@ async fn merged_lists_are_paginated_without_loss_or_duplicates() {
         .response();
     assert_eq!(bad["error"]["code"], -32602, "a forged cursor is invalid params: {bad}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_right_after_start_waits_for_its_upstream_instead_of_failing() {
+    // No listing first: a host may call a tool it remembers as soon as the gateway is up.
+    let gw = Served::start(&raw_upstream("raw", "")).await;
+    let r = Modern::new(&gw.url).call("raw__pid", json!({})).await;
+    assert!(r.get("result").is_some(), "{r}");
+}

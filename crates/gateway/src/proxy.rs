@@ -194,16 +194,24 @@ impl Gateway {
         let name = params
             .get_str("name")
             .ok_or_else(|| GatewayError::InvalidParams("`name` must be a string".into()))?;
-        let cat = self.catalog();
-        let entry = match kind {
-            Kind::Tool => cat.tool(&name),
-            _ => cat.prompt(&name),
+        let lookup = |cat: &catalog::Catalog| {
+            match kind {
+                Kind::Tool => cat.tool(&name),
+                _ => cat.prompt(&name),
+            }
+            .map(|e| (e.upstream, e.original.clone()))
         };
-        let Some(entry) = entry else {
+        let mut found = lookup(&self.catalog());
+        if found.is_none() {
+            // A host may call a tool it remembers right after launching the gateway, before the
+            // upstream that owns it has listed: wait (bounded) for upstreams still starting.
+            self.wait_settled(START_WAIT).await;
+            found = lookup(&self.catalog());
+        }
+        let Some((upstream, original)) = found else {
             return Err(self.unknown_name(kind, &name));
         };
-        let upstream = entry.upstream;
-        let _ = params.insert("name", &entry.original);
+        let _ = params.insert("name", &original);
         self.forward(ctx, upstream, &req.method, params, name, out).await
     }
 
