@@ -85,7 +85,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = !matches!(cli.command, Command::Serve { .. });
     logging::init(cli.log_format, if quiet { "warn" } else { "info" });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One client on stdio: a single-threaded runtime saves a cross-thread wake-up at every hop
+    // of a call (measured in BENCHMARKS.md). `serve` answers many clients and uses every core.
+    let mut builder = match cli.command {
+        Command::Stdio { .. } => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("portcullis: cannot start the runtime: {e}");
@@ -169,13 +175,43 @@ async fn wait_for_signal() {
 
 async fn stdio(cfg: Config) -> anyhow::Result<()> {
     let gw = Gateway::start(cfg);
-    let served = portcullis_gateway::server::stdio::serve(gw.clone(), tokio::io::stdin(), tokio::io::stdout());
+    let served = portcullis_gateway::server::stdio::serve(gw.clone(), stdin(), stdout());
     tokio::select! {
         () = served => {}
         () = wait_for_signal() => {}
     }
     gw.stop().await;
     Ok(())
+}
+
+/// Our stdin as an async reader. A host launches us with pipes: read them through the reactor
+/// (non-blocking), not through tokio's `Stdin`, which hands every read to the blocking pool and
+/// costs a thread hop per message. Anything else (a terminal, a file) falls back to `Stdin`.
+fn stdin() -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+    use std::os::fd::AsFd as _;
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(tokio::net::unix::pipe::Receiver::from_file);
+    match pipe {
+        Ok(p) => Box::new(p),
+        Err(_) => Box::new(tokio::io::stdin()),
+    }
+}
+
+/// Our stdout as an async writer; see [`stdin`].
+fn stdout() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
+    use std::os::fd::AsFd as _;
+    let pipe = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(tokio::net::unix::pipe::Sender::from_file);
+    match pipe {
+        Ok(p) => Box::new(p),
+        Err(_) => Box::new(tokio::io::stdout()),
+    }
 }
 
 async fn tools(cfg: Config, json: bool, wait: Duration) -> ExitCode {
