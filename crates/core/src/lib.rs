@@ -15,6 +15,7 @@ pub mod mcp;
 pub mod params;
 pub mod sse;
 pub mod template;
+pub mod translate;
 
 pub use jsonrpc::{ErrorObject, Id, Message, Notification, Outcome, Request, Response};
 pub use limits::Limits;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use portcullis_core::catalog::{self, Kind};
 use portcullis_core::jsonrpc::code;
 use portcullis_core::mcp::{self, Era, Method, meta};
+use portcullis_core::translate;
 use portcullis_core::{ErrorObject, Id, Notification, Outcome, Params, Request, Response};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -505,16 +506,19 @@ impl Gateway {
         let upstream_era = client.server().era;
         let mrtr = Method::of(method).allows_input_required();
 
-        // A modern client resuming an exchange the gateway parked.
-        if let Some(token) = params.get_str("requestState").filter(|t| t.starts_with(TOKEN_PREFIX))
-            && ctx.era == Era::Modern
-            && upstream_era == Era::Legacy
-        {
-            return self.resume(ctx, up, &token, &params, method, &target, out).await;
-        }
-
         if ctx.era == Era::Legacy && upstream_era == Era::Modern && mrtr {
             return self.relay_input_rounds(ctx, up, &client, method, params, out).await;
+        }
+        if ctx.era == Era::Modern && upstream_era == Era::Legacy {
+            // A modern client resuming an exchange the gateway parked, or a new call.
+            let reply = match params.get_str("requestState").filter(|t| t.starts_with(TOKEN_PREFIX)) {
+                Some(token) => self.resume(ctx, up, &token, &params, method, &target, out).await?,
+                None => {
+                    let exchange = spawn_exchange(client, up, method, params, ctx);
+                    self.drive(ctx, up, exchange, method, &target, out).await?
+                }
+            };
+            return Ok(legacy_reply_for_modern(Method::of(method), reply));
         }
         let exchange = spawn_exchange(client, up, method, params, ctx);
         self.drive(ctx, up, exchange, method, &target, out).await
@@ -725,6 +729,21 @@ impl Gateway {
             upstream: up.cfg.name.clone(),
             error: ClientError::Protocol(format!("more than {MAX_INPUT_ROUNDS} input rounds")),
         })
+    }
+}
+
+/// What a legacy upstream answered, made valid for a modern client (see
+/// [`portcullis_core::translate`]). Results the gateway built itself are modern already.
+fn legacy_reply_for_modern(method: Method, reply: Reply) -> Reply {
+    match reply {
+        Reply::Upstream(mut resp) => {
+            resp.outcome = match resp.outcome {
+                Outcome::Result(r) => Outcome::Result(translate::legacy_result_for_modern(method, r)),
+                Outcome::Error(e) => Outcome::Error(translate::legacy_error_for_modern(method, e)),
+            };
+            Reply::Upstream(resp)
+        }
+        built @ Reply::Result(_) => built,
     }
 }
 
