@@ -26,10 +26,9 @@ use tokio::task::JoinHandle;
 
 use super::registry::{Registry, forward_request, unanswerable};
 use super::{
-    Call, CallSink, ClientError, ClientEvent, ConnectOptions, Probe, ServerInfo, classify_probe, discover_params,
-    from_initialize, initialize_params,
+    Call, CallSink, ClientError, ClientEvent, ConnectOptions, ServerInfo, discover_params, from_initialize,
+    initialize_params,
 };
-use crate::config::EraChoice;
 
 /// How many times a legacy POST stream is resumed before the call fails.
 const MAX_RESUMPTIONS: usize = 5;
@@ -110,32 +109,23 @@ impl HttpLink {
     }
 
     async fn handshake(&self, opts: &ConnectOptions) -> Result<ServerInfo, ClientError> {
-        if opts.era != EraChoice::Legacy {
-            let probe_server = ServerInfo {
-                era: Era::Modern,
-                version: mcp::V2026_07_28.into(),
-                capabilities: Default::default(),
-                server_info: None,
-                instructions: None,
-            };
-            for _ in 0..super::MAX_PROBES {
-                let call = Call::new("server/discover", Some(discover_params()), opts.probe_timeout);
-                match self.call(call, &probe_server).await {
-                    Ok(resp) => match classify_probe(&resp)? {
-                        Probe::Modern(info) => return Ok(info),
-                        Probe::Retry => continue,
-                        Probe::Legacy if opts.era == EraChoice::Modern => {
-                            return Err(ClientError::Handshake(
-                                "server did not answer server/discover as a modern server".into(),
-                            ));
-                        }
-                        Probe::Legacy => break,
-                    },
-                    // Not a JSON-RPC answer (an empty 4xx, an HTML error page): a legacy server.
-                    Err(ClientError::Protocol(_) | ClientError::Timeout(_)) if opts.era == EraChoice::Auto => break,
-                    Err(e) => return Err(e),
-                }
-            }
+        let probe_server = ServerInfo {
+            era: Era::Modern,
+            version: mcp::V2026_07_28.into(),
+            capabilities: Default::default(),
+            server_info: None,
+            instructions: None,
+        };
+        // Not a JSON-RPC answer (an empty 4xx, an HTML error page), or none: a legacy server.
+        let legacy_sign = |e: &ClientError| matches!(e, ClientError::Protocol(_) | ClientError::Timeout(_));
+        let probe = super::probe_modern(opts, legacy_sign, || {
+            self.call(
+                Call::new("server/discover", Some(discover_params()), opts.probe_timeout),
+                &probe_server,
+            )
+        });
+        if let Some(info) = probe.await? {
+            return Ok(info);
         }
         let legacy = ServerInfo {
             era: Era::Legacy,

@@ -377,7 +377,42 @@ enum Probe {
 }
 
 /// How many `server/discover` probes a handshake sends at most (one retry after a refusal).
-pub(crate) const MAX_PROBES: usize = 2;
+const MAX_PROBES: usize = 2;
+
+/// The modern half of a handshake: probes with `server/discover` (through `send`) unless
+/// config says legacy. `Some(info)` for a modern server; `None` when the caller should go on
+/// with `initialize`. `legacy_sign` says which transport failures mean "an older server" in
+/// `auto` mode (for HTTP, a non-JSON-RPC answer; for stdio, only silence).
+pub(crate) async fn probe_modern<F, Fut>(
+    opts: &ConnectOptions,
+    legacy_sign: fn(&ClientError) -> bool,
+    mut send: F,
+) -> Result<Option<ServerInfo>, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ClientError>>,
+{
+    if opts.era == EraChoice::Legacy {
+        return Ok(None);
+    }
+    for _ in 0..MAX_PROBES {
+        match send().await {
+            Ok(resp) => match classify_probe(&resp)? {
+                Probe::Modern(info) => return Ok(Some(info)),
+                Probe::Retry => continue,
+                Probe::Legacy if opts.era == EraChoice::Modern => {
+                    return Err(ClientError::Handshake(
+                        "server did not answer server/discover as a modern server".into(),
+                    ));
+                }
+                Probe::Legacy => return Ok(None),
+            },
+            Err(e) if opts.era == EraChoice::Auto && legacy_sign(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
 
 /// Classifies the answer to `server/discover`: a result or a recognised modern error means
 /// modern; anything else means legacy.

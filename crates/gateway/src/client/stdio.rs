@@ -20,11 +20,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::{Mutex, broadcast, mpsc};
 
 use super::registry::{Registry, Unclaimed, unanswerable};
-use super::{
-    Call, ClientError, ClientEvent, ConnectOptions, Probe, ServerInfo, classify_probe, from_initialize,
-    initialize_params,
-};
-use crate::config::{EraChoice, Transport};
+use super::{Call, ClientError, ClientEvent, ConnectOptions, ServerInfo, from_initialize, initialize_params};
+use crate::config::Transport;
 use crate::framing::{self, Inbound};
 
 /// Gateway environment variables every stdio upstream inherits when set.
@@ -193,27 +190,12 @@ impl StdioLink {
     }
 
     async fn handshake(&self, opts: &ConnectOptions) -> Result<ServerInfo, ClientError> {
-        for _ in 0..super::MAX_PROBES {
-            if opts.era == EraChoice::Legacy {
-                break;
-            }
-            let probe = self
-                .raw_call("server/discover", Some(super::discover_params()), opts.probe_timeout)
-                .await;
-            match probe {
-                Ok(resp) => match classify_probe(&resp)? {
-                    Probe::Modern(info) => return Ok(info),
-                    Probe::Retry => continue,
-                    Probe::Legacy if opts.era == EraChoice::Modern => {
-                        return Err(ClientError::Handshake(
-                            "server did not answer server/discover as a modern server".into(),
-                        ));
-                    }
-                    Probe::Legacy => break,
-                },
-                Err(ClientError::Timeout(_)) if opts.era == EraChoice::Auto => break,
-                Err(e) => return Err(e),
-            }
+        let legacy_sign = |e: &ClientError| matches!(e, ClientError::Timeout(_));
+        let probe = super::probe_modern(opts, legacy_sign, || {
+            self.raw_call("server/discover", Some(super::discover_params()), opts.probe_timeout)
+        });
+        if let Some(info) = probe.await? {
+            return Ok(info);
         }
         let resp = self
             .raw_call("initialize", Some(initialize_params(opts)), opts.handshake_timeout)
