@@ -785,7 +785,18 @@ fn input_requests(pending: &[(String, ServerRequest)]) -> Map<String, Value> {
             let mut req = Map::new();
             req.insert("method".into(), Value::String(sr.request.method.clone()));
             if let Some(p) = &sr.request.params {
-                req.insert("params".into(), p.to_value());
+                let mut params = p.to_value();
+                // The upstream's progress token belongs to its connection with the gateway and
+                // means nothing to the client.
+                if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+                    meta.remove(meta::PROGRESS_TOKEN);
+                    if meta.is_empty()
+                        && let Some(obj) = params.as_object_mut()
+                    {
+                        obj.remove("_meta");
+                    }
+                }
+                req.insert("params".into(), params);
             }
             (key.clone(), Value::Object(req))
         })
