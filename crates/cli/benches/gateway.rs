@@ -176,7 +176,7 @@ fn row(label: &str, f: Figures) {
 fn added(direct: Figures, through: Figures) {
     println!(
         "{:<34} p50 {:>+8.1} µs   p99 {:>+8.1} µs   throughput ×{:.2}",
-        "  added by the gateway",
+        "  added",
         (through.p50.as_secs_f64() - direct.p50.as_secs_f64()) * 1e6,
         (through.p99.as_secs_f64() - direct.p99.as_secs_f64()) * 1e6,
         through.per_second / direct.per_second
@@ -192,8 +192,58 @@ fn write_config(dir: &Path, listen_port: u16, upstream: &str) -> PathBuf {
     path
 }
 
-#[tokio::main]
-async fn main() {
+/// The floor: the cheapest possible extra process between client and server, a blocking
+/// line relay (`bench --relay-stdio SERVER ARGS…`). Whatever the gateway adds beyond this is
+/// its own work; up to this is the cost of one more process on the path on this machine.
+fn relay_stdio(server: &str, args: &[String]) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = std::process::Command::new(server)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_child = child.stdin.take().unwrap();
+    let from_child = BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        let mut out = std::io::stdout().lock();
+        for line in from_child.lines() {
+            let line = line.unwrap();
+            out.write_all(line.as_bytes()).unwrap();
+            out.write_all(b"\n").unwrap();
+            out.flush().unwrap();
+        }
+    });
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if to_child
+            .write_all(line.as_bytes())
+            .and_then(|()| to_child.write_all(b"\n"))
+            .and_then(|()| to_child.flush())
+            .is_err()
+        {
+            break;
+        }
+    }
+    drop(to_child);
+    let _ = child.wait();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, server, rest @ ..] = args.as_slice()
+        && flag == "--relay-stdio"
+    {
+        return relay_stdio(server, rest);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+async fn bench() {
     portcullis_gateway::install_crypto();
     let tool: String = env_or("BENCH_TOOL", "test_simple_text".to_owned());
     let fixture = fixture();
@@ -219,6 +269,14 @@ async fn main() {
     .await
     .unwrap();
     let through_stdio = measure(Arc::new(through), &tool).await;
+    let me = std::env::current_exe().unwrap();
+    let relay = McpClient::connect(
+        &stdio(&me, &["--relay-stdio", &fixture.to_string_lossy(), "stdio"]),
+        &options(EraChoice::Modern),
+    )
+    .await
+    .unwrap();
+    let relay_stdio = measure(Arc::new(relay), &tool).await;
 
     // Streamable HTTP: the fixture listens; the gateway listens and reaches it over HTTP.
     let fport = free_port();
@@ -241,6 +299,8 @@ async fn main() {
     row("stdio, direct", direct_stdio);
     row("stdio, through portcullis", through_stdio);
     added(direct_stdio, through_stdio);
+    row("stdio, through a bare line relay", relay_stdio);
+    added(direct_stdio, relay_stdio);
     row("http (2026-07-28), direct", direct_http);
     row("http (2026-07-28), through portcullis", through_http);
     added(direct_http, through_http);
