@@ -121,47 +121,61 @@ struct Figures {
     per_second: f64,
 }
 
-async fn measure(client: Arc<McpClient>, tool: &str) -> Figures {
+/// Measures several paths to the same server. Latency samples are taken in interleaved rounds
+/// (a batch on each path in turn), so a change in the machine's load hits every path alike;
+/// throughput is measured per path afterwards.
+async fn measure(clients: &[Arc<McpClient>], tool: &str) -> Vec<Figures> {
     let calls: usize = env_or("BENCH_CALLS", 5000);
     let seconds: u64 = env_or("BENCH_SECONDS", 3);
     let concurrency: usize = env_or("BENCH_CONCURRENCY", 16);
+    const ROUND: usize = 100;
     // Warm up (connections, allocator, page cache).
-    for _ in 0..200 {
-        let r = client.call(call(tool)).await.unwrap();
-        assert!(r.as_error().is_none(), "the call failed: {r:?}");
+    for client in clients {
+        for _ in 0..200 {
+            let r = client.call(call(tool)).await.unwrap();
+            assert!(r.as_error().is_none(), "the call failed: {r:?}");
+        }
     }
-    let mut samples = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let t = Instant::now();
-        client.call(call(tool)).await.unwrap();
-        samples.push(t.elapsed());
+    let mut samples: Vec<Vec<Duration>> = clients.iter().map(|_| Vec::with_capacity(calls)).collect();
+    for _ in 0..calls.div_ceil(ROUND) {
+        for (client, samples) in clients.iter().zip(samples.iter_mut()) {
+            for _ in 0..ROUND {
+                let t = Instant::now();
+                client.call(call(tool)).await.unwrap();
+                samples.push(t.elapsed());
+            }
+        }
     }
-    samples.sort();
-    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    let done = Arc::new(AtomicU64::new(0));
-    let until = Instant::now() + Duration::from_secs(seconds);
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let client = client.clone();
-            let done = done.clone();
-            let tool = tool.to_owned();
-            tokio::spawn(async move {
-                while Instant::now() < until {
-                    client.call(call(&tool)).await.unwrap();
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
+    let mut figures = Vec::new();
+    for (client, mut samples) in clients.iter().zip(samples) {
+        samples.sort();
+        let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+        let done = Arc::new(AtomicU64::new(0));
+        let until = Instant::now() + Duration::from_secs(seconds);
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let client = client.clone();
+                let done = done.clone();
+                let tool = tool.to_owned();
+                tokio::spawn(async move {
+                    while Instant::now() < until {
+                        client.call(call(&tool)).await.unwrap();
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
             })
-        })
-        .collect();
-    let started = Instant::now();
-    for w in workers {
-        w.await.unwrap();
+            .collect();
+        let started = Instant::now();
+        for w in workers {
+            w.await.unwrap();
+        }
+        figures.push(Figures {
+            p50: pick(0.50),
+            p99: pick(0.99),
+            per_second: done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
+        });
     }
-    Figures {
-        p50: pick(0.50),
-        p99: pick(0.99),
-        per_second: done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
-    }
+    figures
 }
 
 fn row(label: &str, f: Figures) {
@@ -255,11 +269,11 @@ async fn bench() {
         portcullis.display()
     );
 
-    // stdio: the client launches the server, or launches portcullis which launches it.
+    // stdio: the client launches the server, or launches portcullis which launches it, or a
+    // bare relay which launches it.
     let direct = McpClient::connect(&stdio(&fixture, &["stdio"]), &options(EraChoice::Modern))
         .await
         .unwrap();
-    let direct_stdio = measure(Arc::new(direct), &tool).await;
     let upstream = format!("command = {:?}\nargs = [\"stdio\"]", fixture.to_string_lossy());
     let cfg = write_config(dir.path(), free_port(), &upstream);
     let through = McpClient::connect(
@@ -268,7 +282,6 @@ async fn bench() {
     )
     .await
     .unwrap();
-    let through_stdio = measure(Arc::new(through), &tool).await;
     let me = std::env::current_exe().unwrap();
     let relay = McpClient::connect(
         &stdio(&me, &["--relay-stdio", &fixture.to_string_lossy(), "stdio"]),
@@ -276,7 +289,10 @@ async fn bench() {
     )
     .await
     .unwrap();
-    let relay_stdio = measure(Arc::new(relay), &tool).await;
+    let stdio_figures = measure(&[Arc::new(direct), Arc::new(through), Arc::new(relay)], &tool).await;
+    let [direct_stdio, through_stdio, relay_stdio] = stdio_figures[..] else {
+        unreachable!()
+    };
 
     // Streamable HTTP: the fixture listens; the gateway listens and reaches it over HTTP.
     let fport = free_port();
@@ -285,7 +301,6 @@ async fn bench() {
     let direct = McpClient::connect(&http(fport), &options(EraChoice::Modern))
         .await
         .unwrap();
-    let direct_http = measure(Arc::new(direct), &tool).await;
     let gport = free_port();
     let cfg = write_config(dir.path(), gport, &format!("url = \"http://127.0.0.1:{fport}/mcp\""));
     let _gateway = spawn(&portcullis, &["serve", "--config", &cfg.to_string_lossy()]);
@@ -293,7 +308,10 @@ async fn bench() {
     let through = McpClient::connect(&http(gport), &options(EraChoice::Modern))
         .await
         .unwrap();
-    let through_http = measure(Arc::new(through), &tool).await;
+    let http_figures = measure(&[Arc::new(direct), Arc::new(through)], &tool).await;
+    let [direct_http, through_http] = http_figures[..] else {
+        unreachable!()
+    };
 
     println!();
     row("stdio, direct", direct_stdio);

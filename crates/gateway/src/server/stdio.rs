@@ -29,6 +29,19 @@ struct Conn {
     active: AtomicUsize,
 }
 
+/// Releases a request's slot when its task ends or is aborted.
+struct InFlight {
+    conn: Arc<Conn>,
+    id: Id,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.conn.in_flight).remove(&self.id);
+        self.conn.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -123,30 +136,49 @@ impl Conn {
         }
         let id = req.id.clone();
         let conn = self.clone();
+        let done = InFlight {
+            conn: self.clone(),
+            id: id.clone(),
+        };
+        // One task per request: the handler and the relay of what it sends before its response
+        // run side by side in it, and `done` releases the request's slot however it ends
+        // (finished, or aborted by a cancellation).
+        // The slot is taken under the lock, so the task cannot end (and release it) before it
+        // is recorded.
+        let mut in_flight = lock(&self.in_flight);
         let task = tokio::spawn(async move {
+            let _done = done;
             let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
             let peer = ctx.session.as_ref().map(|s| s.requester.clone());
             let outbox = Outbox::new(tx, peer, conn.gw.cfg.gateway.input_timeout);
-            let out = conn.out.clone();
-            let relay = tokio::spawn(async move {
+            let handled = async {
+                let resp = conn.gw.handle(&ctx, req, &outbox).await;
+                drop(outbox);
+                resp
+            };
+            let relay = async {
                 while let Some(m) = rx.recv().await {
-                    let _ = out.send(m.to_vec()).await;
+                    let _ = conn.out.send(m.to_vec()).await;
                 }
-            });
-            let resp = conn.gw.handle(&ctx, req, &outbox).await;
-            drop(outbox);
+            };
+            let mut handled = std::pin::pin!(handled);
+            let mut relay = std::pin::pin!(relay);
+            let mut relayed_all = false;
+            let resp = loop {
+                tokio::select! {
+                    biased;
+                    () = &mut relay, if !relayed_all => relayed_all = true,
+                    resp = &mut handled => break resp,
+                }
+            };
             // Related messages sent before the response go out before it; late ones (from a
             // relay still finishing) are not worth holding the response for.
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(50), relay).await;
+            if !relayed_all {
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(50), relay).await;
+            }
             conn.send(&Message::from(resp)).await;
         });
-        lock(&self.in_flight).insert(id.clone(), task.abort_handle());
-        let conn = self.clone();
-        tokio::spawn(async move {
-            let _ = task.await;
-            lock(&conn.in_flight).remove(&id);
-            conn.active.fetch_sub(1, Ordering::SeqCst);
-        });
+        in_flight.insert(id, task.abort_handle());
     }
 
     fn notification(&self, n: Notification) {
