@@ -399,7 +399,10 @@ async fn read_answer(
     loop {
         while let Some(msg) = stream.next_message().await? {
             match msg {
-                Message::Response(r) if r.id == Some(Id::Int(id)) => return Ok(r),
+                Message::Response(r) if r.id == Some(Id::Int(id)) => {
+                    stream.drain_in_background();
+                    return Ok(r);
+                }
                 other => handle_related(shared, server, other, sink),
             }
         }
@@ -593,6 +596,26 @@ impl EventStream {
         self.resp = resp;
         self.decoder = SseDecoder::new(self.limits.max_frame_bytes);
         self.queue.clear();
+    }
+
+    /// Reads what is left of the body (the server ends the stream right after the response),
+    /// bounded in time and bytes, so the connection goes back to the pool instead of being
+    /// torn down and opened anew for the next call.
+    fn drain_in_background(self) {
+        const MAX_DRAIN: usize = 64 * 1024;
+        let mut resp = self.resp;
+        tokio::spawn(async move {
+            let mut seen = 0usize;
+            let drained = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Ok(Some(chunk)) = resp.chunk().await {
+                    seen += chunk.len();
+                    if seen > MAX_DRAIN {
+                        break;
+                    }
+                }
+            });
+            let _ = drained.await;
+        });
     }
 
     /// The next message; `None` at the end of the stream. Malformed events are skipped.
