@@ -102,8 +102,12 @@ impl HttpLink {
             .await
             .map_err(|_| ClientError::Handshake(format!("no handshake within {:?}", opts.handshake_timeout)))??;
         if server.era == Era::Legacy {
-            let task = tokio::spawn(get_stream_loop(link.shared.clone(), server.version.clone()));
+            // Open the GET stream before any call: a server sends requests that belong to no
+            // call (an elicitation, say) there, and drops them if no GET stream is open yet.
+            let (opened, is_open) = oneshot::channel();
+            let task = tokio::spawn(get_stream_loop(link.shared.clone(), server.version.clone(), opened));
             *lock(&link.get_stream) = Some(task);
+            let _ = tokio::time::timeout(GET_STREAM_WAIT, is_open).await;
         }
         Ok((link, server))
     }
@@ -494,7 +498,13 @@ async fn get(
 
 /// The legacy standalone GET stream: server-initiated requests and notifications, reopened
 /// (and resumed) when it drops, until the session ends.
-async fn get_stream_loop(shared: Arc<Shared>, version: String) {
+/// How long connecting waits for the legacy GET stream to open (or be refused).
+const GET_STREAM_WAIT: Duration = Duration::from_secs(2);
+
+/// Keeps the legacy GET stream open, resuming it after drops. `opened` fires once the first
+/// attempt is answered, whatever the answer.
+async fn get_stream_loop(shared: Arc<Shared>, version: String, opened: oneshot::Sender<()>) {
+    let mut opened = Some(opened);
     let server = ServerInfo {
         era: Era::Legacy,
         version,
@@ -505,7 +515,11 @@ async fn get_stream_loop(shared: Arc<Shared>, version: String) {
     let mut last_id: Option<String> = None;
     let mut failures = 0u32;
     while !shared.closed.load(Ordering::SeqCst) {
-        let resp = match get(&shared, &server, last_id.as_deref()).await {
+        let answer = get(&shared, &server, last_id.as_deref()).await;
+        if let Some(tx) = opened.take() {
+            let _ = tx.send(());
+        }
+        let resp = match answer {
             Ok(r) => r,
             Err(_) => {
                 failures += 1;
