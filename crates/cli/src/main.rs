@@ -3,6 +3,7 @@
 
 mod call;
 mod logging;
+mod scan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +69,8 @@ enum Command {
     },
     /// Call one tool, through the gateway (`--config`) or directly at an MCP server (`--url`).
     Call(call::CallArgs),
+    /// Scan every upstream's tools, prompts and templates for tool poisoning.
+    Scan(scan::ScanArgs),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -83,8 +86,13 @@ fn load(config: &ConfigArg) -> Result<Config, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = !matches!(cli.command, Command::Serve { .. });
-    logging::init(cli.log_format, if quiet { "warn" } else { "info" });
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "info",
+        // `scan` prints the findings itself; the gateway's own log of them would say it twice.
+        Command::Scan(_) => "warn,portcullis_gateway::gateway=off",
+        _ => "warn",
+    };
+    logging::init(cli.log_format, default_filter);
     // One client on stdio: a single-threaded runtime saves a cross-thread wake-up at every hop
     // of a call (measured in BENCHMARKS.md). `serve` answers many clients and uses every core.
     let mut builder = match cli.command {
@@ -122,6 +130,7 @@ async fn run(command: Command) -> ExitCode {
             Err(code) => code,
         },
         Command::Call(args) => call::run(args).await,
+        Command::Scan(args) => scan::run(args).await,
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use portcullis_core::catalog::{Catalog, Kind, Namespace, UpstreamLists};
+use portcullis_core::scan::{Scanner, Severity};
 use portcullis_core::{Outcome, Params, RawObject};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,7 @@ pub struct Gateway {
     settled: watch::Sender<Vec<bool>>,
     resource_refs: Mutex<HashMap<String, (usize, usize)>>,
     pub(crate) parking: Parking,
+    scanner: Scanner,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
 }
@@ -84,6 +86,7 @@ impl Gateway {
         let n = upstreams.len();
         let gw = Arc::new(Gateway {
             parking: Parking::new(cfg.gateway.input_timeout),
+            scanner: Scanner::new(),
             cfg,
             upstreams,
             namespaces,
@@ -185,6 +188,7 @@ impl Gateway {
         for r in &catalog.rejected {
             tracing::warn!(upstream = %r.upstream, reason = %r.reason, "definition not exposed");
         }
+        self.report_poisoning(&catalog);
         *self.catalog.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(catalog);
         for kind in kinds {
             let change = match kind {
@@ -193,6 +197,29 @@ impl Gateway {
                 Kind::Resource | Kind::Template => Change::Resources,
             };
             let _ = self.changes.send(change);
+        }
+    }
+
+    /// Runs the tool-poisoning scanner over what the upstreams list, every time a list is read,
+    /// and logs each finding (high severity as an error, medium as a warning). Blocking suspicious tools is the
+    /// policy's job; this makes them visible.
+    fn report_poisoning(&self, catalog: &Catalog) {
+        for report in crate::poisoning::scan_catalog(&self.scanner, catalog) {
+            let upstream = self
+                .upstreams
+                .get(report.entry.upstream)
+                .map(|u| u.cfg.name.as_str())
+                .unwrap_or_default();
+            for f in &report.findings {
+                let (kind, name) = (report.kind.noun(), report.entry.exposed.as_str());
+                if f.severity >= Severity::High {
+                    tracing::error!(%upstream, kind, name, rule = f.rule, field = %f.field, excerpt = %f.excerpt, "possible tool poisoning: {}", f.message);
+                } else if f.severity >= Severity::Medium {
+                    tracing::warn!(%upstream, kind, name, rule = f.rule, field = %f.field, excerpt = %f.excerpt, "suspicious description: {}", f.message);
+                } else {
+                    tracing::debug!(%upstream, kind, name, rule = f.rule, severity = %f.severity, field = %f.field, "description note: {}", f.message);
+                }
+            }
         }
     }
 

@@ -12,6 +12,7 @@ pub mod exchange;
 pub mod framing;
 pub mod gateway;
 pub mod outbox;
+pub mod poisoning;
 pub mod proxy;
 pub mod server;
 pub mod session;
