@@ -129,6 +129,20 @@ impl Gateway {
             .enumerate()
             .map(|(i, sr)| (format!("q{i}"), sr))
             .collect();
+        Ok(self.ask(ctx, up, ex, pending, method, target))
+    }
+
+    /// Parks `ex` with its open questions under a fresh `requestState`, bound to this client
+    /// and call, and puts the questions to the client as an `input_required` result.
+    fn ask(
+        &self,
+        ctx: &ClientCtx,
+        up: &Upstream,
+        ex: Exchange,
+        pending: Vec<(String, ServerRequest)>,
+        method: &str,
+        target: &str,
+    ) -> Reply {
         let requests = input_requests(&pending);
         let parked = Parked::new(
             ex,
@@ -140,11 +154,11 @@ impl Gateway {
             self.parking.ttl(),
         );
         let token = self.parking.park(parked);
-        Ok(Reply::Result(raw(&json!({
+        Reply::Result(raw(&json!({
             "resultType": "input_required",
             "inputRequests": requests,
             "requestState": token,
-        }))))
+        })))
     }
 
     /// A modern client's retry of a parked exchange: hand the answers to the upstream and
@@ -181,22 +195,7 @@ impl Gateway {
         let ex = parked.exchange;
         if !missing.is_empty() {
             // Ask again for what is still missing.
-            let requests = input_requests(&missing);
-            let again = Parked::new(
-                ex,
-                missing,
-                ctx.principal.clone(),
-                method.to_owned(),
-                target.to_owned(),
-                up.index,
-                self.parking.ttl(),
-            );
-            let token = self.parking.park(again);
-            return Ok(Reply::Result(raw(&json!({
-                "resultType": "input_required",
-                "inputRequests": requests,
-                "requestState": token,
-            }))));
+            return Ok(self.ask(ctx, up, ex, missing, method, target));
         }
         self.drive(ctx, up, ex, method, target, out).await
     }
