@@ -1,0 +1,103 @@
+//! The domain types a decision is made over, and the decision itself.
+
+use std::fmt;
+
+use crate::Effect;
+
+/// Who is calling: the authenticated user and the MCP client they call through.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Principal {
+    /// The user (`User::"<user>"` in policies). On stdio, the local user.
+    pub user: String,
+    /// The client, e.g. `claude-desktop` (`principal.client` in policies).
+    pub client: String,
+}
+
+/// The thing acted on: a tool of an upstream, with its effect already settled
+/// (from config, else [`crate::effect_from_annotations`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tool {
+    /// The upstream's name in config (`resource.upstream`).
+    pub upstream: String,
+    /// The upstream's own name for the tool, not namespaced (`resource.name`).
+    pub name: String,
+    /// `resource.effect`, compared as `Effect::"destructive"`.
+    pub effect: Effect,
+}
+
+/// What the principal wants to do (`Action::"call_tool"` and so on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `tools/call`.
+    CallTool,
+    /// `resources/read`.
+    ReadResource,
+    /// `prompts/get`.
+    GetPrompt,
+    /// `tools/list`.
+    ListTools,
+}
+
+impl Action {
+    /// The action's id in the schema.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::CallTool => "call_tool",
+            Action::ReadResource => "read_resource",
+            Action::GetPrompt => "get_prompt",
+            Action::ListTools => "list_tools",
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One request for a decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Who is calling.
+    pub principal: &'a Principal,
+    /// What they want to do.
+    pub action: Action,
+    /// What they want to do it to.
+    pub tool: &'a Tool,
+    /// The call's arguments, a JSON object (`null` counts as `{}`); `context.arguments`.
+    pub arguments: &'a serde_json::Value,
+    /// The session's trust labels; `context.labels`.
+    pub labels: &'a [String],
+    /// Seconds since the Unix epoch; `context.now_unix`.
+    pub now_unix: i64,
+    /// Calls in the current rate window; `context.calls_in_window` (saturates at `i64::MAX`).
+    pub calls_in_window: u64,
+}
+
+/// What happens to the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A permit applies, none that asks for approval, and no forbid.
+    Permit,
+    /// A forbid applies, no permit applies, or a policy could not be evaluated.
+    Forbid,
+    /// Permitted only with a person's approval (a permit annotated `@approval("required")`).
+    NeedsApproval,
+}
+
+/// A decision and its explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What happens to the call.
+    pub outcome: Outcome,
+    /// The ids of the policies that decided: the forbids that applied (or could not be
+    /// evaluated) for [`Outcome::Forbid`], the approval permits for [`Outcome::NeedsApproval`],
+    /// the permits for [`Outcome::Permit`]. Empty when nothing permitted the call.
+    pub policies: Vec<String>,
+    /// One line a client can act on.
+    pub reason: String,
+    /// Evaluation errors, one line each, naming the policy; non-empty means the call was denied
+    /// because a policy could not be evaluated.
+    pub errors: Vec<String>,
+}
