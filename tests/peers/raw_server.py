@@ -30,17 +30,40 @@ TOOLS = [
         "x-tool-extension": {"nested": {"deeper": ["a", 1, 2.5]}},
         "_meta": {"example.com/tool-meta": "kept"},
     },
-    {"name": "crash", "description": "Exits without answering.", "inputSchema": {"type": "object"}},
+    {"name": "crash", "description": "Exits without answering.", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}},
     {
         "name": "sleep",
         "description": "Answers after `seconds`.",
         "inputSchema": {"type": "object", "properties": {"seconds": {"type": "number"}}},
+        "annotations": {"readOnlyHint": True},
     },
-    {"name": "pid", "description": "Returns the server's process id.", "inputSchema": {"type": "object"}},
+    {
+        "name": "pid",
+        "description": "Returns the server's process id.",
+        "inputSchema": {"type": "object"},
+        "annotations": {"readOnlyHint": True},
+    },
+    {
+        "name": "send_message",
+        "description": "Sends a message (here: only answers what it would have sent).",
+        "inputSchema": {
+            "type": "object",
+            "properties": {"to": {"type": "string"}, "body": {"type": "string"}},
+            "required": ["to"],
+        },
+        "annotations": {"readOnlyHint": False, "destructiveHint": False, "openWorldHint": True},
+    },
+    {
+        "name": "delete_everything",
+        "description": "Deletes everything (here: nothing).",
+        "inputSchema": {"type": "object"},
+        "annotations": {"readOnlyHint": False, "destructiveHint": True},
+    },
     {
         "name": "cancelled",
         "description": "Returns the request ids the server was told were cancelled, as a JSON list.",
         "inputSchema": {"type": "object"},
+        "annotations": {"readOnlyHint": True},
     },
 ]
 CANCELLED = []
@@ -116,6 +139,10 @@ def call_tool(params):
         return text_result("slept")
     if name == "pid":
         return text_result(str(os.getpid()))
+    if name == "send_message":
+        return text_result("sent to " + str(args.get("to")))
+    if name == "delete_everything":
+        return text_result("deleted nothing")
     if name == "cancelled":
         with LOCK:
             return text_result(json.dumps(CANCELLED))

@@ -199,8 +199,12 @@ fn added(direct: Figures, through: Figures) {
 
 fn write_config(dir: &Path, listen_port: u16, upstream: &str) -> PathBuf {
     let path = dir.join("portcullis.toml");
+    // The fixture's tools carry no annotations, so the default profile would hold them as
+    // destructive; the bench measures forwarding, with a policy that permits every call.
+    let permit_all = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance/permit-all.cedar");
     let text = format!(
-        "[gateway]\nlisten = \"127.0.0.1:{listen_port}\"\ndata_dir = \"state\"\nmax_concurrent_calls = 1024\n\n[upstreams.fixture]\nprefix = \"\"\n{upstream}\n"
+        "[gateway]\nlisten = \"127.0.0.1:{listen_port}\"\ndata_dir = \"state\"\nmax_concurrent_calls = 1024\n\n[policy]\nprofile = \"none\"\nfiles = [{:?}]\n\n[upstreams.fixture]\nprefix = \"\"\n{upstream}\n",
+        permit_all.to_string_lossy()
     );
     std::fs::write(&path, text).unwrap();
     path

@@ -255,10 +255,10 @@ async fn merged_lists_are_paginated_without_loss_or_duplicates() {
         "a first page of a longer list has a cursor"
     );
     let mut names: Vec<&str> = all.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names.len(), 10, "five tools from each of two upstreams: {names:?}");
+    assert_eq!(names.len(), 14, "seven tools from each of two upstreams: {names:?}");
     names.sort_unstable();
     names.dedup();
-    assert_eq!(names.len(), 10, "no tool appears on two pages");
+    assert_eq!(names.len(), 14, "no tool appears on two pages");
 
     let bad = Modern::new(&gw.url)
         .request("tools/list", json!({"cursor": "not-a-cursor"}))

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use portcullis_core::Limits;
+use portcullis_policy::{Effect, PolicyEngine, Profile};
 
 /// The configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,14 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
         /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A policy file cannot be read, or a policy is invalid against the schema.
+    #[error("{path}: policy: {message}")]
+    Policy {
+        /// The configuration file.
+        path: PathBuf,
+        /// Every problem, each naming its policy file, line and column.
         message: String,
     },
     /// A value is well-formed TOML but not acceptable.
@@ -53,6 +63,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Upstream servers, in file order.
     pub upstreams: Vec<UpstreamConfig>,
+    /// Which policies judge each call.
+    pub policy: PolicyConfig,
     /// Where the configuration was read from (relative paths resolve against its directory).
     pub source: PathBuf,
 }
@@ -80,6 +92,18 @@ pub struct GatewayConfig {
     pub forward_unknown_methods: bool,
     /// How long a parked cross-era exchange waits for the client's retry.
     pub input_timeout: Duration,
+}
+
+/// Which policies judge each call: a built-in profile, and Cedar files added to it, loaded
+/// and validated with the rest of the configuration.
+#[derive(Clone, Debug)]
+pub struct PolicyConfig {
+    /// The built-in profile (`default` unless config names another; `none` for only the files).
+    pub profile: Option<Profile>,
+    /// Cedar policy files, resolved against the config file's folder.
+    pub files: Vec<PathBuf>,
+    /// The validated policy set.
+    pub engine: Arc<PolicyEngine>,
 }
 
 /// How an upstream is reached.
@@ -134,6 +158,9 @@ pub struct UpstreamConfig {
     /// Whether the gateway forwards `roots/list` requests from this (legacy) upstream to
     /// clients. Off by default: a client's roots can widen what a server may touch.
     pub forward_roots: bool,
+    /// Effects set in config per tool (by the upstream's own tool name); they override the
+    /// upstream's annotations, which are only hints from a server that may be hostile.
+    pub tool_effects: BTreeMap<String, Effect>,
 }
 
 impl fmt::Display for Transport {
@@ -161,6 +188,22 @@ struct RawConfig {
     gateway: RawGateway,
     #[serde(default)]
     upstreams: IndexMap<String, Spanned<RawUpstream>>,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    profile: Option<Spanned<String>>,
+    #[serde(default)]
+    files: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTool {
+    effect: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -200,6 +243,8 @@ struct RawUpstream {
     call_timeout: Option<Spanned<String>>,
     #[serde(default)]
     forward_roots: bool,
+    #[serde(default)]
+    tools: BTreeMap<String, RawTool>,
 }
 
 /// The default listen address.
@@ -266,9 +311,11 @@ impl Lowering<'_> {
                 });
             }
         }
+        let policy = self.policy(raw.policy)?;
         Ok(Config {
             gateway,
             upstreams,
+            policy,
             source: self.path.to_owned(),
         })
     }
@@ -328,6 +375,54 @@ impl Lowering<'_> {
             page_size: self.bounded(g.page_size, "gateway.page_size", 1, 100_000, 500)? as usize,
             forward_unknown_methods: g.forward_unknown_methods.unwrap_or(true),
             input_timeout: self.duration(g.input_timeout, "gateway.input_timeout", Duration::from_secs(300))?,
+        })
+    }
+
+    /// The policy section: the profile, and the files read and validated now, so a bad policy
+    /// stops the gateway before it serves anything.
+    fn policy(&self, p: RawPolicy) -> Result<PolicyConfig, ConfigError> {
+        let profile = match p.profile {
+            None => Some(Profile::Default),
+            Some(s) if s.get_ref() == "none" => None,
+            Some(s) => match s.get_ref().parse::<Profile>() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let names: Vec<&str> = Profile::ALL.iter().map(|p| p.as_str()).collect();
+                    return self.err(
+                        s.span(),
+                        "policy.profile",
+                        format!("must be one of {} or `none`, got `{}`", names.join(", "), s.get_ref()),
+                    );
+                }
+            },
+        };
+        let mut files = Vec::new();
+        let mut sources = Vec::new();
+        for f in p.files {
+            if f.get_ref().trim().is_empty() {
+                return self.err(f.span(), "policy.files", "a file name must not be empty");
+            }
+            let path = self.base_dir().join(f.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => sources.push((f.get_ref().clone(), text)),
+                Err(e) => {
+                    return self.err(
+                        f.span(),
+                        "policy.files",
+                        format!("cannot read `{}`: {e}", path.display()),
+                    );
+                }
+            }
+            files.push(path);
+        }
+        let engine = PolicyEngine::from_sources(profile, &sources).map_err(|e| ConfigError::Policy {
+            path: self.path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(PolicyConfig {
+            profile,
+            files,
+            engine: Arc::new(engine),
         })
     }
 
@@ -464,6 +559,24 @@ impl Lowering<'_> {
                 );
             }
         };
+        let mut tool_effects = BTreeMap::new();
+        for (tool, t) in u.tools {
+            if let Some(effect) = t.effect {
+                match effect.get_ref().parse::<Effect>() {
+                    Ok(e) => {
+                        tool_effects.insert(tool, e);
+                    }
+                    Err(_) => {
+                        let names: Vec<&str> = Effect::ALL.iter().map(|e| e.as_str()).collect();
+                        return self.err(
+                            effect.span(),
+                            &key(&format!("tools.{tool}.effect")),
+                            format!("must be one of {}, got `{}`", names.join(", "), effect.get_ref()),
+                        );
+                    }
+                }
+            }
+        }
         Ok(UpstreamConfig {
             name: name.to_owned(),
             prefix,
@@ -471,6 +584,7 @@ impl Lowering<'_> {
             era,
             call_timeout: self.duration(u.call_timeout, &key("call_timeout"), gateway.call_timeout)?,
             forward_roots: u.forward_roots,
+            tool_effects,
         })
     }
 }

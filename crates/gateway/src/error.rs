@@ -47,6 +47,16 @@ pub enum GatewayError {
     /// A `requestState` the gateway issued is unknown, expired or presented by someone else.
     #[error("`requestState` is unknown, expired, or belongs to another request")]
     StaleRequestState,
+    /// Policy did not permit the call.
+    #[error("denied by policy: {reason}")]
+    Denied {
+        /// Why, in one line.
+        reason: String,
+        /// The ids of the deciding policies.
+        policies: Vec<String>,
+        /// Whether a person's approval would have permitted it.
+        approval: bool,
+    },
 }
 
 impl GatewayError {
@@ -77,6 +87,14 @@ impl GatewayError {
                 Era::Legacy => ErrorObject::new(code::INVALID_REQUEST, msg),
             },
             GatewayError::Overloaded(_) => ErrorObject::new(code::OVERLOADED, msg),
+            GatewayError::Denied { policies, approval, .. } => ErrorObject::with_data(
+                code::GATEWAY_DENIED,
+                msg,
+                &json!({
+                    "outcome": if *approval { "needs_approval" } else { "forbid" },
+                    "policies": policies,
+                }),
+            ),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod exchange;
 pub mod framing;
 pub mod gateway;
+mod judge;
 pub mod outbox;
 pub mod poisoning;
 pub mod proxy;

