@@ -3,6 +3,7 @@
 
 mod call;
 mod logging;
+mod policy;
 mod scan;
 
 use std::path::PathBuf;
@@ -71,6 +72,9 @@ enum Command {
     Call(call::CallArgs),
     /// Scan every upstream's tools, prompts and templates for tool poisoning.
     Scan(scan::ScanArgs),
+    /// Validate the policy, or show the decision for one call.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -131,6 +135,7 @@ async fn run(command: Command) -> ExitCode {
         },
         Command::Call(args) => call::run(args).await,
         Command::Scan(args) => scan::run(args).await,
+        Command::Policy(cmd) => policy::run(cmd).await,
     }
 }
 

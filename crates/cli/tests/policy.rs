@@ -186,3 +186,65 @@ async fn an_invalid_policy_stops_the_gateway_before_it_serves() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_check_and_validate_explain_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.cedar");
+    std::fs::write(
+        &policy,
+        r#"@id("mail-only-to-example-com")
+forbid (principal, action == Action::"call_tool", resource)
+when { resource.name == "send_message" && context.arguments has to && !(context.arguments.to like "*@example.com") };
+"#,
+    )
+    .unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[policy]\nfiles = [{}]\n\n{}",
+            toml_str(&policy.to_string_lossy()),
+            raw_upstream("")
+        ),
+    )
+    .unwrap();
+    let run = |args: Vec<String>| {
+        let config = config.clone();
+        async move {
+            let out = tokio::process::Command::new(portcullis())
+                .args(&args)
+                .arg("--config")
+                .arg(&config)
+                .output()
+                .await
+                .unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
+    let (code, out) = run(vec!["policy".into(), "validate".into()]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let check = |to: &str| {
+        vec![
+            "policy".to_owned(),
+            "check".into(),
+            "--tool".into(),
+            "raw__send_message".into(),
+            "--args".into(),
+            format!(r#"{{"to": "{to}"}}"#),
+        ]
+    };
+    let (code, out) = run(check("attacker@evil.test")).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("decision: forbid") && out.contains("mail-only-to-example-com"),
+        "{out}"
+    );
+    assert!(
+        out.contains("effect `send`"),
+        "the effect comes from the upstream's hints: {out}"
+    );
+    let (code, out) = run(check("bob@example.com")).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("decision: permit"), "{out}");
+}

@@ -83,6 +83,28 @@ impl Gateway {
         }
     }
 
+    /// The decision policy would make for `principal` calling the tool exposed as `exposed`
+    /// with `arguments`, and the tool as policy saw it; `None` when no upstream lists the tool.
+    /// For `portcullis policy check`.
+    pub fn explain_call(&self, principal: &Principal, exposed: &str, arguments: &Value) -> Option<(Tool, Decision)> {
+        let cat = self.catalog();
+        let entry = cat.tool(exposed)?;
+        let tool = self.policy_tool(entry);
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let decision = self.cfg.policy.engine.decide(&Request {
+            principal,
+            action: Action::CallTool,
+            tool: &tool,
+            arguments,
+            labels: &[],
+            now_unix,
+            calls_in_window: 0,
+        });
+        Some((tool, decision))
+    }
+
     /// Whether a principal could ever call this tool: tools it never may are left out of lists.
     pub(crate) fn may_list(&self, ctx: &ClientCtx, entry: &Entry) -> bool {
         self.cfg

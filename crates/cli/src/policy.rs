@@ -1,0 +1,127 @@
+//! `portcullis policy`: `validate` checks the configured policy files against the schema;
+//! `check` shows the decision (and the deciding policies) for one call, reading the tool's
+//! effect from config or from its upstream's annotations as the gateway would.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use portcullis_gateway::config::Config;
+use portcullis_gateway::gateway::Gateway;
+use portcullis_policy::{Outcome, Principal};
+use serde_json::Value;
+
+use crate::{EX_UNAVAILABLE, EX_USAGE};
+
+/// `portcullis policy …`.
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Check the configured profile and policy files against the schema.
+    Validate {
+        /// The configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", default_value = "portcullis.toml")]
+        config: PathBuf,
+    },
+    /// Show the decision for one tool call, and which policies made it.
+    Check(CheckArgs),
+}
+
+/// Arguments of `portcullis policy check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The configuration file.
+    #[arg(long, short, env = "PORTCULLIS_CONFIG", default_value = "portcullis.toml")]
+    config: PathBuf,
+    /// The user (`User::"…"` in policies); stdio and loopback HTTP clients are `local`.
+    #[arg(long, default_value = "local")]
+    principal: String,
+    /// The client's name (`principal.client`).
+    #[arg(long, default_value = "unknown")]
+    client: String,
+    /// The tool, as the gateway exposes it (`UPSTREAM__TOOL`).
+    #[arg(long)]
+    tool: String,
+    /// The call's arguments, a JSON object.
+    #[arg(long, default_value = "{}")]
+    args: String,
+    /// How long to wait for upstreams to list their tools.
+    #[arg(long, default_value = "60s", value_parser = crate::parse_duration)]
+    wait: Duration,
+}
+
+/// Runs the command.
+pub async fn run(cmd: PolicyCommand) -> ExitCode {
+    match cmd {
+        PolicyCommand::Validate { config } => match Config::load(&config) {
+            Ok(cfg) => {
+                let profile = cfg.policy.profile.map_or("none", |p| p.as_str());
+                println!("policy ok: profile `{profile}`, {} file(s)", cfg.policy.files.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portcullis: {e}");
+                ExitCode::from(EX_USAGE)
+            }
+        },
+        PolicyCommand::Check(args) => check(args).await,
+    }
+}
+
+async fn check(args: CheckArgs) -> ExitCode {
+    let arguments: Value = match serde_json::from_str(&args.args) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return usage("`--args` must be a JSON object"),
+        Err(e) => return usage(&format!("`--args` is not JSON: {e}")),
+    };
+    let cfg = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let gw = Gateway::start(cfg);
+    gw.wait_settled(args.wait).await;
+    let principal = Principal {
+        user: args.principal,
+        client: args.client,
+    };
+    let explained = gw.explain_call(&principal, &args.tool, &arguments);
+    gw.stop().await;
+    let Some((tool, decision)) = explained else {
+        eprintln!("portcullis policy check: no upstream lists a tool `{}`", args.tool);
+        return ExitCode::from(EX_UNAVAILABLE);
+    };
+    let outcome = match decision.outcome {
+        Outcome::Permit => "permit",
+        Outcome::Forbid => "forbid",
+        Outcome::NeedsApproval => "needs approval",
+    };
+    println!("decision: {outcome}");
+    println!(
+        "tool:     upstream `{}`, name `{}`, effect `{}`",
+        tool.upstream, tool.name, tool.effect
+    );
+    println!(
+        "policies: {}",
+        if decision.policies.is_empty() {
+            "(none)".into()
+        } else {
+            decision.policies.join(", ")
+        }
+    );
+    println!("reason:   {}", decision.reason);
+    for e in &decision.errors {
+        println!("error:    {e}");
+    }
+    match decision.outcome {
+        Outcome::Permit => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    }
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("portcullis policy check: {msg}");
+    ExitCode::from(EX_USAGE)
+}
