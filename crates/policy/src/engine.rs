@@ -3,11 +3,20 @@
 use cedar_policy::{
     Authorizer, Decision as CedarDecision, Effect as CedarEffect, Policy, PolicyId, PolicySet, Response, Schema,
 };
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use crate::load::{self, APPROVAL, REASON};
 use crate::value::{self, Names};
 use crate::{Action, Decision, Outcome, PolicyError, Principal, Profile, Request, Tool};
+
+/// What a policy's annotations say, read once at load.
+#[derive(Debug, Clone)]
+struct Note {
+    approval: bool,
+    reason: Option<String>,
+}
 
 /// The Cedar schema policies are validated against (human format).
 pub const SCHEMA: &str = include_str!("../schema.cedarschema");
@@ -15,7 +24,9 @@ pub const SCHEMA: &str = include_str!("../schema.cedarschema");
 /// A schema and a policy set, validated at construction; decides requests.
 #[derive(Debug, Clone)]
 pub struct PolicyEngine {
-    schema: Schema,
+    /// Per policy, read once at load: whether it asks for approval, and its `@reason`.
+    /// (Looking annotations up in the policy set parses the key on every call.)
+    notes: HashMap<PolicyId, Note>,
     policies: PolicySet,
     /// What `may_ever_call` evaluates: the policies that do not read `context`, and the other
     /// permits with their conditions dropped. `None` when it could not be built: then every
@@ -48,8 +59,18 @@ impl PolicyEngine {
         sources.extend(files.iter().map(|(file, text)| (file.clone(), text.as_str())));
         let policies = load::load(&schema, &sources)?;
         let probe = probe(&policies);
+        let notes = policies
+            .policies()
+            .map(|p| {
+                let note = Note {
+                    approval: p.annotation(APPROVAL) == Some("required"),
+                    reason: p.annotation(REASON).map(str::to_owned),
+                };
+                (p.id().clone(), note)
+            })
+            .collect();
         Ok(PolicyEngine {
-            schema,
+            notes,
             policies,
             probe,
             names,
@@ -111,7 +132,7 @@ impl PolicyEngine {
                 let approvals: Vec<&PolicyId> = decided
                     .iter()
                     .copied()
-                    .filter(|id| self.policies.annotation(id, APPROVAL) == Some("required"))
+                    .filter(|id| self.notes.get(*id).is_some_and(|n| n.approval))
                     .collect();
                 if approvals.is_empty() {
                     self.explained(Outcome::Permit, "permitted by", &decided)
@@ -151,7 +172,7 @@ impl PolicyEngine {
     }
 
     fn evaluate(&self, set: &PolicySet, req: &Request<'_>) -> Result<Response, String> {
-        let entities = self.names.entities(&self.schema, req.principal, req.tool)?;
+        let entities = self.names.entities(req.principal, req.tool)?;
         let request = cedar_policy::Request::new(
             self.names.user(req.principal),
             self.names.action(req.action),
@@ -167,7 +188,9 @@ impl PolicyEngine {
     fn explained(&self, outcome: Outcome, verb: &str, ids: &[&PolicyId]) -> Decision {
         let names = ids.iter().map(|id| format!("`{id}`")).collect::<Vec<_>>().join(", ");
         let noun = if ids.len() == 1 { "policy" } else { "policies" };
-        let why = ids.iter().find_map(|id| self.policies.annotation(id, REASON));
+        let why = ids
+            .iter()
+            .find_map(|id| self.notes.get(*id).and_then(|n| n.reason.as_deref()));
         let reason = match why {
             Some(why) => format!("{verb} {noun} {names}: {why}"),
             None => format!("{verb} {noun} {names}"),
