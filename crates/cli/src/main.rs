@@ -81,8 +81,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     portcullis_gateway::config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration like `30s`"))
 }
 
-fn load(config: &ConfigArg) -> Result<Config, ExitCode> {
-    Config::load(&config.config).map_err(|e| {
+/// Loads and validates the configuration (policy included); a bad one is reported and is
+/// exit status 64.
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
         eprintln!("portcullis: {e}");
         ExitCode::from(EX_USAGE)
     })
@@ -116,7 +118,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> ExitCode {
     match command {
         Command::Serve { config, listen } => {
-            let mut cfg = match load(&config) {
+            let mut cfg = match load(&config.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -125,11 +127,11 @@ async fn run(command: Command) -> ExitCode {
             }
             report(serve(cfg).await)
         }
-        Command::Stdio { config } => match load(&config) {
+        Command::Stdio { config } => match load(&config.config) {
             Ok(cfg) => report(stdio(cfg).await),
             Err(code) => code,
         },
-        Command::Tools { config, json, wait } => match load(&config) {
+        Command::Tools { config, json, wait } => match load(&config.config) {
             Ok(cfg) => tools(cfg, json, wait).await,
             Err(code) => code,
         },

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use portcullis_gateway::config::Config;
 use portcullis_gateway::gateway::Gateway;
 use portcullis_policy::{Outcome, Principal};
 use serde_json::Value;
@@ -53,16 +52,13 @@ pub struct CheckArgs {
 /// Runs the command.
 pub async fn run(cmd: PolicyCommand) -> ExitCode {
     match cmd {
-        PolicyCommand::Validate { config } => match Config::load(&config) {
+        PolicyCommand::Validate { config } => match crate::load(&config) {
             Ok(cfg) => {
                 let profile = cfg.policy.profile.map_or("none", |p| p.as_str());
                 println!("policy ok: profile `{profile}`, {} file(s)", cfg.policy.files.len());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("portcullis: {e}");
-                ExitCode::from(EX_USAGE)
-            }
+            Err(code) => code,
         },
         PolicyCommand::Check(args) => check(args).await,
     }
@@ -74,12 +70,9 @@ async fn check(args: CheckArgs) -> ExitCode {
         Ok(_) => return usage("`--args` must be a JSON object"),
         Err(e) => return usage(&format!("`--args` is not JSON: {e}")),
     };
-    let cfg = match Config::load(&args.config) {
+    let cfg = match crate::load(&args.config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("portcullis: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
+        Err(code) => return code,
     };
     let gw = Gateway::start(cfg);
     gw.wait_settled(args.wait).await;

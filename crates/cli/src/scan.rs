@@ -9,13 +9,12 @@ use std::time::Duration;
 
 use clap::Args;
 use portcullis_core::scan::{Scanner, Severity};
-use portcullis_gateway::config::Config;
 use portcullis_gateway::gateway::Gateway;
 use portcullis_gateway::poisoning::{self, Report};
 use portcullis_gateway::upstream::State;
 use serde_json::json;
 
-use crate::{EX_UNAVAILABLE, EX_USAGE};
+use crate::EX_UNAVAILABLE;
 
 /// Exit code when a finding is at or above `--fail-on`.
 const EX_FINDINGS: u8 = 1;
@@ -44,12 +43,9 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 
 /// Runs the command.
 pub async fn run(args: ScanArgs) -> ExitCode {
-    let cfg = match Config::load(&args.config) {
+    let cfg = match crate::load(&args.config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("portcullis: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
+        Err(code) => return code,
     };
     let gw = Gateway::start(cfg);
     let settled = gw.wait_settled(args.wait).await;
