@@ -274,3 +274,85 @@ async fn a_call_right_after_start_waits_for_its_upstream_instead_of_failing() {
     let r = Modern::new(&gw.url).call("raw__pid", json!({})).await;
     assert!(r.get("result").is_some(), "{r}");
 }
+
+/// A raw HTTP MCP server that reports the headers it receives, killed on drop.
+struct HeaderEcho {
+    _child: tokio::process::Child,
+    url: String,
+}
+
+async fn header_echo() -> HeaderEcho {
+    let port = free_port();
+    let child = tokio::process::Command::new("python3")
+        .arg(repo_root().join("tests/peers/raw_http_server.py"))
+        .arg(port.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "raw_http_server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    HeaderEcho {
+        _child: child,
+        url: format!("http://127.0.0.1:{port}/mcp"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_http_upstream_gets_only_its_own_headers_and_never_the_clients() {
+    let (a, b) = (header_echo().await, header_echo().await);
+    let upstreams = format!(
+        "[upstreams.a]\nurl = {}\nheaders = {{ X-Upstream-Secret = \"alpha-3f9c\" }}\n\n[upstreams.b]\nurl = {}\nheaders = {{ X-Upstream-Secret = \"beta-7d21\" }}\n",
+        toml_str(&a.url),
+        toml_str(&b.url)
+    );
+    let gw = Served::start(&upstreams).await;
+    gw.wait_for_tools(&["a__", "b__"]).await;
+    // The client sends its own credential to the gateway; it must stop there.
+    let call = |tool: &'static str| {
+        let url = gw.url.clone();
+        async move {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {},
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}});
+            let r = post(
+                &url,
+                &[
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "tools/call"),
+                    ("mcp-name", tool),
+                    ("authorization", "Bearer client-token-9e1f"),
+                    ("cookie", "session=client-cookie-51aa"),
+                ],
+                body.to_string(),
+            )
+            .await
+            .response();
+            r["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{r}"))
+                .to_owned()
+        }
+    };
+    let seen_a = call("a__headers").await;
+    let seen_b = call("b__headers").await;
+    assert!(
+        seen_a.contains("alpha-3f9c") && !seen_a.contains("beta-7d21"),
+        "{seen_a}"
+    );
+    assert!(
+        seen_b.contains("beta-7d21") && !seen_b.contains("alpha-3f9c"),
+        "{seen_b}"
+    );
+    for seen in [&seen_a, &seen_b] {
+        assert!(
+            !seen.contains("client-token-9e1f"),
+            "a client's token reached an upstream: {seen}"
+        );
+        assert!(
+            !seen.contains("client-cookie-51aa"),
+            "a client's cookie reached an upstream: {seen}"
+        );
+    }
+}
