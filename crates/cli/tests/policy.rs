@@ -23,19 +23,38 @@ fn raw_upstream(extra: &str) -> String {
     )
 }
 
-/// Starts the gateway with a policy section and, optionally, one policy file.
-async fn gateway(policy: &str, file: Option<&str>, upstream_extra: &str) -> Served {
-    let dir = tempfile::tempdir().unwrap();
+/// The issue's example: messages only to example.com addresses.
+const MAIL_ONLY_EXAMPLE_COM: &str = r#"
+@id("mail-only-to-example-com")
+@reason("messages may only go to example.com addresses")
+forbid (principal, action == Action::"call_tool", resource)
+when { resource.name == "send_message" && context.arguments has to && !(context.arguments.to like "*@example.com") };
+"#;
+
+/// The config text for the raw upstream with a `[policy]` section of `policy` keys and,
+/// optionally, one policy file written into `dir`.
+fn config_text(dir: &std::path::Path, policy: &str, file: Option<&str>, upstream_extra: &str) -> String {
     let mut section = format!("[policy]\n{policy}\n");
     if let Some(text) = file {
-        let path = dir.path().join("policy.cedar");
+        let path = dir.join("policy.cedar");
         std::fs::write(&path, text).unwrap();
         section.push_str(&format!("files = [{}]\n", toml_str(&path.to_string_lossy())));
     }
-    let served = Served::start(&format!("{section}\n{}", raw_upstream(upstream_extra))).await;
-    // The policy file must outlive the gateway's start only; it was read at load.
-    drop(dir);
-    served
+    format!("{section}\n{}", raw_upstream(upstream_extra))
+}
+
+/// Writes that config to `dir/portcullis.toml` and returns its path.
+fn config_file(dir: &std::path::Path, file: &str) -> std::path::PathBuf {
+    let config = dir.join("portcullis.toml");
+    std::fs::write(&config, config_text(dir, "", Some(file), "")).unwrap();
+    config
+}
+
+/// Starts the gateway with a policy section and, optionally, one policy file.
+async fn gateway(policy: &str, file: Option<&str>, upstream_extra: &str) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    // The policy file need only outlive the start: it is read at load.
+    Served::start(&config_text(dir.path(), policy, file, upstream_extra)).await
 }
 
 fn denial(r: &Value) -> (&str, Vec<&str>, &str) {
@@ -65,13 +84,7 @@ async fn tool_names(gw: &Served) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_forbid_on_an_argument_blocks_the_call_and_names_the_policy() {
-    let policy = r#"
-@id("mail-only-to-example-com")
-@reason("messages may only go to example.com addresses")
-forbid (principal, action == Action::"call_tool", resource)
-when { resource.name == "send_message" && context.arguments has to && !(context.arguments.to like "*@example.com") };
-"#;
-    let gw = gateway("", Some(policy), "").await;
+    let gw = gateway("", Some(MAIL_ONLY_EXAMPLE_COM), "").await;
     gw.wait_for_tools(&["raw__"]).await;
     let client = Modern::new(&gw.url);
     let r = client
@@ -157,22 +170,10 @@ async fn read_only_lists_and_allows_only_reads() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_policy_stops_the_gateway_before_it_serves() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.cedar");
-    std::fs::write(
-        &policy,
+    let config = config_file(
+        dir.path(),
         "permit (principal, action, resource)\nwhen { resource.nmae == \"x\" };\n",
-    )
-    .unwrap();
-    let config = dir.path().join("portcullis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[policy]\nfiles = [{}]\n\n{}",
-            toml_str(&policy.to_string_lossy()),
-            raw_upstream("")
-        ),
-    )
-    .unwrap();
+    );
     let out = tokio::process::Command::new(portcullis())
         .args(["serve", "--config"])
         .arg(&config)
@@ -190,25 +191,7 @@ async fn an_invalid_policy_stops_the_gateway_before_it_serves() {
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_check_and_validate_explain_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = dir.path().join("policy.cedar");
-    std::fs::write(
-        &policy,
-        r#"@id("mail-only-to-example-com")
-forbid (principal, action == Action::"call_tool", resource)
-when { resource.name == "send_message" && context.arguments has to && !(context.arguments.to like "*@example.com") };
-"#,
-    )
-    .unwrap();
-    let config = dir.path().join("portcullis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[policy]\nfiles = [{}]\n\n{}",
-            toml_str(&policy.to_string_lossy()),
-            raw_upstream("")
-        ),
-    )
-    .unwrap();
+    let config = config_file(dir.path(), MAIL_ONLY_EXAMPLE_COM);
     let run = |args: Vec<String>| {
         let config = config.clone();
         async move {
