@@ -275,9 +275,9 @@ impl Catalog {
 
 /// A page of a list and the cursor for the next one.
 #[derive(Debug)]
-pub struct Page<'a> {
+pub struct Page<'a, T = Entry> {
     /// The items on this page.
-    pub items: &'a [Entry],
+    pub items: &'a [T],
     /// The cursor for the next page, if there is one.
     pub next_cursor: Option<String>,
 }
@@ -289,8 +289,9 @@ pub struct BadCursor;
 
 const CURSOR_PREFIX: &str = "pc1:";
 
-/// Cuts one page out of `entries`. Cursors are opaque offsets into the merged list.
-pub fn paginate<'a>(entries: &'a [Entry], cursor: Option<&str>, page_size: usize) -> Result<Page<'a>, BadCursor> {
+/// Cuts one page out of `entries` (the merged list, or a view of it such as the entries one
+/// principal may see). Cursors are opaque offsets into that list.
+pub fn paginate<'a, T>(entries: &'a [T], cursor: Option<&str>, page_size: usize) -> Result<Page<'a, T>, BadCursor> {
     let start = match cursor {
         None => 0,
         Some(c) => c

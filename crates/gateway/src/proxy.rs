@@ -151,20 +151,11 @@ impl Gateway {
         let cat = self.catalog();
         let cursor = params.and_then(|p| p.get_str("cursor"));
         // Tools this principal may never call are not listed at all.
-        let visible: Vec<catalog::Entry>;
-        let entries = match kind {
-            Kind::Tool => {
-                visible = cat
-                    .entries(kind)
-                    .iter()
-                    .filter(|e| self.may_list(ctx, e))
-                    .cloned()
-                    .collect();
-                &visible[..]
-            }
-            _ => cat.entries(kind),
+        let entries: Vec<&catalog::Entry> = match kind {
+            Kind::Tool => cat.entries(kind).iter().filter(|e| self.may_list(ctx, e)).collect(),
+            _ => cat.entries(kind).iter().collect(),
         };
-        let page = catalog::paginate(entries, cursor.as_deref(), self.cfg.gateway.page_size)
+        let page = catalog::paginate(&entries, cursor.as_deref(), self.cfg.gateway.page_size)
             .map_err(|e| GatewayError::InvalidParams(e.to_string()))?;
         // Assemble the JSON by hand: each definition is raw already.
         let mut body = String::with_capacity(64 + page.items.iter().map(|e| e.raw.get().len() + 1).sum::<usize>());
