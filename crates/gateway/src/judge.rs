@@ -50,6 +50,23 @@ impl Gateway {
         }
     }
 
+    /// The engine's decision for one request, now, with what the gateway knows of the session
+    /// (no labels or rate counts yet).
+    fn decide(&self, principal: &Principal, action: Action, tool: &Tool, arguments: &Value) -> Decision {
+        let now_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.cfg.policy.engine.decide(&Request {
+            principal,
+            action,
+            tool,
+            arguments,
+            labels: &[],
+            now_unix,
+            calls_in_window: 0,
+        })
+    }
+
     /// Decides one request; anything but a permit is the error the client gets.
     pub(crate) fn judge(
         &self,
@@ -58,19 +75,7 @@ impl Gateway {
         tool: &Tool,
         arguments: &Value,
     ) -> Result<(), GatewayError> {
-        let principal = principal(ctx);
-        let now_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let decision = self.cfg.policy.engine.decide(&Request {
-            principal: &principal,
-            action,
-            tool,
-            arguments,
-            labels: &[],
-            now_unix,
-            calls_in_window: 0,
-        });
+        let decision = self.decide(&principal(ctx), action, tool, arguments);
         for e in &decision.errors {
             tracing::warn!(tool = %tool.name, upstream = %tool.upstream, error = %e, "policy could not be evaluated; denied");
         }
@@ -90,18 +95,7 @@ impl Gateway {
         let cat = self.catalog();
         let entry = cat.tool(exposed)?;
         let tool = self.policy_tool(entry);
-        let now_unix = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let decision = self.cfg.policy.engine.decide(&Request {
-            principal,
-            action: Action::CallTool,
-            tool: &tool,
-            arguments,
-            labels: &[],
-            now_unix,
-            calls_in_window: 0,
-        });
+        let decision = self.decide(principal, Action::CallTool, &tool, arguments);
         Some((tool, decision))
     }
 
