@@ -121,6 +121,15 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// A tool held back from lists and calls (its definition is not the one approved).
+#[derive(Clone, Debug)]
+pub struct Held {
+    /// The tool as it would be exposed.
+    pub entry: Entry,
+    /// Why, in one line, for the client and the log.
+    pub reason: String,
+}
+
 /// The merged catalog with its routing indexes.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
@@ -135,6 +144,8 @@ pub struct Catalog {
     pub conflicts: Vec<Conflict>,
     /// Definitions without a usable name.
     pub rejected: Vec<Rejected>,
+    /// Tools held back by their pins, in catalog order.
+    pub held: Vec<Held>,
     /// The smallest `ttlMs` over the upstreams that gave one.
     pub ttl_ms: Option<u64>,
 }
@@ -245,6 +256,32 @@ impl Catalog {
     /// The tool exposed under `name`.
     pub fn tool(&self, name: &str) -> Option<&Entry> {
         self.by_tool.get(name).and_then(|i| self.tools.get(*i))
+    }
+
+    /// Holds back tools: each tool named (by exposed name) in `reasons` leaves the list and the
+    /// routing table and is kept in [`Catalog::held`] with its reason.
+    pub fn hold_tools(&mut self, mut reasons: HashMap<String, String>) {
+        if reasons.is_empty() {
+            return;
+        }
+        let tools = std::mem::take(&mut self.tools);
+        for entry in tools {
+            match reasons.remove(&entry.exposed) {
+                Some(reason) => self.held.push(Held { entry, reason }),
+                None => self.tools.push(entry),
+            }
+        }
+        self.by_tool = self
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.exposed.clone(), i))
+            .collect();
+    }
+
+    /// The held-back tool that would be exposed as `name`.
+    pub fn held_tool(&self, name: &str) -> Option<&Held> {
+        self.held.iter().find(|h| h.entry.exposed == name)
     }
 
     /// The prompt exposed under `name`.

@@ -1,7 +1,7 @@
 //! Portcullis core: the pure protocol layer of the gateway.
 //!
 //! Message views over raw JSON-RPC, MCP eras and vocabulary, SSE framing, request-metadata
-//! headers, the merged catalog with its routing tables, and the tool-poisoning scanner.
+//! headers, the merged catalog with its routing tables, tool pinning, and the tool-poisoning scanner.
 //!
 //! **Architecture invariant:** this crate does no I/O, spawns nothing, and knows nothing of
 //! tokio, HTTP servers or processes. Everything here is a function of its inputs, so it can be
@@ -13,6 +13,7 @@ pub mod jsonrpc;
 pub mod limits;
 pub mod mcp;
 pub mod params;
+pub mod pin;
 pub mod scan;
 pub mod sse;
 pub mod template;

@@ -159,6 +159,12 @@ const MAX_SCHEMA_DEPTH: usize = 32;
 /// How many hidden tag characters are decoded into a message.
 const MAX_DECODED: usize = 120;
 
+/// `text` with invisible characters (zero-width, bidi controls, tag characters, controls)
+/// shown as `\u{XXXX}` escapes, for showing text to a person who must see what a model reads.
+pub fn reveal_hidden(text: &str) -> String {
+    text::escape(text)
+}
+
 fn regex(pattern: &str) -> Result<Regex, ScanError> {
     RegexBuilder::new(pattern)
         .case_insensitive(true)

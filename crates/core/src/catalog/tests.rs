@@ -105,3 +105,24 @@ fn pagination_walks_every_item_once() {
         BadCursor
     );
 }
+
+#[test]
+fn held_tools_leave_the_list_and_the_routes_but_keep_their_reason() {
+    let a = UpstreamLists {
+        tools: vec![
+            tool(r#"{"name":"one"}"#),
+            tool(r#"{"name":"two"}"#),
+            tool(r#"{"name":"three"}"#),
+        ],
+        ..Default::default()
+    };
+    let mut cat = Catalog::build(&[ns("a", "a")], &[Some(&a)]);
+    cat.hold_tools(HashMap::from([("a__two".to_owned(), "changed".to_owned())]));
+    let names: Vec<&str> = cat.entries(Kind::Tool).iter().map(|e| e.exposed.as_str()).collect();
+    assert_eq!(names, ["a__one", "a__three"]);
+    assert!(cat.tool("a__two").is_none());
+    assert_eq!(cat.tool("a__three").map(|e| e.original.as_str()), Some("three"));
+    let held = cat.held_tool("a__two").unwrap();
+    assert_eq!((held.entry.original.as_str(), held.reason.as_str()), ("two", "changed"));
+    assert!(cat.held_tool("a__one").is_none());
+}

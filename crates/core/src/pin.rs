@@ -1,0 +1,192 @@
+//! Tool pinning: the fingerprint of a tool definition, and what a change to it means.
+//!
+//! A tool is pinned by the SHA-256 of a canonical encoding of the parts a model reads or a
+//! client relies on: `name`, `title`, `description`, `inputSchema`, `outputSchema`,
+//! `annotations` and `execution`. Member order and whitespace do not count; any other change
+//! does, down to one character of a description. Presentation-only members (`icons`, `_meta`)
+//! are left out, so a server that stamps its `_meta` does not quarantine its own tools.
+//!
+//! [`assess`] is the whole rule: a definition matching its pin is trusted; one never seen is
+//! pinned on first use when that is allowed, else held for approval; one that differs from its
+//! pin — the rug pull — is held until someone approves the new definition.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The members of a tool definition that are pinned.
+pub const PINNED_MEMBERS: [&str; 7] = [
+    "name",
+    "title",
+    "description",
+    "inputSchema",
+    "outputSchema",
+    "annotations",
+    "execution",
+];
+
+/// The pinned view of one tool definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Lowercase hex SHA-256 of [`Fingerprint::canonical`].
+    pub hash: String,
+    /// The pinned members, keys sorted, compact.
+    pub canonical: String,
+}
+
+impl Fingerprint {
+    /// Fingerprints a tool definition as its upstream listed it (its own name, not the exposed
+    /// one). Members outside [`PINNED_MEMBERS`] are ignored.
+    pub fn of(definition: &Value) -> Fingerprint {
+        let mut canonical = String::from("{");
+        if let Value::Object(map) = definition {
+            let mut keys: Vec<&str> = PINNED_MEMBERS.iter().copied().filter(|k| map.contains_key(*k)).collect();
+            keys.sort_unstable();
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    canonical.push(',');
+                }
+                write_string(key, &mut canonical);
+                canonical.push(':');
+                if let Some(v) = map.get(*key) {
+                    write_canonical(v, &mut canonical);
+                }
+            }
+        }
+        canonical.push('}');
+        let digest = Sha256::digest(canonical.as_bytes());
+        let mut hash = String::with_capacity(64);
+        for b in digest {
+            let _ = write!(hash, "{b:02x}");
+        }
+        Fingerprint { hash, canonical }
+    }
+
+    /// The pinned members, pretty-printed with sorted keys and invisible characters shown as
+    /// `\u{…}` escapes, for a person to review.
+    pub fn review(&self) -> String {
+        reveal(&pretty(&self.canonical))
+    }
+}
+
+/// Pretty-prints a canonical encoding (sorted keys stay sorted); text that is not JSON is
+/// returned as is.
+pub fn pretty(canonical: &str) -> String {
+    // The canonical text was produced with sorted keys, and `serde_json` keeps the order it
+    // reads (preserve_order), so re-encoding keeps the keys sorted.
+    serde_json::from_str::<Value>(canonical)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| canonical.to_owned())
+}
+
+/// Each line of `text` with invisible characters escaped.
+fn reveal(text: &str) -> String {
+    text.lines()
+        .map(crate::scan::reveal_hidden)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Writes `v` as JSON with object keys sorted at every depth and no whitespace.
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(k, out);
+                out.push(':');
+                write_canonical(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => write_string(s, out),
+        // Numbers, booleans and null have one encoding in serde_json.
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn write_string(s: &str, out: &mut String) {
+    // Encoding a string cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+}
+
+/// Why a tool is held back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Never seen before, and first use needs approval.
+    Unapproved,
+    /// The definition differs from the one pinned.
+    Changed {
+        /// The pinned hash.
+        pinned: String,
+    },
+}
+
+impl Hold {
+    /// One line for the client and the log.
+    pub fn reason(&self, tool: &str) -> String {
+        match self {
+            Hold::Unapproved => format!(
+                "tool `{tool}` is new and awaits approval; run `portcullis tools approve {tool}` to review and approve it"
+            ),
+            Hold::Changed { .. } => format!(
+                "the definition of tool `{tool}` changed since it was approved and is quarantined; run `portcullis tools approve {tool}` to review the change"
+            ),
+        }
+    }
+}
+
+/// What to do with a listed tool, given its pin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Assessment {
+    /// Matches its pin.
+    Trusted,
+    /// Seen for the first time and trusted on first use: pin it now.
+    PinNow,
+    /// Held back from lists and calls.
+    Held(Hold),
+}
+
+/// Assesses a tool whose current fingerprint hash is `current`, against the hash pinned for
+/// it (if any) and the first-use rule.
+pub fn assess(pinned: Option<&str>, current: &str, trust_on_first_use: bool) -> Assessment {
+    match pinned {
+        Some(p) if p == current => Assessment::Trusted,
+        Some(p) => Assessment::Held(Hold::Changed { pinned: p.to_owned() }),
+        None if trust_on_first_use => Assessment::PinNow,
+        None => Assessment::Held(Hold::Unapproved),
+    }
+}
+
+/// A line diff of two pinned definitions (pretty-printed, invisible characters shown as
+/// `\u{…}` escapes so a reviewer sees them), `-` for the old and `+` for the new, with three
+/// lines of context.
+pub fn diff(old: &str, new: &str) -> String {
+    let (old, new) = (reveal(&pretty(old)), reveal(&pretty(new)));
+    similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(3)
+        .header("approved", "current")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests;

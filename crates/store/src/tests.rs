@@ -1,0 +1,66 @@
+use super::*;
+
+fn p(tool: &str, hash: &str, by: &str) -> Pin {
+    Pin {
+        upstream: "mail".into(),
+        tool: tool.into(),
+        hash: hash.into(),
+        definition: format!("{{\"name\":\"{tool}\"}}"),
+        approved_at: 100,
+        approved_by: by.into(),
+    }
+}
+
+#[tokio::test]
+async fn first_use_pins_once_and_approval_replaces() {
+    let s = Store::memory().await.unwrap();
+    assert!(s.pin_first_use(&p("send", "aa", "first-use")).await.unwrap());
+    // A second first-use pin (another process, a different definition) does not win.
+    assert!(!s.pin_first_use(&p("send", "bb", "first-use")).await.unwrap());
+    assert_eq!(s.pin("mail", "send").await.unwrap().unwrap().hash, "aa");
+
+    s.record_sighting("mail", "send", "bb", "{}", 200).await.unwrap();
+    s.record_sighting("mail", "send", "bb", "{}", 300).await.unwrap();
+    s.record_sighting("mail", "read", "cc", "{}", 300).await.unwrap();
+    let seen = s.sightings().await.unwrap();
+    assert_eq!(seen.len(), 2);
+    let send = seen.iter().find(|x| x.tool == "send").unwrap();
+    assert_eq!((send.first_seen, send.last_seen), (200, 300));
+
+    s.approve(&p("send", "bb", "cli:alice")).await.unwrap();
+    let pin = s.pin("mail", "send").await.unwrap().unwrap();
+    assert_eq!((pin.hash.as_str(), pin.approved_by.as_str()), ("bb", "cli:alice"));
+    // Approving clears that tool's sightings and no other's.
+    let seen = s.sightings().await.unwrap();
+    assert_eq!(seen.iter().map(|x| x.tool.as_str()).collect::<Vec<_>>(), ["read"]);
+    assert_eq!(s.pins().await.unwrap().len(), 1);
+    assert!(s.pin("other", "send").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_file_database_persists_across_opens_and_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state");
+    {
+        let s = Store::open(&data).await.unwrap();
+        s.approve(&p("send", "aa", "cli:alice")).await.unwrap();
+        s.close().await;
+    }
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    // Reopening runs the migrations again without harm and finds the pin.
+    let s = Store::open(&data).await.unwrap();
+    assert_eq!(s.pins().await.unwrap(), vec![p("send", "aa", "cli:alice")]);
+}
+
+#[tokio::test]
+async fn an_unusable_data_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let err = Store::open(&file).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("cannot open the state database"), "{msg}");
+    assert!(msg.contains("not-a-dir"), "{msg}");
+}
