@@ -10,8 +10,8 @@ use clap::Args;
 use portcullis_core::{Id, Message, Outcome, Params, Request, Response};
 use portcullis_gateway::client::{Call, CallSink, ClientMeta, ConnectOptions, McpClient, ServerRequest};
 use portcullis_gateway::config::{Config, EraChoice, Transport};
-use portcullis_gateway::gateway::Gateway;
 use portcullis_gateway::outbox::Outbox;
+use portcullis_gateway::pins::PinMode;
 use portcullis_gateway::session::ClientCtx;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -77,7 +77,10 @@ pub async fn run(args: CallArgs) -> ExitCode {
 }
 
 async fn through_gateway(cfg: Config, tool: &str, arguments: Value, timeout: Duration) -> ExitCode {
-    let gw = Gateway::start(cfg);
+    let gw = match crate::open(cfg, PinMode::Record).await {
+        Ok(gw) => gw,
+        Err(code) => return code,
+    };
     gw.wait_settled(timeout).await;
     let ctx = ClientCtx {
         era: portcullis_core::mcp::Era::Modern,
@@ -119,7 +122,7 @@ fn print_result(r: &Response) -> ExitCode {
     match &r.outcome {
         Outcome::Result(raw) => {
             let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             if v.get("isError").and_then(Value::as_bool).unwrap_or(false) {
                 ExitCode::FAILURE
             } else {
@@ -219,7 +222,7 @@ async fn direct(args: &CallArgs, url: &str, arguments: Value) -> ExitCode {
         },
         None => match list_tools(&client, args.timeout).await {
             Ok(tools) => {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&json!({ "tools": tools })).unwrap_or_default()
                 );

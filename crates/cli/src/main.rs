@@ -1,10 +1,27 @@
 //! `portcullis`: the command line. Thin: parse arguments, load and validate configuration
 //! before anything binds or spawns, then hand over to the gateway crate.
 
+/// `println!` that ignores a closed stdout (`portcullis tools | head`) instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// `print!` that ignores a closed stdout.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 mod call;
 mod logging;
 mod policy;
 mod scan;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,11 +32,14 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use portcullis_gateway::config::Config;
 use portcullis_gateway::gateway::Gateway;
+use portcullis_gateway::pins::PinMode;
 
 /// Exit code for bad usage or configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
 /// Exit code when a required service is unavailable (sysexits EX_UNAVAILABLE).
 const EX_UNAVAILABLE: u8 = 69;
+/// Exit code when the state database cannot be created or opened (sysexits EX_CANTCREAT).
+const EX_CANTCREAT: u8 = 73;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,17 +77,8 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// List every upstream's tools as the gateway exposes them.
-    Tools {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// How long to wait for upstreams to start.
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        wait: Duration,
-    },
+    /// List every upstream's tools with their pin status, or approve a tool's definition.
+    Tools(tools::ToolsArgs),
     /// Call one tool, through the gateway (`--config`) or directly at an MCP server (`--url`).
     Call(call::CallArgs),
     /// Scan every upstream's tools, prompts and templates for tool poisoning.
@@ -90,12 +101,22 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// Opens the state database and starts the gateway; a database that cannot be opened is
+/// reported and is exit status 73 (EX_CANTCREAT).
+async fn open(cfg: Config, mode: PinMode) -> Result<Arc<Gateway>, ExitCode> {
+    Gateway::open(cfg, mode).await.map_err(|e| {
+        eprintln!("portcullis: {e}");
+        ExitCode::from(EX_CANTCREAT)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Serve { .. } => "info",
-        // `scan` prints the findings itself; the gateway's own log of them would say it twice.
-        Command::Scan(_) => "warn,portcullis_gateway::gateway=off",
+        // `scan` and `tools` print the findings themselves; the gateway's own log of them would
+        // say it twice.
+        Command::Scan(_) | Command::Tools(_) => "warn,portcullis_gateway::gateway=off",
         _ => "warn",
     };
     logging::init(cli.log_format, default_filter);
@@ -131,10 +152,7 @@ async fn run(command: Command) -> ExitCode {
             Ok(cfg) => report(stdio(cfg).await),
             Err(code) => code,
         },
-        Command::Tools { config, json, wait } => match load(&config.config) {
-            Ok(cfg) => tools(cfg, json, wait).await,
-            Err(code) => code,
-        },
+        Command::Tools(args) => tools::run(args).await,
         Command::Call(args) => call::run(args).await,
         Command::Scan(args) => scan::run(args).await,
         Command::Policy(cmd) => policy::run(cmd).await,
@@ -159,7 +177,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let gw = Gateway::start(cfg);
+    let gw = Gateway::open(cfg, PinMode::Record).await?;
     let local = listener.local_addr()?;
     tracing::info!("Portcullis serving MCP at http://{local}/mcp");
     eprintln!("portcullis: serving MCP at http://{local}/mcp");
@@ -190,7 +208,7 @@ async fn wait_for_signal() {
 }
 
 async fn stdio(cfg: Config) -> anyhow::Result<()> {
-    let gw = Gateway::start(cfg);
+    let gw = Gateway::open(cfg, PinMode::Record).await?;
     let served = portcullis_gateway::server::stdio::serve(gw.clone(), stdin(), stdout());
     tokio::select! {
         () = served => {}
@@ -227,89 +245,5 @@ fn stdout() -> Box<dyn tokio::io::AsyncWrite + Unpin + Send> {
     match pipe {
         Ok(p) => Box::new(p),
         Err(_) => Box::new(tokio::io::stdout()),
-    }
-}
-
-async fn tools(cfg: Config, json: bool, wait: Duration) -> ExitCode {
-    let gw = Gateway::start(cfg);
-    let settled = gw.wait_settled(wait).await;
-    let code = print_tools(&gw, json, settled);
-    gw.stop().await;
-    code
-}
-
-fn print_tools(gw: &Arc<Gateway>, json: bool, settled: bool) -> ExitCode {
-    use portcullis_core::catalog::Kind;
-    use portcullis_gateway::upstream::State;
-    let cat = gw.catalog();
-    let mut unavailable = Vec::new();
-    for up in gw.upstreams() {
-        match up.state() {
-            State::Ready(_) => {}
-            State::Down { reason, .. } => unavailable.push((up.cfg.name.clone(), reason)),
-            State::Starting | State::Stopped => unavailable.push((up.cfg.name.clone(), "did not start in time".into())),
-        }
-    }
-    if json {
-        let tools: Vec<serde_json::Value> = cat
-            .entries(Kind::Tool)
-            .iter()
-            .map(|e| {
-                let mut v = e.definition.to_value();
-                if let Some(m) = v.as_object_mut() {
-                    let up = gw
-                        .upstreams()
-                        .get(e.upstream)
-                        .map(|u| u.cfg.name.clone())
-                        .unwrap_or_default();
-                    m.insert("x-portcullis-upstream".into(), serde_json::Value::String(up));
-                }
-                v
-            })
-            .collect();
-        let out = serde_json::json!({
-            "tools": tools,
-            "conflicts": cat.conflicts.iter().map(|c| serde_json::json!({"name": c.exposed, "kind": c.kind.noun(), "upstreams": c.upstreams})).collect::<Vec<_>>(),
-            "unavailable": unavailable.iter().map(|(n, r)| serde_json::json!({"upstream": n, "reason": r})).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    } else {
-        let width = cat
-            .entries(Kind::Tool)
-            .iter()
-            .map(|e| e.exposed.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        println!("{:<width$}  {:<16}  DESCRIPTION", "TOOL", "UPSTREAM");
-        for e in cat.entries(Kind::Tool) {
-            let up = gw
-                .upstreams()
-                .get(e.upstream)
-                .map(|u| u.cfg.name.as_str())
-                .unwrap_or_default();
-            let desc = e.definition.get_str("description").unwrap_or_default();
-            let first = desc.lines().next().unwrap_or_default();
-            let first: String = first.chars().take(80).collect();
-            println!("{:<width$}  {:<16}  {}", e.exposed, up, first);
-        }
-        for c in &cat.conflicts {
-            eprintln!(
-                "portcullis: {} `{}` is exposed by several upstreams ({}) and withheld; give them distinct prefixes",
-                c.kind.noun(),
-                c.exposed,
-                c.upstreams.join(", ")
-            );
-        }
-        for (name, reason) in &unavailable {
-            eprintln!("portcullis: upstream `{name}` unavailable: {reason}");
-        }
-    }
-    if !cat.conflicts.is_empty() {
-        ExitCode::from(EX_USAGE)
-    } else if !unavailable.is_empty() || !settled {
-        ExitCode::from(EX_UNAVAILABLE)
-    } else {
-        ExitCode::SUCCESS
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use portcullis_gateway::gateway::Gateway;
+use portcullis_gateway::pins::PinMode;
 use portcullis_policy::{Outcome, Principal};
 use serde_json::Value;
 
@@ -55,7 +55,7 @@ pub async fn run(cmd: PolicyCommand) -> ExitCode {
         PolicyCommand::Validate { config } => match crate::load(&config) {
             Ok(cfg) => {
                 let profile = cfg.policy.profile.map_or("none", |p| p.as_str());
-                println!("policy ok: profile `{profile}`, {} file(s)", cfg.policy.files.len());
+                outln!("policy ok: profile `{profile}`, {} file(s)", cfg.policy.files.len());
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -74,7 +74,10 @@ async fn check(args: CheckArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let gw = Gateway::start(cfg);
+    let gw = match crate::open(cfg, PinMode::ReadOnly).await {
+        Ok(gw) => gw,
+        Err(code) => return code,
+    };
     gw.wait_settled(args.wait).await;
     let principal = Principal {
         user: args.principal,
@@ -91,12 +94,14 @@ async fn check(args: CheckArgs) -> ExitCode {
         Outcome::Forbid => "forbid",
         Outcome::NeedsApproval => "needs approval",
     };
-    println!("decision: {outcome}");
-    println!(
+    outln!("decision: {outcome}");
+    outln!(
         "tool:     upstream `{}`, name `{}`, effect `{}`",
-        tool.upstream, tool.name, tool.effect
+        tool.upstream,
+        tool.name,
+        tool.effect
     );
-    println!(
+    outln!(
         "policies: {}",
         if decision.policies.is_empty() {
             "(none)".into()
@@ -104,9 +109,9 @@ async fn check(args: CheckArgs) -> ExitCode {
             decision.policies.join(", ")
         }
     );
-    println!("reason:   {}", decision.reason);
+    outln!("reason:   {}", decision.reason);
     for e in &decision.errors {
-        println!("error:    {e}");
+        outln!("error:    {e}");
     }
     match decision.outcome {
         Outcome::Permit => ExitCode::SUCCESS,

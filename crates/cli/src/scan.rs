@@ -1,7 +1,8 @@
 //! `portcullis scan`: reads every configured upstream's tools, prompts and resource templates
 //! and reports what looks like tool poisoning — hidden instructions, references to secrets,
 //! invisible text, exfiltration sinks, shadowing of other upstreams' tools — with severity and
-//! the offending text. Exits non-zero on a finding at or above `--fail-on`.
+//! the offending text — and tools whose definition is not the one pinned. It writes no pins.
+//! Exits non-zero on a finding at or above `--fail-on`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use clap::Args;
 use portcullis_core::scan::{Scanner, Severity};
-use portcullis_gateway::gateway::Gateway;
+use portcullis_gateway::pins::PinMode;
 use portcullis_gateway::poisoning::{self, Report};
 use portcullis_gateway::upstream::State;
 use serde_json::json;
@@ -47,7 +48,10 @@ pub async fn run(args: ScanArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let gw = Gateway::start(cfg);
+    let gw = match crate::open(cfg, PinMode::ReadOnly).await {
+        Ok(gw) => gw,
+        Err(code) => return code,
+    };
     let settled = gw.wait_settled(args.wait).await;
     let unavailable: Vec<(String, String)> = gw
         .upstreams()
@@ -60,7 +64,8 @@ pub async fn run(args: ScanArgs) -> ExitCode {
         .collect();
     let catalog = gw.catalog();
     let scanner = Scanner::new();
-    let reports = poisoning::scan_catalog(&scanner, &catalog);
+    let mut reports = poisoning::scan_catalog(&scanner, &catalog);
+    reports.extend(poisoning::pin_reports(&catalog));
     let upstream_name = |i: usize| gw.upstreams().get(i).map(|u| u.cfg.name.clone()).unwrap_or_default();
     if args.json {
         print_json(&reports, &unavailable, upstream_name);
@@ -103,7 +108,7 @@ fn print_json(reports: &[Report<'_>], unavailable: &[(String, String)], upstream
         "findings": findings,
         "unavailable": unavailable.iter().map(|(n, r)| json!({"upstream": n, "reason": r})).collect::<Vec<_>>(),
     });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
 }
 
 fn print_table(reports: &[Report<'_>], unavailable: &[(String, String)], upstream_name: impl Fn(usize) -> String) {
@@ -125,16 +130,19 @@ fn print_table(reports: &[Report<'_>], unavailable: &[(String, String)], upstrea
         .collect();
     rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
     if rows.is_empty() {
-        println!("no findings");
+        outln!("no findings");
     } else {
         let item_w = rows.iter().map(|r| r.2.len()).max().unwrap_or(4).max(4);
         let rule_w = rows.iter().map(|r| r.3.len()).max().unwrap_or(4).max(4);
-        println!(
+        outln!(
             "{:<8}  {:<14}  {:<item_w$}  {:<rule_w$}  WHAT",
-            "SEVERITY", "UPSTREAM", "ITEM", "RULE"
+            "SEVERITY",
+            "UPSTREAM",
+            "ITEM",
+            "RULE"
         );
         for (sev, up, item, rule, field, what) in &rows {
-            println!(
+            outln!(
                 "{:<8}  {:<14}  {:<item_w$}  {:<rule_w$}  {field}: {what}",
                 sev.to_string(),
                 up,

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 
 use crate::params::RawObject;
+use crate::pin::Hold;
 use crate::template;
 
 /// The separator between an upstream's prefix and a tool or prompt name.
@@ -126,8 +127,15 @@ pub struct Rejected {
 pub struct Held {
     /// The tool as it would be exposed.
     pub entry: Entry,
+    /// Why.
+    pub hold: Hold,
+}
+
+impl Held {
     /// Why, in one line, for the client and the log.
-    pub reason: String,
+    pub fn reason(&self) -> String {
+        self.hold.reason(&self.entry.exposed)
+    }
 }
 
 /// The merged catalog with its routing indexes.
@@ -258,16 +266,16 @@ impl Catalog {
         self.by_tool.get(name).and_then(|i| self.tools.get(*i))
     }
 
-    /// Holds back tools: each tool named (by exposed name) in `reasons` leaves the list and the
+    /// Holds back tools: each tool named (by exposed name) in `holds` leaves the list and the
     /// routing table and is kept in [`Catalog::held`] with its reason.
-    pub fn hold_tools(&mut self, mut reasons: HashMap<String, String>) {
-        if reasons.is_empty() {
+    pub fn hold_tools(&mut self, mut holds: HashMap<String, Hold>) {
+        if holds.is_empty() {
             return;
         }
         let tools = std::mem::take(&mut self.tools);
         for entry in tools {
-            match reasons.remove(&entry.exposed) {
-                Some(reason) => self.held.push(Held { entry, reason }),
+            match holds.remove(&entry.exposed) {
+                Some(hold) => self.held.push(Held { entry, hold }),
                 None => self.tools.push(entry),
             }
         }

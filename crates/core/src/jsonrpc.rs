@@ -44,6 +44,8 @@ pub mod code {
     pub const UPSTREAM_TIMEOUT: i64 = -31003;
     /// Portcullis: too many concurrent calls from this client.
     pub const OVERLOADED: i64 = -31004;
+    /// Portcullis: a rate or volume limit ran out; `data.retryAfterSeconds` says when to retry.
+    pub const RATE_LIMITED: i64 = -31005;
 }
 
 /// A JSON-RPC request id: a string or an integer (MCP forbids `null` and fractions).

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod mcp;
 pub mod params;
 pub mod pin;
+pub mod rate;
 pub mod scan;
 pub mod sse;
 pub mod template;

@@ -41,7 +41,11 @@ impl Fingerprint {
     pub fn of(definition: &Value) -> Fingerprint {
         let mut canonical = String::from("{");
         if let Value::Object(map) = definition {
-            let mut keys: Vec<&str> = PINNED_MEMBERS.iter().copied().filter(|k| map.contains_key(*k)).collect();
+            let mut keys: Vec<&str> = PINNED_MEMBERS
+                .iter()
+                .copied()
+                .filter(|k| map.contains_key(*k))
+                .collect();
             keys.sort_unstable();
             for (i, key) in keys.iter().enumerate() {
                 if i > 0 {

@@ -84,8 +84,11 @@ pub enum Category {
     InvisibleText,
     /// Ways to send data out: URLs with data slots, network commands, remote markdown images.
     Exfiltration,
-    /// A definition that speaks of another upstream's tools (tool shadowing).
+    /// A definition that speaks of another upstream's tools, or shares a tool's name (tool
+    /// shadowing).
     CrossTool,
+    /// A definition that is not the one approved (a changed pin, or never approved).
+    Pin,
 }
 
 impl Category {
@@ -97,6 +100,7 @@ impl Category {
             Category::InvisibleText => "invisible-text",
             Category::Exfiltration => "exfiltration",
             Category::CrossTool => "cross-tool",
+            Category::Pin => "pin",
         }
     }
 }

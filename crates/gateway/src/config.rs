@@ -13,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use portcullis_core::Limits;
+use portcullis_core::rate::Rate;
 use portcullis_policy::{Effect, PolicyEngine, Profile};
 
 /// The configuration could not be loaded.
@@ -65,6 +66,10 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Which policies judge each call.
     pub policy: PolicyConfig,
+    /// How tool definitions are pinned.
+    pub pins: PinsConfig,
+    /// The limit on every principal's calls across all upstreams (`[rate]`).
+    pub rate: Option<Rate>,
     /// Where the configuration was read from (relative paths resolve against its directory).
     pub source: PathBuf,
 }
@@ -104,6 +109,13 @@ pub struct PolicyConfig {
     pub files: Vec<PathBuf>,
     /// The validated policy set.
     pub engine: Arc<PolicyEngine>,
+}
+
+/// How tool definitions are pinned (`[pins]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinsConfig {
+    /// Trust a tool never seen before, and pin it; `false` holds new tools until approved.
+    pub trust_on_first_use: bool,
 }
 
 /// How an upstream is reached.
@@ -161,6 +173,10 @@ pub struct UpstreamConfig {
     /// Effects set in config per tool (by the upstream's own tool name); they override the
     /// upstream's annotations, which are only hints from a server that may be hostile.
     pub tool_effects: BTreeMap<String, Effect>,
+    /// The limit on each principal's calls to this upstream (`[upstreams.X.rate]`).
+    pub rate: Option<Rate>,
+    /// Limits on each principal's calls to single tools, by the tool's name at the upstream.
+    pub tool_rates: BTreeMap<String, Rate>,
 }
 
 impl fmt::Display for Transport {
@@ -190,6 +206,9 @@ struct RawConfig {
     upstreams: IndexMap<String, Spanned<RawUpstream>>,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    pins: controls::RawPins,
+    rate: Option<Spanned<controls::RawRate>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -204,6 +223,7 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawTool {
     effect: Option<Spanned<String>>,
+    rate: Option<Spanned<controls::RawRate>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -245,6 +265,7 @@ struct RawUpstream {
     forward_roots: bool,
     #[serde(default)]
     tools: BTreeMap<String, RawTool>,
+    rate: Option<Spanned<controls::RawRate>>,
 }
 
 /// The default listen address.
@@ -312,10 +333,13 @@ impl Lowering<'_> {
             }
         }
         let policy = self.policy(raw.policy)?;
+        let rate = self.rate(raw.rate, "rate")?;
         Ok(Config {
             gateway,
             upstreams,
             policy,
+            pins: self.pins(raw.pins),
+            rate,
             source: self.path.to_owned(),
         })
     }
@@ -560,7 +584,11 @@ impl Lowering<'_> {
             }
         };
         let mut tool_effects = BTreeMap::new();
+        let mut tool_rates = BTreeMap::new();
         for (tool, t) in u.tools {
+            if let Some(rate) = self.rate(t.rate, &key(&format!("tools.{tool}.rate")))? {
+                tool_rates.insert(tool.clone(), rate);
+            }
             if let Some(effect) = t.effect {
                 match effect.get_ref().parse::<Effect>() {
                     Ok(e) => {
@@ -585,6 +613,8 @@ impl Lowering<'_> {
             call_timeout: self.duration(u.call_timeout, &key("call_timeout"), gateway.call_timeout)?,
             forward_roots: u.forward_roots,
             tool_effects,
+            rate: self.rate(u.rate, &key("rate"))?,
+            tool_rates,
         })
     }
 }
@@ -614,5 +644,6 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     }
 }
 
+mod controls;
 #[cfg(test)]
 mod tests;

@@ -47,6 +47,17 @@ pub enum GatewayError {
     /// A `requestState` the gateway issued is unknown, expired or presented by someone else.
     #[error("`requestState` is unknown, expired, or belongs to another request")]
     StaleRequestState,
+    /// The tool's definition is not the approved one.
+    #[error("{reason}")]
+    Held {
+        /// The tool as exposed.
+        tool: String,
+        /// Why, and how to approve it.
+        reason: String,
+    },
+    /// A rate or volume limit ran out.
+    #[error("{0}")]
+    RateLimited(portcullis_core::rate::Exceeded),
     /// Policy did not permit the call.
     #[error("denied by policy: {reason}")]
     Denied {
@@ -87,6 +98,25 @@ impl GatewayError {
                 Era::Legacy => ErrorObject::new(code::INVALID_REQUEST, msg),
             },
             GatewayError::Overloaded(_) => ErrorObject::new(code::OVERLOADED, msg),
+            GatewayError::Held { tool, .. } => ErrorObject::with_data(
+                code::GATEWAY_DENIED,
+                msg,
+                &json!({ "outcome": "quarantined", "tool": tool }),
+            ),
+            GatewayError::RateLimited(e) => ErrorObject::with_data(
+                code::RATE_LIMITED,
+                msg,
+                &json!({
+                    "retryAfterSeconds": e.retry_after.as_secs(),
+                    "scope": e.scope.to_string(),
+                    "limit": e.limit,
+                    "measure": match e.measure {
+                        portcullis_core::rate::Measure::Calls => "calls",
+                        portcullis_core::rate::Measure::Bytes => "bytes",
+                    },
+                    "windowSeconds": e.window.as_secs(),
+                }),
+            ),
             GatewayError::Denied { policies, approval, .. } => ErrorObject::with_data(
                 code::GATEWAY_DENIED,
                 msg,

@@ -7,14 +7,17 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use portcullis_core::catalog::{Catalog, Kind, Namespace, UpstreamLists};
+use portcullis_core::rate::Limiter;
 use portcullis_core::scan::{Scanner, Severity};
 use portcullis_core::{Outcome, Params, RawObject};
+use portcullis_store::{Store, StoreError};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Call, McpClient};
 use crate::config::Config;
 use crate::exchange::Parking;
+use crate::pins::{PinMode, Pins};
 use crate::upstream::{Event, State, Upstream};
 
 /// A change clients may want to hear about.
@@ -55,6 +58,8 @@ pub struct Gateway {
     resource_refs: Mutex<HashMap<String, (usize, usize)>>,
     pub(crate) parking: Parking,
     scanner: Scanner,
+    pins: Pins,
+    pub(crate) limiter: Mutex<Limiter>,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
 }
@@ -64,8 +69,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Gateway {
-    /// Starts every upstream and the event loop.
-    pub fn start(cfg: Config) -> Arc<Gateway> {
+    /// Opens the state database in the configured `data_dir`, loads the tool pins, and starts
+    /// every upstream and the event loop.
+    pub async fn open(cfg: Config, mode: PinMode) -> Result<Arc<Gateway>, StoreError> {
+        let store = Store::open(&cfg.gateway.data_dir).await?;
+        let pins = Pins::load(store, cfg.pins.trust_on_first_use, mode).await?;
+        let gw = Gateway::start(cfg, pins);
+        if mode == PinMode::Record {
+            tokio::spawn(poll_pins(Arc::downgrade(&gw)));
+        }
+        Ok(gw)
+    }
+
+    /// Starts every upstream and the event loop, with the given pins.
+    pub fn start(cfg: Config, pins: Pins) -> Arc<Gateway> {
         crate::install_crypto();
         let cfg = Arc::new(cfg);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -87,6 +104,8 @@ impl Gateway {
         let gw = Arc::new(Gateway {
             parking: Parking::new(cfg.gateway.input_timeout),
             scanner: Scanner::new(),
+            pins,
+            limiter: Mutex::new(Limiter::new()),
             cfg,
             upstreams,
             namespaces,
@@ -105,6 +124,11 @@ impl Gateway {
     /// The upstreams, in config order.
     pub fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams
+    }
+
+    /// The tool pins.
+    pub fn pins(&self) -> &Pins {
+        &self.pins
     }
 
     /// The current merged catalog.
@@ -133,6 +157,7 @@ impl Gateway {
     pub async fn stop(&self) {
         self.shutdown.cancel();
         futures::future::join_all(self.upstreams.iter().map(|u| u.shutdown())).await;
+        self.pins.flush().await;
     }
 
     fn settle(&self, index: usize) {
@@ -181,7 +206,10 @@ impl Gateway {
     fn rebuild(&self, kinds: &[Kind]) {
         let lists = lock(&self.lists).clone();
         let refs: Vec<Option<&UpstreamLists>> = lists.iter().map(Option::as_ref).collect();
-        let catalog = Catalog::build(&self.namespaces, &refs);
+        let mut catalog = Catalog::build(&self.namespaces, &refs);
+        self.pins.apply(&mut catalog, |i| {
+            self.namespaces.get(i).map(|n| n.upstream.clone()).unwrap_or_default()
+        });
         for c in &catalog.conflicts {
             tracing::error!(kind = c.kind.noun(), name = %c.exposed, upstreams = ?c.upstreams, "name collision: exposed by no upstream until resolved (set distinct prefixes)");
         }
@@ -347,6 +375,28 @@ async fn fetch_list(
         }
     }
     Ok((items, ttl))
+}
+
+/// Re-reads the pins every [`crate::pins::POLL`]; an approval made by another process
+/// rebuilds the tool list (and tells clients it changed).
+async fn poll_pins(gw: std::sync::Weak<Gateway>) {
+    let mut tick = tokio::time::interval(crate::pins::POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(gw) = gw.upgrade() else { return };
+        if gw.shutdown.is_cancelled() {
+            return;
+        }
+        match gw.pins.reload().await {
+            Ok(true) => {
+                tracing::info!("tool pins changed in the store; rebuilding the tool list");
+                gw.rebuild(&[Kind::Tool]);
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not re-read tool pins"),
+        }
+    }
 }
 
 async fn event_loop(gw: std::sync::Weak<Gateway>, mut rx: mpsc::UnboundedReceiver<Event>) {

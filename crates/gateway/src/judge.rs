@@ -51,11 +51,16 @@ impl Gateway {
     }
 
     /// The engine's decision for one request, now, with what the gateway knows of the session
-    /// (no labels or rate counts yet).
+    /// (no labels yet) and, for tool calls, the principal's calls to the tool in the last
+    /// minute before this one.
     fn decide(&self, principal: &Principal, action: Action, tool: &Tool, arguments: &Value) -> Decision {
         let now_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        let calls_in_window = match action {
+            Action::CallTool => self.calls_in_window(&principal.user, &tool.upstream, &tool.name),
+            _ => 0,
+        };
         self.cfg.policy.engine.decide(&Request {
             principal,
             action,
@@ -63,7 +68,7 @@ impl Gateway {
             arguments,
             labels: &[],
             now_unix,
-            calls_in_window: 0,
+            calls_in_window,
         })
     }
 
@@ -93,7 +98,8 @@ impl Gateway {
     /// For `portcullis policy check`.
     pub fn explain_call(&self, principal: &Principal, exposed: &str, arguments: &Value) -> Option<(Tool, Decision)> {
         let cat = self.catalog();
-        let entry = cat.tool(exposed)?;
+        // Policy is judged apart from pins: a held-back tool is explained too.
+        let entry = cat.tool(exposed).or_else(|| cat.held_tool(exposed).map(|h| &h.entry))?;
         let tool = self.policy_tool(entry);
         let decision = self.decide(principal, Action::CallTool, &tool, arguments);
         Some((tool, decision))

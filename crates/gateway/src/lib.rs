@@ -13,10 +13,12 @@ pub mod framing;
 pub mod gateway;
 mod judge;
 pub mod outbox;
+pub mod pins;
 pub mod poisoning;
 pub mod proxy;
 pub mod server;
 pub mod session;
+mod throttle;
 pub mod upstream;
 
 /// Installs the process-wide TLS crypto provider (ring). Idempotent.

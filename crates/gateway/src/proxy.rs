@@ -33,6 +33,19 @@ enum Reply {
     Upstream(Response),
 }
 
+impl Reply {
+    /// The bytes of the result (or error) that go back to the client.
+    fn result_len(&self) -> usize {
+        match self {
+            Reply::Result(r) => r.get().len(),
+            Reply::Upstream(resp) => match &resp.outcome {
+                portcullis_core::Outcome::Result(r) => r.get().len(),
+                portcullis_core::Outcome::Error(e) => e.message.len(),
+            },
+        }
+    }
+}
+
 fn raw(v: &impl serde::Serialize) -> Box<RawValue> {
     serde_json::value::to_raw_value(v).unwrap_or_default()
 }
@@ -207,6 +220,9 @@ impl Gateway {
             })
         };
         let mut found = lookup(&self.catalog());
+        if found.is_none() && kind == Kind::Tool && self.catalog().held_tool(&name).is_some() {
+            return Err(self.unknown_name(kind, &name));
+        }
         if found.is_none() {
             // A host may call a tool it remembers right after launching the gateway, before the
             // upstream that owns it has listed: wait (bounded) for upstreams still starting.
@@ -222,8 +238,17 @@ impl Gateway {
         };
         let arguments: Value = params.get_as("arguments").ok().flatten().unwrap_or_else(|| json!({}));
         self.judge(ctx, action, &judged, &arguments)?;
+        if kind != Kind::Tool {
+            let _ = params.insert("name", &original);
+            return self.forward(ctx, upstream, &req.method, params, name, out).await;
+        }
+        // Limits are charged only for calls policy lets through.
+        let limits = self.limits_for(upstream, &original);
+        self.admit(&ctx.principal, &judged.upstream, &original, &limits)?;
         let _ = params.insert("name", &original);
-        self.forward(ctx, upstream, &req.method, params, name, out).await
+        let reply = self.forward(ctx, upstream, &req.method, params, name, out).await?;
+        self.charge(&ctx.principal, &limits, reply.result_len());
+        Ok(reply)
     }
 
     /// An upstream's name in config.
@@ -234,8 +259,17 @@ impl Gateway {
             .unwrap_or_default()
     }
 
-    /// An unknown name; when it carries a prefix of an upstream that is down, say so.
+    /// An unknown name: a tool held back by its pin says so; a name that carries the prefix of
+    /// an upstream that is down says that.
     fn unknown_name(&self, kind: Kind, name: &str) -> GatewayError {
+        if kind == Kind::Tool
+            && let Some(held) = self.catalog().held_tool(name)
+        {
+            return GatewayError::Held {
+                tool: name.to_owned(),
+                reason: held.reason(),
+            };
+        }
         for up in self.upstreams() {
             let prefix = format!("{}{}", up.cfg.prefix, catalog::SEPARATOR);
             if !up.cfg.prefix.is_empty()

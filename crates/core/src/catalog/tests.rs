@@ -117,12 +117,14 @@ fn held_tools_leave_the_list_and_the_routes_but_keep_their_reason() {
         ..Default::default()
     };
     let mut cat = Catalog::build(&[ns("a", "a")], &[Some(&a)]);
-    cat.hold_tools(HashMap::from([("a__two".to_owned(), "changed".to_owned())]));
+    let hold = crate::pin::Hold::Changed { pinned: "ab".into() };
+    cat.hold_tools(HashMap::from([("a__two".to_owned(), hold.clone())]));
     let names: Vec<&str> = cat.entries(Kind::Tool).iter().map(|e| e.exposed.as_str()).collect();
     assert_eq!(names, ["a__one", "a__three"]);
     assert!(cat.tool("a__two").is_none());
     assert_eq!(cat.tool("a__three").map(|e| e.original.as_str()), Some("three"));
     let held = cat.held_tool("a__two").unwrap();
-    assert_eq!((held.entry.original.as_str(), held.reason.as_str()), ("two", "changed"));
+    assert_eq!((held.entry.original.as_str(), &held.hold), ("two", &hold));
+    assert!(held.reason().contains("`a__two`"));
     assert!(cat.held_tool("a__one").is_none());
 }

@@ -534,6 +534,7 @@ fn severity_and_category_names() {
         (Category::InvisibleText, "invisible-text"),
         (Category::Exfiltration, "exfiltration"),
         (Category::CrossTool, "cross-tool"),
+        (Category::Pin, "pin"),
     ];
     for (cat, s) in cats {
         assert_eq!(cat.to_string(), s);

@@ -1,0 +1,74 @@
+//! The configuration of the controls that sit in the call path: tool pinning (`[pins]`) and
+//! rate and volume limits (`[rate]`, `[upstreams.X.rate]`, `[upstreams.X.tools.Y.rate]`).
+
+use std::time::Duration;
+
+use portcullis_core::rate::Rate;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{ConfigError, Lowering, PinsConfig};
+
+/// The longest rate window accepted.
+const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPins {
+    trust_on_first_use: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRate {
+    calls: Option<Spanned<u64>>,
+    bytes: Option<Spanned<u64>>,
+    window: Option<Spanned<String>>,
+}
+
+impl Lowering<'_> {
+    pub(super) fn pins(&self, p: RawPins) -> PinsConfig {
+        PinsConfig {
+            trust_on_first_use: p.trust_on_first_use.unwrap_or(true),
+        }
+    }
+
+    /// One rate table: `calls` and/or `bytes` per `window`.
+    pub(super) fn rate(&self, raw: Option<Spanned<RawRate>>, key: &str) -> Result<Option<Rate>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let span = raw.span();
+        let r = raw.into_inner();
+        let Some(window) = r.window else {
+            return self.err(span, &format!("{key}.window"), "is required, e.g. `window = \"1m\"`");
+        };
+        let window = match super::parse_duration(window.get_ref()) {
+            Some(d) if d >= Duration::from_secs(1) && d <= MAX_WINDOW => d,
+            _ => {
+                return self.err(
+                    window.span(),
+                    &format!("{key}.window"),
+                    format!(
+                        "`{}` is not a duration between 1s and 168h, like `30s`, `1m` or `24h`",
+                        window.get_ref()
+                    ),
+                );
+            }
+        };
+        let positive = |v: Option<Spanned<u64>>, k: &str| -> Result<Option<u64>, ConfigError> {
+            match v {
+                Some(n) if *n.get_ref() == 0 => self.err(
+                    n.span(),
+                    &format!("{key}.{k}"),
+                    "must be at least 1 (to forbid calls, write a policy)",
+                ),
+                other => Ok(other.map(Spanned::into_inner)),
+            }
+        };
+        let calls = positive(r.calls, "calls")?;
+        let bytes = positive(r.bytes, "bytes")?;
+        if calls.is_none() && bytes.is_none() {
+            return self.err(span, key, "needs `calls`, `bytes`, or both");
+        }
+        Ok(Some(Rate { calls, bytes, window }))
+    }
+}
