@@ -111,3 +111,30 @@ async fn an_upstream_that_cannot_be_read_is_not_a_clean_scan() {
     assert_eq!(code, Some(69), "{report:#}");
     assert_eq!(report["unavailable"][0]["upstream"], "gone");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tools_that_share_a_name_across_upstreams_are_flagged() {
+    let raw = toml_str(&raw_server().to_string_lossy());
+    let config = format!(
+        "[upstreams.work]\ncommand = \"python3\"\nargs = [{raw}]\n\n[upstreams.home]\ncommand = \"python3\"\nargs = [{raw}]\n"
+    );
+    let (code, report, stderr) = scan(&config, &[]).await;
+    // A hint for a person (medium), not an attack shape: the default `--fail-on high` passes.
+    assert_eq!(code, Some(0), "{stderr}");
+    let same: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "same-name")
+        .collect();
+    for tool in ["work__send_message", "home__send_message"] {
+        let f = same
+            .iter()
+            .find(|f| f["name"] == tool)
+            .unwrap_or_else(|| panic!("{tool}: {report:#}"));
+        assert_eq!(f["severity"], "medium");
+        assert_eq!(f["category"], "cross-tool");
+    }
+    let (code, _, _) = scan(&config, &["--fail-on", "medium"]).await;
+    assert_eq!(code, Some(1));
+}

@@ -98,3 +98,69 @@ fn durations() {
     assert_eq!(parse_duration("2"), None);
     assert_eq!(parse_duration("s"), None);
 }
+
+#[test]
+fn pins_and_rate_limits() {
+    let c = parse(
+        r#"
+[pins]
+trust_on_first_use = false
+
+[rate]
+calls = 600
+window = "1m"
+
+[upstreams.mail]
+command = "x"
+rate = { bytes = 1000000, window = "1h" }
+
+[upstreams.mail.tools.send_message]
+effect = "send"
+rate = { calls = 5, bytes = 100, window = "24h" }
+"#,
+    )
+    .unwrap();
+    assert!(!c.pins.trust_on_first_use);
+    let minute = Duration::from_secs(60);
+    assert_eq!(
+        c.rate,
+        Some(Rate {
+            calls: Some(600),
+            bytes: None,
+            window: minute
+        })
+    );
+    let mail = &c.upstreams[0];
+    assert_eq!(mail.rate.map(|r| (r.calls, r.bytes)), Some((None, Some(1_000_000))));
+    let send = mail.tool_rates["send_message"];
+    assert_eq!(
+        (send.calls, send.bytes, send.window),
+        (Some(5), Some(100), Duration::from_secs(86_400))
+    );
+    assert_eq!(mail.tool_effects["send_message"], Effect::Send);
+    // Defaults: first use is trusted, nothing is limited.
+    let c = parse("[upstreams.a]\ncommand = \"x\"\n").unwrap();
+    assert!(c.pins.trust_on_first_use);
+    assert!(c.rate.is_none() && c.upstreams[0].rate.is_none() && c.upstreams[0].tool_rates.is_empty());
+}
+
+#[test]
+fn bad_limits_name_their_key() {
+    let cases: &[(&str, &str)] = &[
+        ("[rate]\ncalls = 1\nwindow = \"0s\"\n", "`rate.window`"),
+        ("[rate]\ncalls = 1\nwindow = \"200h\"\n", "between 1s and 168h"),
+        (
+            "[upstreams.a]\ncommand = \"x\"\nrate = { bytes = 0, window = \"1m\" }\n",
+            "portcullis.toml:3: `upstreams.a.rate.bytes`: must be at least 1",
+        ),
+        (
+            "[upstreams.a]\ncommand = \"x\"\n[upstreams.a.tools.t]\nrate = { window = \"1m\" }\n",
+            "`upstreams.a.tools.t.rate`: needs `calls`, `bytes`, or both",
+        ),
+        ("[pins]\ntrust = true\n", "unknown field `trust`"),
+    ];
+    for (text, want) in cases {
+        let err = parse(text).expect_err(text).to_string();
+        assert!(err.contains(want), "{text:?}\n got: {err}\nwant: {want}");
+    }
+}
