@@ -1,0 +1,91 @@
+//! Cost of the controls in the call path that are pure: fingerprinting a tool definition (done
+//! for every tool each time an upstream's list is read) and admitting a call through the rate
+//! limiter (done on every call).
+//!
+//! `cargo bench -p portcullis-core --bench controls`. Each figure is the median of 7 rounds of
+//! about 200 ms each; `BENCH_ROUNDS` changes the count.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use portcullis_core::pin::Fingerprint;
+use portcullis_core::rate::{Limiter, Rate, Scope};
+use serde_json::Value;
+
+const REFERENCE_TOOLS: &str = include_str!("../src/scan/testdata/reference-tools.json");
+
+/// Runs `f` in rounds of about 200 ms; the median seconds per call of `f`.
+fn time(rounds: usize, mut f: impl FnMut()) -> f64 {
+    let calib = Instant::now();
+    let mut passes = 0u32;
+    while calib.elapsed() < Duration::from_millis(50) {
+        f();
+        passes += 1;
+    }
+    let per_round = (passes * 4).max(1);
+    let mut per_pass: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..per_round {
+                f();
+            }
+            t.elapsed().as_secs_f64() / f64::from(per_round)
+        })
+        .collect();
+    per_pass.sort_by(f64::total_cmp);
+    per_pass.get(rounds / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let rounds = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(7);
+    let snapshot: Value = serde_json::from_str(REFERENCE_TOOLS).unwrap_or(Value::Null);
+    let tools: Vec<&Value> = snapshot
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    let bytes: usize = tools.iter().map(|t| t.to_string().len()).sum();
+    let secs = time(rounds, || {
+        for t in &tools {
+            black_box(Fingerprint::of(black_box(t)));
+        }
+    });
+    println!(
+        "Fingerprint::of, {} reference tools ({bytes} B)   {:>8.2} µs/tool   {:>7.1} MB/s",
+        tools.len(),
+        secs * 1e6 / tools.len().max(1) as f64,
+        bytes as f64 / secs / 1e6
+    );
+
+    let rate = Rate {
+        calls: Some(u64::MAX / 2),
+        bytes: Some(u64::MAX / 2),
+        window: Duration::from_secs(60),
+    };
+    let limits = [
+        (Scope::All, rate),
+        (Scope::Upstream("mail".into()), rate),
+        (Scope::Tool("mail".into(), "send_message".into()), rate),
+    ];
+    for principals in [1usize, 10_000] {
+        let names: Vec<String> = (0..principals).map(|i| format!("user-{i}")).collect();
+        let mut limiter = Limiter::new();
+        let mut i = 0usize;
+        let secs = time(rounds, || {
+            let p = names.get(i % principals).map_or("", String::as_str);
+            i += 1;
+            let now = Instant::now();
+            let _ = black_box(limiter.admit(p, &limits, now));
+            limiter.charge_bytes(p, &limits, 1000, now);
+            limiter.count(p, &limits[2].0, now);
+        });
+        println!(
+            "admit + charge + count, 3 scopes, {principals:>5} principals   {:>8.3} µs/call",
+            secs * 1e6
+        );
+    }
+}
