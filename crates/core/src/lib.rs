@@ -10,10 +10,13 @@
 pub mod catalog;
 pub mod headers;
 pub mod jsonrpc;
+pub mod label;
 pub mod limits;
 pub mod mcp;
+pub mod output;
 pub mod params;
 pub mod pin;
+pub mod provenance;
 pub mod rate;
 pub mod scan;
 pub mod sse;

@@ -1,0 +1,427 @@
+//! Argument provenance: which distinctive values of a call's arguments first came from
+//! untrusted tool output in this session.
+//!
+//! Every result the session sees is cut into *values*: email addresses, URLs, domains,
+//! IBAN-like account numbers, long opaque tokens, file paths, and shingles (runs of eight
+//! words) of longer text. Values from untrusted output are remembered with their source; values
+//! from trusted output are remembered as trusted. A call's argument then *carries* an untrusted
+//! value when one of its values was seen in untrusted output and never in trusted output — an
+//! address a model could only have learned from the attacker's email.
+//!
+//! Values are kept as keyed 64-bit hashes (SipHash with keys random per index), so memory per
+//! value is small and fixed and an attacker cannot aim a collision. Memory is bounded: past
+//! `max_values`, the oldest values are forgotten first, and each is counted in `evicted`.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::hash::BuildHasher;
+
+/// What kind of distinctive value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ValueKind {
+    /// An email address.
+    Email,
+    /// A URL.
+    Url,
+    /// A domain name.
+    Domain,
+    /// Something shaped like an IBAN.
+    Iban,
+    /// A long opaque token (keys, ids, codes).
+    Token,
+    /// A file path.
+    Path,
+    /// A run of words from a longer text.
+    Passage,
+}
+
+impl ValueKind {
+    /// A word for explanations.
+    pub fn noun(self) -> &'static str {
+        match self {
+            ValueKind::Email => "address",
+            ValueKind::Url => "URL",
+            ValueKind::Domain => "domain",
+            ValueKind::Iban => "account number",
+            ValueKind::Token => "token",
+            ValueKind::Path => "path",
+            ValueKind::Passage => "passage",
+        }
+    }
+}
+
+/// One distinctive value, normalised.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Value {
+    /// What kind.
+    pub kind: ValueKind,
+    /// The normalised text (lowercased where case does not matter).
+    pub text: String,
+}
+
+/// Words per passage shingle.
+pub const SHINGLE_WORDS: usize = 8;
+/// The longest value kept (longer ones are cut; the hash covers the cut text).
+const MAX_VALUE: usize = 512;
+/// Most values taken from one text (a huge output cannot flush the index by itself alone).
+pub const MAX_PER_TEXT: usize = 4096;
+
+fn is_word_sep(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '<' | '>' | '(' | ')' | '[' | ']' | '{' | '}' | '"' | '\'' | '`' | ',' | ';' | '|'
+        )
+}
+
+fn trim_punct(w: &str) -> &str {
+    w.trim_end_matches(['.', ':', '!', '?', '*', '_'])
+        .trim_start_matches(['*', '_'])
+}
+
+fn is_domain(s: &str) -> bool {
+    let mut labels = s.split('.');
+    let Some(tld) = s.rsplit('.').next() else { return false };
+    s.contains('.')
+        && s.len() <= 253
+        && tld.len() >= 2
+        && tld.bytes().all(|b| b.is_ascii_alphabetic())
+        && labels.all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
+fn cut(s: &str) -> String {
+    let mut end = s.len().min(MAX_VALUE);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default().to_owned()
+}
+
+/// The distinctive values in `text`, at most [`MAX_PER_TEXT`].
+pub fn extract(text: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let push = |kind: ValueKind, text: String, out: &mut Vec<Value>| {
+        if out.len() < MAX_PER_TEXT {
+            out.push(Value { kind, text });
+        }
+    };
+    let words: Vec<&str> = text.split(is_word_sep).filter(|w| !w.is_empty()).collect();
+    let mut i = 0;
+    while let Some(raw) = words.get(i) {
+        let w = trim_punct(raw);
+        i += 1;
+        if w.is_empty() {
+            continue;
+        }
+        let lower = w.to_ascii_lowercase();
+        if let Some(rest) = lower.strip_prefix("mailto:") {
+            if let Some((_, domain)) = rest.split_once('@') {
+                push(ValueKind::Email, cut(rest), &mut out);
+                if is_domain(domain) {
+                    push(ValueKind::Domain, cut(domain), &mut out);
+                }
+            }
+            continue;
+        }
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            let after = lower.split_once("://").map_or("", |(_, a)| a);
+            let host_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+            let host = after.get(..host_end).unwrap_or_default();
+            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+            let host = host.split(':').next().unwrap_or_default();
+            // The URL keeps the case of its path: only scheme and host are case-free.
+            let scheme_host = lower.len() - after.len() + host_end;
+            let url = format!(
+                "{}{}",
+                lower.get(..scheme_host).unwrap_or_default(),
+                w.get(scheme_host..).unwrap_or_default()
+            );
+            push(ValueKind::Url, cut(&url), &mut out);
+            if is_domain(host) {
+                push(ValueKind::Domain, cut(host), &mut out);
+            }
+            continue;
+        }
+        if let Some((local, domain)) = lower.split_once('@')
+            && !local.is_empty()
+            && is_domain(domain)
+        {
+            push(ValueKind::Email, cut(&lower), &mut out);
+            push(ValueKind::Domain, cut(domain), &mut out);
+            continue;
+        }
+        if w.starts_with('/') || w.starts_with("~/") || w.starts_with("./") || w.starts_with("../") {
+            if w.len() > 2 && w.get(1..).is_some_and(|r| r.contains('/') || r.len() > 3) {
+                push(ValueKind::Path, cut(w), &mut out);
+            }
+            continue;
+        }
+        // IBAN: two letters, two digits, then 10–30 letters or digits, maybe in groups of four.
+        let bytes = w.as_bytes();
+        if bytes.len() == 4 || (15..=34).contains(&bytes.len()) {
+            let head = bytes.get(..4).unwrap_or_default();
+            if head.len() == 4
+                && head.iter().take(2).all(u8::is_ascii_alphabetic)
+                && head.iter().skip(2).all(u8::is_ascii_digit)
+            {
+                let mut iban = w.to_ascii_uppercase();
+                let mut j = i;
+                while iban.len() < 34
+                    && let Some(next) = words.get(j).map(|n| trim_punct(n))
+                    && (1..=4).contains(&next.len())
+                    && next.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    iban.push_str(&next.to_ascii_uppercase());
+                    j += 1;
+                }
+                if (15..=34).contains(&iban.len()) && iban.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    push(ValueKind::Iban, iban, &mut out);
+                    i = j;
+                    continue;
+                }
+            }
+        }
+        if w.len() >= 20
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'='))
+            && w.bytes().any(|b| b.is_ascii_digit())
+            && w.bytes().any(|b| b.is_ascii_alphabetic())
+        {
+            push(ValueKind::Token, cut(w), &mut out);
+            continue;
+        }
+        if is_domain(&lower) && lower.bytes().any(|b| b.is_ascii_alphabetic()) {
+            push(ValueKind::Domain, cut(&lower), &mut out);
+        }
+    }
+    // Passages: shingles of normalised words.
+    let norm: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    if norm.len() >= SHINGLE_WORDS {
+        for window in norm.windows(SHINGLE_WORDS) {
+            push(ValueKind::Passage, cut(&window.join(" ")), &mut out);
+        }
+    }
+    out
+}
+
+/// Where an untrusted value was first seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The tool (as exposed), resource or prompt whose output carried it.
+    pub origin: String,
+    /// When, Unix seconds.
+    pub at_unix: i64,
+}
+
+/// An argument value that came from untrusted output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// The argument (a dotted path into the arguments, e.g. `to` or `message.recipients.0`).
+    pub argument: String,
+    /// The value as found in the argument.
+    pub value: Value,
+    /// Where it was first seen.
+    pub source: Source,
+}
+
+impl fmt::Display for Hit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown: String = self.value.text.chars().take(60).collect();
+        if shown.len() < self.value.text.len() {
+            shown.push('…');
+        }
+        write!(
+            f,
+            "argument `{}`: {} `{}` came from untrusted output of {} (at {})",
+            self.argument,
+            self.value.kind.noun(),
+            shown,
+            self.source.origin,
+            self.source.at_unix
+        )
+    }
+}
+
+/// One session's provenance index.
+#[derive(Debug)]
+pub struct ProvenanceIndex {
+    keys: RandomState,
+    untrusted: HashMap<u64, u32>,
+    trusted: HashSet<u64>,
+    order: VecDeque<(u64, bool)>,
+    sources: HashMap<u32, Source>,
+    next_source: u32,
+    max_values: usize,
+    /// Values forgotten to stay within `max_values`.
+    pub evicted: u64,
+}
+
+impl ProvenanceIndex {
+    /// An empty index that keeps at most `max_values` values (at least 1).
+    pub fn new(max_values: usize) -> ProvenanceIndex {
+        ProvenanceIndex {
+            keys: RandomState::new(),
+            untrusted: HashMap::new(),
+            trusted: HashSet::new(),
+            order: VecDeque::new(),
+            sources: HashMap::new(),
+            next_source: 0,
+            max_values: max_values.max(1),
+            evicted: 0,
+        }
+    }
+
+    fn hash(&self, v: &Value) -> u64 {
+        self.keys.hash_one((v.kind, v.text.as_str()))
+    }
+
+    /// Values held now.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Remembers the values of `text`, output of `origin` at `at_unix`, as untrusted or not.
+    pub fn observe(&mut self, text: &str, untrusted: bool, origin: &str, at_unix: i64) {
+        let values = extract(text);
+        if values.is_empty() {
+            return;
+        }
+        let source = if untrusted {
+            let id = self.next_source;
+            self.next_source = self.next_source.wrapping_add(1);
+            self.sources.insert(
+                id,
+                Source {
+                    origin: origin.to_owned(),
+                    at_unix,
+                },
+            );
+            Some(id)
+        } else {
+            None
+        };
+        for v in &values {
+            let h = self.hash(v);
+            let fresh = match source {
+                Some(id) => match self.untrusted.entry(h) {
+                    std::collections::hash_map::Entry::Occupied(_) => false,
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(id);
+                        true
+                    }
+                },
+                None => self.trusted.insert(h),
+            };
+            if fresh {
+                self.order.push_back((h, source.is_some()));
+            }
+        }
+        while self.order.len() > self.max_values {
+            if let Some((h, was_untrusted)) = self.order.pop_front() {
+                if was_untrusted {
+                    self.untrusted.remove(&h);
+                } else {
+                    self.trusted.remove(&h);
+                }
+                self.evicted += 1;
+            }
+        }
+        // Sources no value points to any more are dropped, oldest first.
+        if self.sources.len() > self.max_values {
+            let live: HashSet<u32> = self.untrusted.values().copied().collect();
+            self.sources.retain(|id, _| live.contains(id));
+        }
+    }
+
+    fn source(&self, id: u32) -> Option<&Source> {
+        self.sources.get(&id)
+    }
+
+    /// The untrusted values `text` (the argument at `argument`) carries: seen in untrusted
+    /// output, never in trusted output.
+    pub fn lookup(&self, argument: &str, text: &str) -> Vec<Hit> {
+        if self.untrusted.is_empty() {
+            return Vec::new();
+        }
+        let mut hits: Vec<Hit> = Vec::new();
+        for v in extract(text) {
+            let h = self.hash(&v);
+            if self.trusted.contains(&h) {
+                continue;
+            }
+            if let Some(source) = self.untrusted.get(&h).and_then(|id| self.source(*id))
+                && !hits.iter().any(|x| x.value == v)
+            {
+                hits.push(Hit {
+                    argument: argument.to_owned(),
+                    value: v,
+                    source: source.clone(),
+                });
+            }
+        }
+        hits
+    }
+
+    /// The untrusted values carried by every string in a call's arguments, each named by its
+    /// path.
+    pub fn lookup_arguments(&self, arguments: &serde_json::Value) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        if self.untrusted.is_empty() {
+            return hits;
+        }
+        walk_strings(arguments, &mut String::new(), &mut |path, s| {
+            hits.extend(self.lookup(path, s));
+        });
+        hits
+    }
+}
+
+/// Calls `f(path, text)` for every string in `v` (object keys too, as they are argument text),
+/// with a dotted path.
+pub fn walk_strings(v: &serde_json::Value, path: &mut String, f: &mut dyn FnMut(&str, &str)) {
+    match v {
+        serde_json::Value::String(s) => f(path, s),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&i.to_string());
+                walk_strings(item, path, f);
+                path.truncate(len);
+            }
+        }
+        serde_json::Value::Object(m) => {
+            for (k, item) in m {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                f(path, k);
+                walk_strings(item, path, f);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;
