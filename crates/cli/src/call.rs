@@ -88,6 +88,7 @@ async fn through_gateway(cfg: Config, tool: &str, arguments: Value, timeout: Dur
         meta: ClientMeta::default(),
         principal: "local".into(),
         session: None,
+        connection: Some("cli".into()),
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let printer = tokio::spawn(async move {

@@ -39,7 +39,8 @@ fn text(r: &Value) -> &str {
 async fn a_tool_allowance_runs_out_with_retry_after() {
     let gw = Served::start(&raw_upstream(
         "raw",
-        "[upstreams.raw.tools.send_message]\nrate = { calls = 2, window = \"1h\" }\n",
+        // The tool's output is its own echo: trusted, so the flow rule does not hold the sends.
+        "output = \"trusted\"\n[upstreams.raw.tools.send_message]\nrate = { calls = 2, window = \"1h\" }\n",
     ))
     .await;
     gw.wait_for_tools(&["raw__"]).await;

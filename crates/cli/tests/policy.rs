@@ -119,8 +119,8 @@ async fn the_default_profile_holds_destructive_calls_for_approval() {
     assert_eq!(outcome, "needs_approval");
     assert_eq!(policies, ["default-destructive-needs-approval"]);
     assert!(message.contains("approv"), "{message}");
-    // Reads and sends pass; destructive tools stay listed (a person could approve them).
-    assert!(client.call("raw__pid", json!({})).await.get("result").is_some());
+    // Sends and reads pass (the send first: after the read's untrusted output the flow rule
+    // would hold it); destructive tools stay listed (a person could approve them).
     assert!(
         client
             .call("raw__send_message", json!({"to": "x@y.z"}))
@@ -128,6 +128,7 @@ async fn the_default_profile_holds_destructive_calls_for_approval() {
             .get("result")
             .is_some()
     );
+    assert!(client.call("raw__pid", json!({})).await.get("result").is_some());
     assert!(tool_names(&gw).await.contains(&"raw__delete_everything".to_owned()));
 }
 

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use portcullis_core::Limits;
+use portcullis_core::label::Integrity;
 use portcullis_core::rate::Rate;
 use portcullis_policy::{Effect, PolicyEngine, Profile};
 
@@ -70,6 +71,8 @@ pub struct Config {
     pub pins: PinsConfig,
     /// The limit on every principal's calls across all upstreams (`[rate]`).
     pub rate: Option<Rate>,
+    /// Session taint and argument provenance (`[flow]`).
+    pub flow: FlowConfig,
     /// Where the configuration was read from (relative paths resolve against its directory).
     pub source: PathBuf,
 }
@@ -109,6 +112,25 @@ pub struct PolicyConfig {
     pub files: Vec<PathBuf>,
     /// The validated policy set.
     pub engine: Arc<PolicyEngine>,
+}
+
+/// Session taint and argument provenance (`[flow]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// How long a stateless (2026-07-28) client's session lasts without a request.
+    pub window: Duration,
+    /// Most distinctive values remembered per session for argument provenance.
+    pub max_values: usize,
+}
+
+/// How an upstream's (or one tool's) output is labelled: `None` leaves the decision to what
+/// comes next (the tool's config, then the upstream's, then the annotations).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputLabel {
+    /// `output = "trusted" | "untrusted"`.
+    pub trust: Option<Integrity>,
+    /// `private = true | false`.
+    pub private: Option<bool>,
 }
 
 /// How tool definitions are pinned (`[pins]`).
@@ -177,6 +199,14 @@ pub struct UpstreamConfig {
     pub rate: Option<Rate>,
     /// Limits on each principal's calls to single tools, by the tool's name at the upstream.
     pub tool_rates: BTreeMap<String, Rate>,
+    /// How this upstream's output is labelled.
+    pub output: OutputLabel,
+    /// How single tools' output is labelled, by the tool's name at the upstream.
+    pub tool_outputs: BTreeMap<String, OutputLabel>,
+    /// Strip invisible characters and neutralise exfiltration links in untrusted text output.
+    pub sanitize: bool,
+    /// Wrap untrusted text output in delimiters with a notice.
+    pub spotlight: bool,
 }
 
 impl fmt::Display for Transport {
@@ -208,6 +238,8 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     pins: controls::RawPins,
+    #[serde(default)]
+    flow: controls::RawFlow,
     rate: Option<Spanned<controls::RawRate>>,
 }
 
@@ -224,6 +256,8 @@ struct RawPolicy {
 struct RawTool {
     effect: Option<Spanned<String>>,
     rate: Option<Spanned<controls::RawRate>>,
+    output: Option<Spanned<String>>,
+    private: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -266,6 +300,12 @@ struct RawUpstream {
     #[serde(default)]
     tools: BTreeMap<String, RawTool>,
     rate: Option<Spanned<controls::RawRate>>,
+    output: Option<Spanned<String>>,
+    private: Option<bool>,
+    #[serde(default)]
+    sanitize: bool,
+    #[serde(default)]
+    spotlight: bool,
 }
 
 /// The default listen address.
@@ -339,6 +379,7 @@ impl Lowering<'_> {
             upstreams,
             policy,
             pins: self.pins(raw.pins),
+            flow: self.flow(raw.flow)?,
             rate,
             source: self.path.to_owned(),
         })
@@ -585,7 +626,13 @@ impl Lowering<'_> {
         };
         let mut tool_effects = BTreeMap::new();
         let mut tool_rates = BTreeMap::new();
+        let mut tool_outputs = BTreeMap::new();
+        let output = self.output_label(u.output, u.private, &key("output"))?;
         for (tool, t) in u.tools {
+            let label = self.output_label(t.output, t.private, &key(&format!("tools.{tool}.output")))?;
+            if label != OutputLabel::default() {
+                tool_outputs.insert(tool.clone(), label);
+            }
             if let Some(rate) = self.rate(t.rate, &key(&format!("tools.{tool}.rate")))? {
                 tool_rates.insert(tool.clone(), rate);
             }
@@ -615,6 +662,10 @@ impl Lowering<'_> {
             tool_effects,
             rate: self.rate(u.rate, &key("rate"))?,
             tool_rates,
+            output,
+            tool_outputs,
+            sanitize: u.sanitize,
+            spotlight: u.spotlight,
         })
     }
 }

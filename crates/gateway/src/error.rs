@@ -58,6 +58,16 @@ pub enum GatewayError {
     /// A rate or volume limit ran out.
     #[error("{0}")]
     RateLimited(portcullis_core::rate::Exceeded),
+    /// The flow rule held a side-effecting call in a session that holds untrusted content.
+    #[error("denied by the flow rule: {reason}")]
+    Flow {
+        /// Why, with the untrusted source and the tainted arguments.
+        reason: String,
+        /// The arguments carrying values from untrusted output.
+        hits: Vec<portcullis_core::provenance::Hit>,
+        /// The session's first untrusted source.
+        first: Option<portcullis_core::provenance::Source>,
+    },
     /// Policy did not permit the call.
     #[error("denied by policy: {reason}")]
     Denied {
@@ -115,6 +125,22 @@ impl GatewayError {
                         portcullis_core::rate::Measure::Bytes => "bytes",
                     },
                     "windowSeconds": e.window.as_secs(),
+                }),
+            ),
+            GatewayError::Flow { hits, first, .. } => ErrorObject::with_data(
+                code::GATEWAY_DENIED,
+                msg,
+                &json!({
+                    "outcome": "needs_approval",
+                    "policies": ["portcullis:flow-rule"],
+                    "untrustedSource": first.as_ref().map(|s| json!({"origin": s.origin, "at": s.at_unix})),
+                    "provenance": hits.iter().map(|h| json!({
+                        "argument": h.argument,
+                        "kind": h.value.kind.noun(),
+                        "value": h.value.text,
+                        "origin": h.source.origin,
+                        "at": h.source.at_unix,
+                    })).collect::<Vec<_>>(),
                 }),
             ),
             GatewayError::Denied { policies, approval, .. } => ErrorObject::with_data(

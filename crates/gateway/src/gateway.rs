@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use portcullis_core::catalog::{Catalog, Kind, Namespace, UpstreamLists};
+use portcullis_core::output::OutputScanner;
 use portcullis_core::rate::Limiter;
 use portcullis_core::scan::{Scanner, Severity};
 use portcullis_core::{Outcome, Params, RawObject};
@@ -18,6 +19,7 @@ use crate::client::{Call, McpClient};
 use crate::config::Config;
 use crate::exchange::Parking;
 use crate::pins::{PinMode, Pins};
+use crate::taint::Sessions;
 use crate::upstream::{Event, State, Upstream};
 
 /// A change clients may want to hear about.
@@ -60,6 +62,8 @@ pub struct Gateway {
     scanner: Scanner,
     pins: Pins,
     pub(crate) limiter: Mutex<Limiter>,
+    pub(crate) taint: Sessions,
+    pub(crate) output_scanner: OutputScanner,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
 }
@@ -106,6 +110,8 @@ impl Gateway {
             scanner: Scanner::new(),
             pins,
             limiter: Mutex::new(Limiter::new()),
+            taint: Sessions::new(cfg.flow),
+            output_scanner: OutputScanner::new(),
             cfg,
             upstreams,
             namespaces,

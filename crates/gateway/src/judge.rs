@@ -6,12 +6,15 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcullis_core::catalog::Entry;
-use portcullis_policy::{Action, Decision, Effect, Outcome, Principal, Request, Tool, effect_from_annotations};
+use portcullis_policy::{
+    Action, Decision, Effect, Outcome, Principal, Provenance, Request, Tool, effect_from_annotations,
+};
 use serde_json::Value;
 
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::session::ClientCtx;
+use crate::taint::{Snapshot, clock, describe};
 
 /// The client's name as it introduced itself (`clientInfo.name`), for `principal.client`.
 fn client_name(ctx: &ClientCtx) -> String {
@@ -50,10 +53,17 @@ impl Gateway {
         }
     }
 
-    /// The engine's decision for one request, now, with what the gateway knows of the session
-    /// (no labels yet) and, for tool calls, the principal's calls to the tool in the last
-    /// minute before this one.
-    fn decide(&self, principal: &Principal, action: Action, tool: &Tool, arguments: &Value) -> Decision {
+    /// The engine's decision for one request, now, with the session's labels and the
+    /// arguments' provenance, and, for tool calls, the principal's calls to the tool in the
+    /// last minute before this one.
+    fn decide(
+        &self,
+        principal: &Principal,
+        action: Action,
+        tool: &Tool,
+        arguments: &Value,
+        session: &Snapshot,
+    ) -> Decision {
         let now_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -61,18 +71,31 @@ impl Gateway {
             Action::CallTool => self.calls_in_window(&principal.user, &tool.upstream, &tool.name),
             _ => 0,
         };
+        let labels: Vec<String> = session.label.names().into_iter().map(str::to_owned).collect();
+        let mut provenance = Provenance::default();
+        for h in &session.hits {
+            if !provenance.tainted.contains(&h.argument) {
+                provenance.tainted.push(h.argument.clone());
+            }
+            if !provenance.sources.contains(&h.source.origin) {
+                provenance.sources.push(h.source.origin.clone());
+            }
+        }
         self.cfg.policy.engine.decide(&Request {
             principal,
             action,
             tool,
             arguments,
-            labels: &[],
+            labels: &labels,
+            provenance: &provenance,
             now_unix,
             calls_in_window,
         })
     }
 
-    /// Decides one request; anything but a permit is the error the client gets.
+    /// Decides one request; anything but a permit is the error the client gets. A permitted
+    /// side-effecting call in a session that holds untrusted content then meets the flow rule:
+    /// it needs a person's approval unless a permit marked `@flow("allow")` decided it.
     pub(crate) fn judge(
         &self,
         ctx: &ClientCtx,
@@ -80,12 +103,24 @@ impl Gateway {
         tool: &Tool,
         arguments: &Value,
     ) -> Result<(), GatewayError> {
-        let decision = self.decide(&principal(ctx), action, tool, arguments);
+        let side_effect = action == Action::CallTool && tool.effect != Effect::Read;
+        let session = self.taint.snapshot(ctx, arguments, side_effect);
+        let decision = self.decide(&principal(ctx), action, tool, arguments, &session);
         for e in &decision.errors {
             tracing::warn!(tool = %tool.name, upstream = %tool.upstream, error = %e, "policy could not be evaluated; denied");
         }
         match decision.outcome {
-            Outcome::Permit => Ok(()),
+            Outcome::Permit => {
+                if side_effect
+                    && session.label.is_untrusted()
+                    && !self.cfg.policy.engine.allows_untrusted_flow(&decision)
+                {
+                    let e = flow_denied(tool, &session);
+                    tracing::info!(tool = %tool.name, upstream = %tool.upstream, error = %e, "call held by the flow rule");
+                    return Err(e);
+                }
+                Ok(())
+            }
             Outcome::Forbid | Outcome::NeedsApproval => {
                 tracing::info!(tool = %tool.name, upstream = %tool.upstream, outcome = ?decision.outcome, policies = ?decision.policies, reason = %decision.reason, "call denied by policy");
                 Err(denied(decision))
@@ -101,7 +136,7 @@ impl Gateway {
         // Policy is judged apart from pins: a held-back tool is explained too.
         let entry = cat.tool(exposed).or_else(|| cat.held_tool(exposed).map(|h| &h.entry))?;
         let tool = self.policy_tool(entry);
-        let decision = self.decide(principal, Action::CallTool, &tool, arguments);
+        let decision = self.decide(principal, Action::CallTool, &tool, arguments, &Snapshot::default());
         Some((tool, decision))
     }
 
@@ -134,5 +169,28 @@ fn denied(d: Decision) -> GatewayError {
         reason,
         policies: d.policies,
         approval,
+    }
+}
+
+/// The flow rule's refusal: what made the session untrusted, and which arguments carry values
+/// from untrusted output.
+fn flow_denied(tool: &Tool, session: &Snapshot) -> GatewayError {
+    let source = session.first_untrusted.as_ref().map_or_else(
+        || "untrusted content".to_owned(),
+        |s| format!("untrusted content (first from {} at {})", s.origin, clock(s.at_unix)),
+    );
+    let mut reason = format!(
+        "the session holds {source}, so a `{}` call to `{}` needs a person's approval",
+        tool.effect, tool.name
+    );
+    for h in &session.hits {
+        reason.push_str("; ");
+        reason.push_str(&describe(h));
+    }
+    reason.push_str("; approving calls is not built yet, so this call is denied");
+    GatewayError::Flow {
+        reason,
+        hits: session.hits.clone(),
+        first: session.first_untrusted.clone(),
     }
 }

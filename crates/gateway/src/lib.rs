@@ -18,6 +18,7 @@ pub mod poisoning;
 pub mod proxy;
 pub mod server;
 pub mod session;
+pub mod taint;
 mod throttle;
 pub mod upstream;
 

@@ -3,6 +3,7 @@
 //! forwarding itself, with its translation between eras, is in [`forward`].
 
 mod forward;
+mod output;
 
 use portcullis_policy::Action;
 
@@ -212,11 +213,14 @@ impl Gateway {
                 _ => cat.prompt(&name),
             }
             .map(|e| {
-                let judged = match kind {
-                    Kind::Tool => self.policy_tool(e),
-                    _ => judge::readable(&self.upstream_name(e.upstream), &e.original),
+                let (judged, base) = match kind {
+                    Kind::Tool => (self.policy_tool(e), self.base_label(e.upstream, Some(e))),
+                    _ => (
+                        judge::readable(&self.upstream_name(e.upstream), &e.original),
+                        self.base_label(e.upstream, None),
+                    ),
                 };
-                (e.upstream, e.original.clone(), judged)
+                (e.upstream, e.original.clone(), judged, base)
             })
         };
         let mut found = lookup(&self.catalog());
@@ -229,7 +233,7 @@ impl Gateway {
             self.wait_settled(START_WAIT).await;
             found = lookup(&self.catalog());
         }
-        let Some((upstream, original, judged)) = found else {
+        let Some((upstream, original, judged, base)) = found else {
             return Err(self.unknown_name(kind, &name));
         };
         let action = match kind {
@@ -238,9 +242,11 @@ impl Gateway {
         };
         let arguments: Value = params.get_as("arguments").ok().flatten().unwrap_or_else(|| json!({}));
         self.judge(ctx, action, &judged, &arguments)?;
+        let origin = name.clone();
         if kind != Kind::Tool {
             let _ = params.insert("name", &original);
-            return self.forward(ctx, upstream, &req.method, params, name, out).await;
+            let reply = self.forward(ctx, upstream, &req.method, params, name, out).await?;
+            return Ok(self.observe_reply(ctx, upstream, &origin, base, reply));
         }
         // Limits are charged only for calls policy lets through.
         let limits = self.limits_for(upstream, &original);
@@ -248,7 +254,7 @@ impl Gateway {
         let _ = params.insert("name", &original);
         let reply = self.forward(ctx, upstream, &req.method, params, name, out).await?;
         self.charge(&ctx.principal, &limits, reply.result_len());
-        Ok(reply)
+        Ok(self.observe_reply(ctx, upstream, &origin, base, reply))
     }
 
     /// An upstream's name in config.
@@ -298,7 +304,9 @@ impl Gateway {
             .ok_or_else(|| GatewayError::ResourceNotFound(uri.clone()))?;
         let judged = judge::readable(&self.upstream_name(upstream), &uri);
         self.judge(ctx, Action::ReadResource, &judged, &json!({}))?;
-        self.forward(ctx, upstream, &req.method, params, uri, out).await
+        let origin = uri.clone();
+        let reply = self.forward(ctx, upstream, &req.method, params, uri, out).await?;
+        Ok(self.observe_reply(ctx, upstream, &origin, self.base_label(upstream, None), reply))
     }
 
     /// The upstream for a resource URI: the one that listed it or whose template matches, else

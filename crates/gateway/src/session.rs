@@ -91,6 +91,9 @@ pub struct ClientCtx {
     pub principal: String,
     /// The legacy session, when there is one.
     pub session: Option<Arc<Session>>,
+    /// The connection the request came on, when it is one client's for its whole life (stdio):
+    /// the scope of session taint.
+    pub connection: Option<String>,
 }
 
 impl ClientCtx {
@@ -106,6 +109,7 @@ impl ClientCtx {
             },
             principal: principal.to_owned(),
             session: Some(session),
+            connection: None,
         }
     }
 
@@ -121,7 +125,15 @@ impl ClientCtx {
             },
             principal: principal.to_owned(),
             session: None,
+            connection: None,
         }
+    }
+
+    /// The same context, on a connection that is one client's for its whole life.
+    #[must_use]
+    pub fn on_connection(mut self, connection: &str) -> ClientCtx {
+        self.connection = Some(connection.to_owned());
+        self
     }
 
     /// Whether a log message at `level` may be relayed to this client.

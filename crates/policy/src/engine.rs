@@ -7,14 +7,15 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::load::{self, APPROVAL, REASON};
+use crate::load::{self, APPROVAL, FLOW, REASON};
 use crate::value::{self, Names};
-use crate::{Action, Decision, Outcome, PolicyError, Principal, Profile, Request, Tool};
+use crate::{Action, Decision, Outcome, PolicyError, Principal, Profile, Provenance, Request, Tool};
 
 /// What a policy's annotations say, read once at load.
 #[derive(Debug, Clone)]
 struct Note {
     approval: bool,
+    flow: bool,
     reason: Option<String>,
 }
 
@@ -64,6 +65,7 @@ impl PolicyEngine {
             .map(|p| {
                 let note = Note {
                     approval: p.annotation(APPROVAL) == Some("required"),
+                    flow: p.annotation(FLOW) == Some("allow"),
                     reason: p.annotation(REASON).map(str::to_owned),
                 };
                 (p.id().clone(), note)
@@ -157,6 +159,7 @@ impl PolicyEngine {
             tool,
             arguments: &Value::Null,
             labels: &[],
+            provenance: &Provenance::default(),
             now_unix: 0,
             calls_in_window: 0,
         };
@@ -183,6 +186,16 @@ impl PolicyEngine {
         )
         .map_err(|e| e.to_string())?;
         Ok(self.authorizer.is_authorized(&request, set, &entities))
+    }
+
+    /// Whether a permit lets a side-effecting call through although the session holds untrusted
+    /// content: one of the permits that decided carries `@flow("allow")`.
+    pub fn allows_untrusted_flow(&self, decision: &Decision) -> bool {
+        decision.outcome == Outcome::Permit
+            && decision
+                .policies
+                .iter()
+                .any(|p| self.notes.get(&PolicyId::new(p.as_str())).is_some_and(|n| n.flow))
     }
 
     fn explained(&self, outcome: Outcome, verb: &str, ids: &[&PolicyId]) -> Decision {

@@ -16,6 +16,10 @@ pub(crate) const ID: &str = "id";
 pub(crate) const APPROVAL: &str = "approval";
 /// The annotation saying why, in words for the client.
 pub(crate) const REASON: &str = "reason";
+/// `@flow("allow")` on a permit: it lets side-effecting calls through in a session that holds
+/// untrusted content (the policy takes responsibility, typically by checking
+/// `context.provenance`).
+pub(crate) const FLOW: &str = "flow";
 
 /// Parses every source, gives each policy its id, checks annotations and validates the whole
 /// set against `schema`. Every problem is reported, not only the first.
@@ -119,6 +123,16 @@ fn in_source_order(parsed: &PolicySet) -> Vec<(usize, &Policy)> {
 
 /// What is wrong with the policy's Portcullis annotations, if anything.
 fn annotation_problem(id: &str, policy: &Policy) -> Option<String> {
+    match policy.annotation(FLOW) {
+        None => {}
+        Some("allow") if policy.effect() == CedarEffect::Permit => {}
+        Some("allow") => return Some(format!("policy `{id}`: `@flow` applies only to `permit` policies")),
+        Some(other) => {
+            return Some(format!(
+                "policy `{id}`: unknown `@flow(\"{other}\")`: the only value is `\"allow\"`"
+            ));
+        }
+    }
     match policy.annotation(APPROVAL) {
         None => None,
         Some("required") if policy.effect() == CedarEffect::Permit => None,

@@ -67,12 +67,26 @@ pub struct Request<'a> {
     pub tool: &'a Tool,
     /// The call's arguments, a JSON object (`null` counts as `{}`); `context.arguments`.
     pub arguments: &'a serde_json::Value,
-    /// The session's trust labels; `context.labels`.
+    /// The session's trust labels (`untrusted`, `private`); `context.session.labels`.
     pub labels: &'a [String],
+    /// Which arguments carry values from untrusted output, and from where;
+    /// `context.provenance`.
+    pub provenance: &'a Provenance,
     /// Seconds since the Unix epoch; `context.now_unix`.
     pub now_unix: i64,
     /// Calls in the current rate window; `context.calls_in_window` (saturates at `i64::MAX`).
     pub calls_in_window: u64,
+}
+
+/// What the gateway knows of where a call's argument values came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// Arguments (dotted paths) carrying a value first seen in untrusted output and never in
+    /// trusted output; `context.provenance.tainted`.
+    pub tainted: Vec<String>,
+    /// The tools, resources or prompts whose untrusted output those values came from;
+    /// `context.provenance.sources`.
+    pub sources: Vec<String>,
 }
 
 /// What happens to the call.

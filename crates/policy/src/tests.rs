@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{Action, Decision, Effect, Outcome, PolicyEngine, Principal, Profile, Request, Tool};
+use crate::{Action, Decision, Effect, Outcome, PolicyEngine, Principal, Profile, Provenance, Request, Tool};
 
 pub(crate) fn engine(profile: Option<Profile>, files: &[(&str, &str)]) -> PolicyEngine {
     let files: Vec<(String, String)> = files.iter().map(|(f, t)| ((*f).to_owned(), (*t).to_owned())).collect();
@@ -34,6 +34,7 @@ fn decide(engine: &PolicyEngine, action: Action, tool: &Tool, arguments: &Value)
         tool,
         arguments,
         labels: &[],
+        provenance: &Provenance::default(),
         now_unix: 1_800_000_000,
         calls_in_window: 0,
     })
@@ -346,7 +347,7 @@ fn context_carries_principal_labels_time_and_call_count() {
         r#"
         @id("no-send-after-untrusted")
         forbid (principal, action, resource)
-        when { context.labels.contains("untrusted") && resource.effect == Effect::"send" };
+        when { context.session.labels.contains("untrusted") && resource.effect == Effect::"send" };
 
         @id("rate")
         forbid (principal, action, resource) when { context.calls_in_window >= 10 };
@@ -367,6 +368,7 @@ fn context_carries_principal_labels_time_and_call_count() {
         tool: &send,
         arguments: &Value::Null,
         labels: &[],
+        provenance: &Provenance::default(),
         now_unix: 1_800_000_000,
         calls_in_window: 0,
     };
@@ -539,4 +541,68 @@ fn shipped_schema_and_profiles_load() {
         assert!(PolicyEngine::from_profile(profile).is_ok(), "{profile}");
     }
     assert!("permissive".parse::<Profile>().is_err());
+}
+
+#[test]
+fn provenance_reaches_policy_and_flow_allow_marks_an_explicit_permit() {
+    let files = [(
+        "flow.cedar",
+        r#"
+        @id("send-to-example-com-after-untrusted")
+        @flow("allow")
+        permit (principal, action == Action::"call_tool", resource)
+        when {
+          resource.name == "send_message" && context.provenance.tainted.isEmpty()
+          && context.arguments has to && context.arguments.to like "*@example.com"
+        };
+        "#,
+    )];
+    let engine = engine(Some(Profile::Default), &files);
+    let send = tool("send_message", Effect::Send);
+    let untrusted = ["untrusted".to_owned()];
+    let tainted = Provenance {
+        tainted: vec!["to".to_owned()],
+        sources: vec!["mail__read_message".to_owned()],
+    };
+    let clean = Provenance::default();
+    let who = alice();
+    let request = |to: &'static str, provenance| Request {
+        principal: &who,
+        action: Action::CallTool,
+        tool: &send,
+        arguments: Box::leak(Box::new(json!({ "to": to }))),
+        labels: &untrusted,
+        provenance,
+        now_unix: 1_800_000_000,
+        calls_in_window: 0,
+    };
+    let d = engine.decide(&request("bob@example.com", &clean));
+    assert_eq!(d.outcome, Outcome::Permit);
+    assert!(engine.allows_untrusted_flow(&d), "{d:?}");
+    // A tainted recipient: the profile still permits, but no flow permit applies.
+    let d = engine.decide(&request("bob@example.com", &tainted));
+    assert_eq!(d.outcome, Outcome::Permit);
+    assert!(!engine.allows_untrusted_flow(&d), "{d:?}");
+    let d = engine.decide(&request("eve@evil.test", &clean));
+    assert!(!engine.allows_untrusted_flow(&d), "{d:?}");
+}
+
+#[test]
+fn flow_annotation_is_checked_at_load() {
+    for (text, want) in [
+        (
+            "@flow(\"always\") permit (principal, action, resource);",
+            "unknown `@flow(\"always\")`",
+        ),
+        (
+            "@flow(\"allow\") forbid (principal, action, resource);",
+            "`@flow` applies only to `permit` policies",
+        ),
+    ] {
+        let err = PolicyEngine::from_sources(None, &[("f.cedar".to_owned(), text.to_owned())])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{text}: {err}");
+    }
 }

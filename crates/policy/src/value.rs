@@ -80,13 +80,22 @@ impl Names {
     }
 }
 
-/// The request's context: `arguments`, `labels`, `now_unix`, `calls_in_window`.
+/// The request's context: `arguments`, `session.labels`, `provenance.tainted`,
+/// `provenance.sources`, `now_unix`, `calls_in_window`.
 pub(crate) fn context(req: &Request<'_>) -> Result<Context, String> {
-    let labels = RestrictedExpression::new_set(req.labels.iter().cloned().map(RestrictedExpression::new_string));
+    let strings = |v: &[String]| RestrictedExpression::new_set(v.iter().cloned().map(RestrictedExpression::new_string));
+    let session =
+        RestrictedExpression::new_record([("labels".to_owned(), strings(req.labels))]).map_err(|e| e.to_string())?;
+    let provenance = RestrictedExpression::new_record([
+        ("tainted".to_owned(), strings(&req.provenance.tainted)),
+        ("sources".to_owned(), strings(&req.provenance.sources)),
+    ])
+    .map_err(|e| e.to_string())?;
     let calls = i64::try_from(req.calls_in_window).unwrap_or(i64::MAX);
     Context::from_pairs([
         ("arguments".to_owned(), arguments(req.arguments)?),
-        ("labels".to_owned(), labels),
+        ("session".to_owned(), session),
+        ("provenance".to_owned(), provenance),
         ("now_unix".to_owned(), RestrictedExpression::new_long(req.now_unix)),
         ("calls_in_window".to_owned(), RestrictedExpression::new_long(calls)),
     ])

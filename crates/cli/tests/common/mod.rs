@@ -221,13 +221,21 @@ pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::
 pub struct Modern {
     pub url: String,
     next: std::sync::atomic::AtomicU64,
+    /// `clientInfo.name`: with the principal, a stateless client's session scope.
+    client: String,
 }
 
 impl Modern {
     pub fn new(url: &str) -> Modern {
+        Modern::named(url, "portcullis-tests")
+    }
+
+    /// A client that introduces itself as `client` (its own session for taint).
+    pub fn named(url: &str, client: &str) -> Modern {
         Modern {
             url: url.to_owned(),
             next: 1.into(),
+            client: client.to_owned(),
         }
     }
 
@@ -238,7 +246,7 @@ impl Modern {
         let meta = json!({
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "portcullis-tests", "version": "0"},
+            "io.modelcontextprotocol/clientInfo": {"name": self.client, "version": "0"},
         });
         match params.get_mut("_meta").and_then(Value::as_object_mut) {
             Some(m) => {

@@ -7,7 +7,9 @@ use portcullis_core::rate::Rate;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{ConfigError, Lowering, PinsConfig};
+use portcullis_core::label::Integrity;
+
+use super::{ConfigError, FlowConfig, Lowering, OutputLabel, PinsConfig};
 
 /// The longest rate window accepted.
 const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -16,6 +18,13 @@ const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPins {
     trust_on_first_use: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFlow {
+    window: Option<Spanned<String>>,
+    max_values: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -31,6 +40,37 @@ impl Lowering<'_> {
         PinsConfig {
             trust_on_first_use: p.trust_on_first_use.unwrap_or(true),
         }
+    }
+
+    pub(super) fn flow(&self, f: RawFlow) -> Result<FlowConfig, ConfigError> {
+        Ok(FlowConfig {
+            window: self.duration(f.window, "flow.window", Duration::from_secs(30 * 60))?,
+            max_values: self.bounded(f.max_values, "flow.max_values", 100, 10_000_000, 20_000)? as usize,
+        })
+    }
+
+    /// `output = "trusted" | "untrusted"` and `private`.
+    pub(super) fn output_label(
+        &self,
+        output: Option<Spanned<String>>,
+        private: Option<bool>,
+        key: &str,
+    ) -> Result<OutputLabel, ConfigError> {
+        let trust = match output {
+            None => None,
+            Some(s) => match s.get_ref().as_str() {
+                "trusted" => Some(Integrity::Trusted),
+                "untrusted" => Some(Integrity::Untrusted),
+                other => {
+                    return self.err(
+                        s.span(),
+                        key,
+                        format!("must be `trusted` or `untrusted`, got `{other}`"),
+                    );
+                }
+            },
+        };
+        Ok(OutputLabel { trust, private })
     }
 
     /// One rate table: `calls` and/or `bytes` per `window`.

@@ -98,6 +98,7 @@ pub(crate) fn release_session(gw: &Gateway, s: &Session) {
     for uri in s.subscriptions() {
         gw.release_resource(&uri);
     }
+    gw.taint.forget(&crate::taint::session_scope(&s.id));
 }
 
 impl Conn {
@@ -128,6 +129,7 @@ impl Conn {
             );
             return self.send(&Message::from(Response::error(Some(req.id), e))).await;
         };
+        let ctx = ctx.on_connection("stdio");
         let limit = self.gw.cfg.gateway.max_concurrent_calls;
         if self.active.fetch_add(1, Ordering::SeqCst) >= limit {
             self.active.fetch_sub(1, Ordering::SeqCst);
