@@ -228,3 +228,77 @@ async fn untrusted_results_are_sanitised_and_spotlighted_when_configured() {
     let out = text(&read(&Modern::named(&plain.url, "reader"), docs.path(), "hidden.txt").await);
     assert!(out.contains('\u{200B}') && out.contains("![chart]"), "{out:?}");
 }
+
+/// Sends one JSON-RPC request on a stdio gateway and returns the response with its id
+/// (notifications in between are skipped).
+async fn stdio_call(
+    stdin: &mut tokio::process::ChildStdin,
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> Value {
+    use tokio::io::AsyncWriteExt as _;
+    let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    stdin.write_all(format!("{msg}\n").as_bytes()).await.unwrap();
+    loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["id"] == id {
+            return v;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stdio_connection_is_the_session() {
+    use tokio::io::AsyncBufReadExt as _;
+    let docs = planted();
+    let config = docs.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!("[gateway]\ndata_dir = \"state\"\n\n{}", upstreams(docs.path(), "")),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(portcullis())
+        .args(["stdio", "--config", config.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let meta = |name: &str| {
+        json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": name, "version": "1"},
+        })
+    };
+    let path = docs.path().join("invoice.txt").to_string_lossy().into_owned();
+    let r = stdio_call(
+        &mut stdin,
+        &mut lines,
+        1,
+        "tools/call",
+        json!({"name": "files__read_text_file", "arguments": {"path": path}, "_meta": meta("reader")}),
+    )
+    .await;
+    let target = obey(&text(&r));
+    // A request on the same connection that calls itself another client is the same session.
+    let r = stdio_call(
+        &mut stdin,
+        &mut lines,
+        2,
+        "tools/call",
+        json!({"name": "raw__send_message", "arguments": {"to": target}, "_meta": meta("someone-else")}),
+    )
+    .await;
+    assert_eq!(r["error"]["data"]["policies"], json!(["portcullis:flow-rule"]), "{r}");
+}

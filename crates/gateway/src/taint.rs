@@ -218,3 +218,6 @@ pub(crate) fn describe(hit: &Hit) -> String {
         clock(hit.source.at_unix)
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -164,3 +164,56 @@ fn bad_limits_name_their_key() {
         assert!(err.contains(want), "{text:?}\n got: {err}\nwant: {want}");
     }
 }
+
+#[test]
+fn output_labels_and_flow() {
+    let c = parse(
+        r#"
+[flow]
+window = "10m"
+max_values = 5000
+
+[upstreams.mail]
+command = "x"
+output = "untrusted"
+sanitize = true
+spotlight = true
+
+[upstreams.mail.tools.list_folders]
+output = "trusted"
+
+[upstreams.mail.tools.read_message]
+private = true
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.flow.window, Duration::from_secs(600));
+    assert_eq!(c.flow.max_values, 5000);
+    let mail = &c.upstreams[0];
+    assert_eq!(mail.output.trust, Some(Integrity::Untrusted));
+    assert!(mail.sanitize && mail.spotlight);
+    assert_eq!(mail.tool_outputs["list_folders"].trust, Some(Integrity::Trusted));
+    assert_eq!(
+        mail.tool_outputs["read_message"],
+        OutputLabel {
+            trust: None,
+            private: Some(true)
+        }
+    );
+    // Defaults: 30 minutes, 20 000 values, labels from annotations, no rewriting.
+    let c = parse("[upstreams.a]\ncommand = \"x\"\n").unwrap();
+    assert_eq!(c.flow.window, Duration::from_secs(1800));
+    assert_eq!(c.flow.max_values, 20_000);
+    assert_eq!(c.upstreams[0].output, OutputLabel::default());
+    assert!(!c.upstreams[0].sanitize && !c.upstreams[0].spotlight);
+    for (text, want) in [
+        (
+            "[upstreams.a]\ncommand = \"x\"\noutput = \"maybe\"\n",
+            "portcullis.toml:3: `upstreams.a.output`: must be `trusted` or `untrusted`, got `maybe`",
+        ),
+        ("[flow]\nmax_values = 1\n", "`flow.max_values`: must be between 100"),
+    ] {
+        let err = parse(text).expect_err(text).to_string();
+        assert!(err.contains(want), "{text:?}\n got: {err}\nwant: {want}");
+    }
+}
