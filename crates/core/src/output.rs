@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use crate::label::{Integrity, Label};
 
@@ -72,89 +72,174 @@ type SecretCheck = fn(&[u8], usize, usize) -> bool;
 
 #[derive(Clone, Copy, Debug)]
 enum Lit {
-    Marker(OutputKind, &'static str),
+    Marker(OutputKind, &'static str, Verify),
     /// A secret prefix and the check on what follows it.
     Secret(&'static str, SecretCheck),
     Image,
     Link,
 }
 
-/// Phrases aimed at an assistant.
-const INJECTION: &[(&str, &str)] = &[
-    ("ignore previous instructions", "ignore-previous"),
-    ("ignore all previous", "ignore-previous"),
-    ("ignore the previous", "ignore-previous"),
-    ("ignore prior instructions", "ignore-previous"),
-    ("ignore all prior", "ignore-previous"),
-    ("ignore the above", "ignore-previous"),
-    ("ignore all instructions", "ignore-previous"),
-    ("ignore your instructions", "ignore-previous"),
-    ("disregard previous", "ignore-previous"),
-    ("disregard all previous", "ignore-previous"),
-    ("disregard all prior", "ignore-previous"),
-    ("disregard the above", "ignore-previous"),
-    ("disregard your instructions", "ignore-previous"),
-    ("forget your instructions", "ignore-previous"),
-    ("forget all previous", "ignore-previous"),
-    ("new instructions:", "new-instructions"),
-    ("updated instructions:", "new-instructions"),
-    ("you are now in", "role-change"),
-    ("from now on you", "role-change"),
-    ("do not tell the user", "hide-from-user"),
-    ("don't tell the user", "hide-from-user"),
-    ("do not inform the user", "hide-from-user"),
-    ("without telling the user", "hide-from-user"),
-    ("without informing the user", "hide-from-user"),
-    ("do not mention this to the user", "hide-from-user"),
-    ("note to the assistant", "addressed-to-assistant"),
-    ("note to the ai", "addressed-to-assistant"),
-    ("instructions for the assistant", "addressed-to-assistant"),
-    ("instructions for the ai", "addressed-to-assistant"),
-    ("attention assistant", "addressed-to-assistant"),
-    ("dear assistant", "addressed-to-assistant"),
-    ("dear ai", "addressed-to-assistant"),
-    ("to the ai model", "addressed-to-assistant"),
-    ("if you are an ai", "addressed-to-assistant"),
-    ("if you are an llm", "addressed-to-assistant"),
-    ("if you are a language model", "addressed-to-assistant"),
+/// What precedes or follows a match must be one of these (on the lowercased text).
+fn followed_by(text: &[u8], end: usize, any: &[&str]) -> bool {
+    let rest = text.get(end..).unwrap_or_default();
+    any.iter().any(|w| rest.starts_with(w.as_bytes()))
+}
+
+fn preceded_by(text: &[u8], start: usize, any: &[&str]) -> bool {
+    let head = text.get(..start).unwrap_or_default();
+    any.iter().any(|w| head.ends_with(w.as_bytes()))
+}
+
+/// After optional spaces from `end`, one of `any`.
+fn then_value(text: &[u8], end: usize, any: &[&str]) -> bool {
+    let rest = text.get(end..).unwrap_or_default();
+    let spaces = rest.iter().take_while(|b| **b == b' ').count();
+    followed_by(text, end + spaces, any)
+}
+
+/// What an anchor must have around it to count, on the lowercased text (match start, end).
+type Verify = fn(&[u8], usize, usize) -> bool;
+
+const ALWAYS: Verify = |_, _, _| true;
+const IGNORED: &[&str] = &[
+    "previous",
+    "all previous",
+    "the previous",
+    "prior",
+    "all prior",
+    "the above",
+    "all instructions",
+    "your instructions",
+    "all your instructions",
+    "any previous",
+    "earlier instructions",
 ];
 
-/// Tags and headers that mimic a conversation's structure.
-const ROLE_TAGS: &[&str] = &[
-    "<system>",
-    "</system>",
-    "<|system|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|endoftext|>",
-    "[system]",
-    "### system",
-    "<<sys>>",
-    "[inst]",
-    "[/inst]",
-    "<tool_call>",
-    "</tool_call>",
-    "<tool_result>",
-    "</tool_result>",
-    "<function_calls>",
-    "<function_results>",
-    "<important>",
-    "</important>",
-    "<instructions>",
-    "</instructions>",
-    "<admin>",
-];
-
-/// Styles that hide HTML from a reader.
-const HIDDEN_HTML: &[&str] = &[
-    "display:none",
-    "display: none",
-    "visibility:hidden",
-    "visibility: hidden",
-    "font-size:0",
-    "font-size: 0",
-    "opacity:0",
-    "opacity: 0",
+/// Markers aimed at an assistant: an anchor literal (lowercase), what must surround it, and
+/// the rule. Few anchors, each checked in place, keep the automaton under the 64 literals its
+/// SIMD prefilter handles (BENCHMARKS.md).
+const MARKERS: &[(&str, OutputKind, &str, Verify)] = &[
+    ("ignore ", OutputKind::Injection, "ignore-previous", |t, _, e| {
+        followed_by(t, e, IGNORED)
+    }),
+    ("disregard ", OutputKind::Injection, "ignore-previous", |t, _, e| {
+        followed_by(t, e, IGNORED)
+    }),
+    ("forget ", OutputKind::Injection, "ignore-previous", |t, _, e| {
+        followed_by(t, e, IGNORED)
+    }),
+    ("instructions:", OutputKind::Injection, "new-instructions", |t, s, _| {
+        preceded_by(t, s, &["new ", "updated ", "real ", "actual "])
+    }),
+    (
+        "instructions for the ",
+        OutputKind::Injection,
+        "addressed-to-assistant",
+        |t, _, e| followed_by(t, e, &["assistant", "ai", "model", "llm"]),
+    ),
+    ("you are now in", OutputKind::Injection, "role-change", ALWAYS),
+    ("from now on you", OutputKind::Injection, "role-change", ALWAYS),
+    ("the user", OutputKind::Injection, "hide-from-user", |t, s, _| {
+        preceded_by(
+            t,
+            s,
+            &[
+                "do not tell ",
+                "don't tell ",
+                "do not inform ",
+                "without telling ",
+                "without informing ",
+                "do not mention this to ",
+                "never tell ",
+            ],
+        )
+    }),
+    (
+        "note to the ",
+        OutputKind::Injection,
+        "addressed-to-assistant",
+        |t, _, e| followed_by(t, e, &["assistant", "ai", "model", "llm"]),
+    ),
+    (
+        "attention assistant",
+        OutputKind::Injection,
+        "addressed-to-assistant",
+        ALWAYS,
+    ),
+    (
+        "dear assistant",
+        OutputKind::Injection,
+        "addressed-to-assistant",
+        ALWAYS,
+    ),
+    ("dear ai", OutputKind::Injection, "addressed-to-assistant", |t, _, e| {
+        !t.get(e).is_some_and(u8::is_ascii_alphanumeric)
+    }),
+    (
+        "to the ai model",
+        OutputKind::Injection,
+        "addressed-to-assistant",
+        ALWAYS,
+    ),
+    (
+        "if you are a",
+        OutputKind::Injection,
+        "addressed-to-assistant",
+        |t, _, e| followed_by(t, e, &["n ai", "n llm", " language model", "n assistant"]),
+    ),
+    // Tags and headers that mimic a conversation's structure.
+    ("system>", OutputKind::Injection, "role-tag", |t, s, _| {
+        preceded_by(t, s, &["<", "</"])
+    }),
+    ("<|", OutputKind::Injection, "role-tag", |t, _, e| {
+        followed_by(
+            t,
+            e,
+            &[
+                "system|>",
+                "im_start|>",
+                "im_end|>",
+                "endoftext|>",
+                "user|>",
+                "assistant|>",
+            ],
+        )
+    }),
+    ("[system]", OutputKind::Injection, "role-tag", ALWAYS),
+    ("### system", OutputKind::Injection, "role-tag", ALWAYS),
+    ("<<sys>>", OutputKind::Injection, "role-tag", ALWAYS),
+    ("inst]", OutputKind::Injection, "role-tag", |t, s, _| {
+        preceded_by(t, s, &["[", "[/"])
+    }),
+    ("tool_call>", OutputKind::Injection, "role-tag", |t, s, _| {
+        preceded_by(t, s, &["<", "</"])
+    }),
+    ("tool_result>", OutputKind::Injection, "role-tag", |t, s, _| {
+        preceded_by(t, s, &["<", "</"])
+    }),
+    ("<function_", OutputKind::Injection, "role-tag", |t, _, e| {
+        followed_by(t, e, &["calls>", "results>"])
+    }),
+    ("important>", OutputKind::Injection, "role-tag", |t, s, _| {
+        preceded_by(t, s, &["<", "</"])
+    }),
+    ("instructions>", OutputKind::Injection, "role-tag", |t, s, _| {
+        preceded_by(t, s, &["<", "</"])
+    }),
+    ("<admin>", OutputKind::Injection, "role-tag", ALWAYS),
+    // Styles that hide HTML from a reader.
+    ("display:", OutputKind::Invisible, "hidden-html", |t, _, e| {
+        then_value(t, e, &["none"])
+    }),
+    ("visibility:", OutputKind::Invisible, "hidden-html", |t, _, e| {
+        then_value(t, e, &["hidden"])
+    }),
+    ("font-size:", OutputKind::Invisible, "hidden-html", |t, _, e| {
+        then_value(t, e, &["0;", "0px", "0\"", "0'", "0 ", "0}"])
+    }),
+    ("opacity:", OutputKind::Invisible, "hidden-html", |t, _, e| {
+        then_value(t, e, &["0;", "0\"", "0'", "0 ", "0}", "0.0"])
+    }),
 ];
 
 fn token_chars(b: u8) -> bool {
@@ -218,14 +303,8 @@ pub struct OutputScanner {
 
 fn all_lits() -> Vec<(&'static str, Lit)> {
     let mut v: Vec<(&'static str, Lit)> = Vec::new();
-    for (p, rule) in INJECTION {
-        v.push((p, Lit::Marker(OutputKind::Injection, rule)));
-    }
-    for p in ROLE_TAGS {
-        v.push((p, Lit::Marker(OutputKind::Injection, "role-tag")));
-    }
-    for p in HIDDEN_HTML {
-        v.push((p, Lit::Marker(OutputKind::Invisible, "hidden-html")));
+    for (p, kind, rule, verify) in MARKERS {
+        v.push((p, Lit::Marker(*kind, rule, *verify)));
     }
     for (p, check) in SECRETS {
         v.push((p, Lit::Secret(p, *check)));
@@ -248,10 +327,11 @@ impl OutputScanner {
         reason = "the literals are constants of this module; a unit test builds them"
     )]
     pub fn new() -> OutputScanner {
+        // The literals are lowercase and searched for in a lowercased copy of the text: a
+        // case-sensitive search keeps its SIMD prefilter, which `ascii_case_insensitive` loses
+        // (twice the throughput, BENCHMARKS.md). ASCII lowercasing keeps every byte offset.
         let ac = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostFirst)
-            .kind(Some(AhoCorasickKind::DFA))
             .build(all_lits_cached().iter().map(|(p, _)| *p))
             .expect("the output scanner's literals compile");
         OutputScanner { ac }
@@ -260,9 +340,10 @@ impl OutputScanner {
     /// Every finding in `text`, at most [`MAX_FINDINGS`], in text order.
     pub fn scan(&self, text: &str) -> Vec<OutputFinding> {
         let bytes = text.as_bytes();
+        let lowered = bytes.to_ascii_lowercase();
         let table = all_lits_cached();
         let mut out = Vec::new();
-        for m in self.ac.find_iter(text) {
+        for m in self.ac.find_iter(&lowered) {
             if out.len() >= MAX_FINDINGS {
                 break;
             }
@@ -270,7 +351,12 @@ impl OutputScanner {
                 continue;
             };
             let (kind, rule) = match lit {
-                Lit::Marker(kind, rule) => (*kind, *rule),
+                Lit::Marker(kind, rule, verify) => {
+                    if !verify(&lowered, m.start(), m.end()) {
+                        continue;
+                    }
+                    (*kind, *rule)
+                }
                 Lit::Secret(name, check) => {
                     if !check(bytes, m.start(), m.end()) {
                         continue;
