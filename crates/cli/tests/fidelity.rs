@@ -17,13 +17,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-fn raw_upstream(name: &str, extra: &str) -> String {
-    format!(
-        "[upstreams.{name}]\ncommand = \"python3\"\nargs = [{}]\n{extra}\n",
-        toml_str(&raw_server().to_string_lossy())
-    )
-}
-
 fn tool<'a>(tools: &'a [Value], name: &str) -> &'a Value {
     tools
         .iter()

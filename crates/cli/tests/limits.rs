@@ -16,13 +16,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-fn raw_upstream(name: &str, extra: &str) -> String {
-    format!(
-        "[upstreams.{name}]\ncommand = \"python3\"\nargs = [{}]\n{extra}\n",
-        toml_str(&raw_server().to_string_lossy())
-    )
-}
-
 fn refusal(r: &Value) -> &Value {
     let e = &r["error"];
     assert_eq!(e["code"], -31005, "a rate-limit refusal: {r}");

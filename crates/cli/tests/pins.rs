@@ -198,10 +198,7 @@ async fn pins_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_trust_on_first_use_new_tools_wait_for_approval() {
-    let upstream = format!(
-        "[upstreams.raw]\ncommand = \"python3\"\nargs = [{}]\n",
-        toml_str(&raw_server().to_string_lossy())
-    );
+    let upstream = raw_upstream("raw", "");
     let gw = Served::start_with(&upstream, "\n[pins]\ntrust_on_first_use = false\n").await;
     let client = Modern::new(&gw.url);
     // Nothing is listed, and a call says the tool awaits approval.
@@ -233,10 +230,7 @@ async fn without_trust_on_first_use_new_tools_wait_for_approval() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn approving_an_unknown_tool_is_a_clear_error() {
-    let upstream = format!(
-        "[upstreams.raw]\ncommand = \"python3\"\nargs = [{}]\n",
-        toml_str(&raw_server().to_string_lossy())
-    );
+    let upstream = raw_upstream("raw", "");
     let gw = Served::start(&upstream).await;
     let config = config_of(&gw);
     let (code, _, err) = cli(&[

@@ -16,13 +16,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-fn raw_upstream(extra: &str) -> String {
-    format!(
-        "[upstreams.raw]\ncommand = \"python3\"\nargs = [{}]\n{extra}\n",
-        toml_str(&raw_server().to_string_lossy())
-    )
-}
-
 /// The issue's example: messages only to example.com addresses.
 const MAIL_ONLY_EXAMPLE_COM: &str = r#"
 @id("mail-only-to-example-com")
@@ -40,7 +33,7 @@ fn config_text(dir: &std::path::Path, policy: &str, file: Option<&str>, upstream
         std::fs::write(&path, text).unwrap();
         section.push_str(&format!("files = [{}]\n", toml_str(&path.to_string_lossy())));
     }
-    format!("{section}\n{}", raw_upstream(upstream_extra))
+    format!("{section}\n{}", raw_upstream("raw", upstream_extra))
 }
 
 /// Writes that config to `dir/portcullis.toml` and returns its path.

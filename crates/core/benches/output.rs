@@ -5,35 +5,18 @@
 //! `cargo bench -p portcullis-core --bench output`. Each figure is the median of 7 rounds of
 //! about 200 ms each; `BENCH_ROUNDS` changes the count.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+use common::{rounds, time};
 
 use portcullis_core::output::{OutputScanner, sanitize};
 use portcullis_core::provenance::ProvenanceIndex;
 use serde_json::{Value, json};
 
 const REFERENCE_TOOLS: &str = include_str!("../src/scan/testdata/reference-tools.json");
-
-fn time(rounds: usize, mut f: impl FnMut()) -> f64 {
-    let calib = Instant::now();
-    let mut passes = 0u32;
-    while calib.elapsed() < Duration::from_millis(50) {
-        f();
-        passes += 1;
-    }
-    let per_round = (passes * 4).max(1);
-    let mut per_pass: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..per_round {
-                f();
-            }
-            t.elapsed().as_secs_f64() / f64::from(per_round)
-        })
-        .collect();
-    per_pass.sort_by(f64::total_cmp);
-    per_pass.get(rounds / 2).copied().unwrap_or(f64::NAN)
-}
 
 /// English-like honest text: the reference servers' descriptions, repeated to `bytes`.
 fn honest(bytes: usize) -> String {
@@ -56,10 +39,7 @@ fn honest(bytes: usize) -> String {
 }
 
 fn main() {
-    let rounds = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(7);
+    let rounds = rounds();
     let scanner = OutputScanner::new();
     let text = honest(256 * 1024);
     let secs = time(rounds, || {

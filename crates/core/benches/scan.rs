@@ -4,8 +4,12 @@
 //! `cargo bench -p portcullis-core --bench scan`. Each figure is the median of 7 rounds of about
 //! 200 ms each; `BENCH_ROUNDS` changes the count.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+
+use common::{rounds, time};
 
 use portcullis_core::scan::Scanner;
 use serde_json::Value;
@@ -53,28 +57,6 @@ fn strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
     }
 }
 
-/// Runs `f` (one pass over a corpus) in rounds of about 200 ms; the median seconds per pass.
-fn time(rounds: usize, mut f: impl FnMut()) -> f64 {
-    let calib = Instant::now();
-    let mut passes = 0u32;
-    while calib.elapsed() < Duration::from_millis(50) {
-        f();
-        passes += 1;
-    }
-    let per_round = (passes * 4).max(1);
-    let mut per_pass: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..per_round {
-                f();
-            }
-            t.elapsed().as_secs_f64() / f64::from(per_round)
-        })
-        .collect();
-    per_pass.sort_by(f64::total_cmp);
-    per_pass.get(rounds / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn report(name: &str, texts: usize, bytes: usize, secs: f64) {
     println!(
         "{name:<40} {texts:>4} texts {bytes:>7} B   {:>8.1} MB/s   {:>10.0} descriptions/s   {:>8.2} µs/pass",
@@ -85,10 +67,7 @@ fn report(name: &str, texts: usize, bytes: usize, secs: f64) {
 }
 
 fn main() {
-    let rounds = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(7);
+    let rounds = rounds();
     let t = Instant::now();
     let scanner = Scanner::new();
     println!("Scanner::new: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);

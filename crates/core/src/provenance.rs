@@ -242,14 +242,20 @@ impl fmt::Display for Hit {
         }
         write!(
             f,
-            "argument `{}`: {} `{}` came from untrusted output of {} (at {})",
+            "argument `{}`: {} `{}` came from untrusted output of {} at {}",
             self.argument,
             self.value.kind.noun(),
             shown,
             self.source.origin,
-            self.source.at_unix
+            clock(self.source.at_unix)
         )
     }
+}
+
+/// `HH:MM:SS UTC` of Unix seconds: the time of day in explanations.
+pub fn clock(at_unix: i64) -> String {
+    let s = at_unix.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s % 3600 / 60, s % 60)
 }
 
 /// One session's provenance index.
@@ -259,7 +265,8 @@ pub struct ProvenanceIndex {
     untrusted: HashMap<u64, u32>,
     trusted: HashSet<u64>,
     order: VecDeque<(u64, bool)>,
-    sources: HashMap<u32, Source>,
+    /// Each source and how many values point to it.
+    sources: HashMap<u32, (Source, usize)>,
     next_source: u32,
     max_values: usize,
     /// Values forgotten to stay within `max_values`.
@@ -301,55 +308,67 @@ impl ProvenanceIndex {
         if values.is_empty() {
             return;
         }
-        let source = if untrusted {
-            let id = self.next_source;
-            self.next_source = self.next_source.wrapping_add(1);
-            self.sources.insert(
-                id,
-                Source {
-                    origin: origin.to_owned(),
-                    at_unix,
-                },
-            );
-            Some(id)
-        } else {
-            None
-        };
+        // A source is kept while values point to it (`refs`); one no fresh value points to is
+        // never stored.
+        let id = self.next_source;
+        let mut refs = 0usize;
         for v in &values {
             let h = self.hash(v);
-            let fresh = match source {
-                Some(id) => match self.untrusted.entry(h) {
+            let fresh = if untrusted {
+                match self.untrusted.entry(h) {
                     std::collections::hash_map::Entry::Occupied(_) => false,
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(id);
+                        refs += 1;
                         true
                     }
-                },
-                None => self.trusted.insert(h),
+                }
+            } else {
+                self.trusted.insert(h)
             };
             if fresh {
-                self.order.push_back((h, source.is_some()));
+                self.order.push_back((h, untrusted));
             }
+        }
+        if refs > 0 {
+            self.next_source = self.next_source.wrapping_add(1);
+            self.sources.insert(
+                id,
+                (
+                    Source {
+                        origin: origin.to_owned(),
+                        at_unix,
+                    },
+                    refs,
+                ),
+            );
         }
         while self.order.len() > self.max_values {
             if let Some((h, was_untrusted)) = self.order.pop_front() {
                 if was_untrusted {
-                    self.untrusted.remove(&h);
+                    if let Some(src) = self.untrusted.remove(&h)
+                        && let Some((_, n)) = self.sources.get_mut(&src)
+                    {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.sources.remove(&src);
+                        }
+                    }
                 } else {
                     self.trusted.remove(&h);
                 }
                 self.evicted += 1;
             }
         }
-        // Sources no value points to any more are dropped, oldest first.
-        if self.sources.len() > self.max_values {
-            let live: HashSet<u32> = self.untrusted.values().copied().collect();
-            self.sources.retain(|id, _| live.contains(id));
-        }
     }
 
     fn source(&self, id: u32) -> Option<&Source> {
-        self.sources.get(&id)
+        self.sources.get(&id).map(|(s, _)| s)
+    }
+
+    /// Sources held now (each has at least one value pointing to it).
+    pub fn sources(&self) -> usize {
+        self.sources.len()
     }
 
     /// The untrusted values `text` (the argument at `argument`) carries: seen in untrusted

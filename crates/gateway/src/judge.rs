@@ -14,7 +14,8 @@ use serde_json::Value;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::session::ClientCtx;
-use crate::taint::{Snapshot, clock, describe};
+use crate::taint::Snapshot;
+use portcullis_core::provenance::clock;
 
 /// The client's name as it introduced itself (`clientInfo.name`), for `principal.client`.
 fn client_name(ctx: &ClientCtx) -> String {
@@ -185,7 +186,7 @@ fn flow_denied(tool: &Tool, session: &Snapshot) -> GatewayError {
     );
     for h in &session.hits {
         reason.push_str("; ");
-        reason.push_str(&describe(h));
+        reason.push_str(&h.to_string());
     }
     reason.push_str("; approving calls is not built yet, so this call is denied");
     GatewayError::Flow {

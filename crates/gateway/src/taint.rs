@@ -197,27 +197,5 @@ impl Sessions {
     }
 }
 
-/// `HH:MM:SS UTC` of Unix seconds, for explanations.
-pub(crate) fn clock(at_unix: i64) -> String {
-    let s = at_unix.rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02} UTC", s / 3600, s % 3600 / 60, s % 60)
-}
-
-/// A hit, with its time as a clock.
-pub(crate) fn describe(hit: &Hit) -> String {
-    let mut shown: String = hit.value.text.chars().take(60).collect();
-    if shown.len() < hit.value.text.len() {
-        shown.push('…');
-    }
-    format!(
-        "argument `{}`: {} `{}` came from untrusted output of {} at {}",
-        hit.argument,
-        hit.value.kind.noun(),
-        shown,
-        hit.source.origin,
-        clock(hit.source.at_unix)
-    )
-}
-
 #[cfg(test)]
 mod tests;

@@ -1,9 +1,11 @@
 //! The policy engine: a validated policy set, and decisions over it.
 
 use cedar_policy::{
-    Authorizer, Decision as CedarDecision, Effect as CedarEffect, Policy, PolicyId, PolicySet, Response, Schema,
+    Authorizer, Decision as CedarDecision, Effect as CedarEffect, Entities, Policy, PolicyId, PolicySet, Response,
+    Schema,
 };
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::Value;
 
@@ -35,7 +37,16 @@ pub struct PolicyEngine {
     probe: Option<PolicySet>,
     names: Names,
     authorizer: Authorizer,
+    /// The principal and tool entities of recent requests: building them (with Cedar's
+    /// checks) was a tenth of the gateway's CPU per call (BENCHMARKS.md). Cleared when full.
+    entities: Arc<Mutex<HashMap<EntityKey, Arc<Entities>>>>,
 }
+
+/// What the entities of a request are built from.
+type EntityKey = (String, String, String, String, crate::Effect);
+
+/// Most entity sets cached.
+const ENTITY_CACHE: usize = 4096;
 
 impl PolicyEngine {
     /// The engine for one built-in profile.
@@ -77,6 +88,7 @@ impl PolicyEngine {
             probe,
             names,
             authorizer: Authorizer::new(),
+            entities: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -174,8 +186,29 @@ impl PolicyEngine {
         }
     }
 
+    /// The entities of a request, from the cache or built (and cached).
+    fn entities(&self, principal: &Principal, tool: &Tool) -> Result<Arc<Entities>, String> {
+        let key = (
+            principal.user.clone(),
+            principal.client.clone(),
+            tool.upstream.clone(),
+            tool.name.clone(),
+            tool.effect,
+        );
+        let mut cache = self.entities.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = cache.get(&key) {
+            return Ok(e.clone());
+        }
+        let built = Arc::new(self.names.entities(principal, tool)?);
+        if cache.len() >= ENTITY_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, built.clone());
+        Ok(built)
+    }
+
     fn evaluate(&self, set: &PolicySet, req: &Request<'_>) -> Result<Response, String> {
-        let entities = self.names.entities(req.principal, req.tool)?;
+        let entities = self.entities(req.principal, req.tool)?;
         let request = cedar_policy::Request::new(
             self.names.user(req.principal),
             self.names.action(req.action),

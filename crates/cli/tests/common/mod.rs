@@ -51,6 +51,14 @@ pub fn raw_server() -> PathBuf {
     repo_root().join("tests/peers/raw_server.py")
 }
 
+/// The `[upstreams.NAME]` table for the raw-JSON stdio test server, with `extra` TOML lines.
+pub fn raw_upstream(name: &str, extra: &str) -> String {
+    format!(
+        "[upstreams.{name}]\ncommand = \"python3\"\nargs = [{}]\n{extra}\n",
+        toml_str(&raw_server().to_string_lossy())
+    )
+}
+
 /// The `portcullis` binary under test.
 pub fn portcullis() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_portcullis"))

@@ -92,7 +92,7 @@ fn a_value_from_untrusted_output_is_named_with_its_source() {
     assert_eq!(hits[0].source.origin, "mail__read_message");
     assert_eq!(
         hits[0].to_string(),
-        "argument `to`: address `attacker@evil.test` came from untrusted output of mail__read_message (at 1800000000)"
+        "argument `to`: address `attacker@evil.test` came from untrusted output of mail__read_message at 08:00:00 UTC"
     );
     assert_eq!(hits[1].value.kind, ValueKind::Domain);
     // A value also seen in trusted output is not flagged, nor is one never seen.
@@ -133,6 +133,12 @@ fn memory_is_bounded_oldest_first_and_counted() {
             .all(|h| h.value.kind != ValueKind::Email)
     );
     assert!(!idx.lookup("x", "b@two.test").is_empty());
+    // Sources go with their last value; one whose values were all known is never kept.
+    assert_eq!(idx.sources(), 2);
+    idx.observe("c@three.test d@four.test", true, "t", 3);
+    assert_eq!(idx.sources(), 1);
+    idx.observe("d@four.test", true, "t", 4);
+    assert_eq!(idx.sources(), 1);
 }
 
 proptest! {

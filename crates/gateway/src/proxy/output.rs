@@ -28,9 +28,9 @@ const NOT_CONTENT: [&str; 8] = [
 ];
 
 /// Every content string of a result: everything but protocol vocabulary and binary data.
-fn texts(v: &Value, out: &mut Vec<String>) {
+fn texts<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
     match v {
-        Value::String(s) => out.push(s.clone()),
+        Value::String(s) => out.push(s),
         Value::Array(items) => items.iter().for_each(|i| texts(i, out)),
         Value::Object(m) => {
             for (k, child) in m {
@@ -147,8 +147,7 @@ impl Gateway {
             let rules: Vec<&str> = findings.iter().map(|f| f.rule).collect();
             tracing::warn!(%origin, label = %label, findings = ?rules, "tool output carries what an assistant should not act on");
         }
-        let refs: Vec<&str> = strings.iter().map(String::as_str).collect();
-        self.taint.observe(ctx, origin, label, &refs);
+        self.taint.observe(ctx, origin, label, &strings);
 
         let Some(up) = self.upstreams().get(upstream).map(|u| &u.cfg) else {
             return reply;

@@ -70,8 +70,3 @@ fn stateless_sessions_end_when_idle_and_connections_do_not() {
     s.forget("conn:stdio");
     assert!(!s.snapshot(&conn, &json!({}), true).label.is_untrusted());
 }
-
-#[test]
-fn clock_and_descriptions() {
-    assert_eq!(clock(1_800_000_000), "08:00:00 UTC");
-}
