@@ -8,7 +8,6 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use common::{rounds, time};
 

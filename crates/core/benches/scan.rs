@@ -7,7 +7,7 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{rounds, time};
 
