@@ -1,4 +1,5 @@
-//! Portcullis's persistent state, behind one type: [`Store`]. SQLite through `sqlx` is the
+//! Portcullis's persistent state, behind one type: [`Store`]: tool pins, and the vault's
+//! sealed secrets (ciphertext only; the vault crate holds the key). SQLite through `sqlx` is the
 //! embedded default (one file, `portcullis.db`, in the configured `data_dir`, WAL journal so a
 //! running gateway and a `portcullis tools approve` can share it). The schema is one set of
 //! numbered migrations under `migrations/`, embedded in the binary and applied on open.
@@ -7,6 +8,7 @@
 //! policy. Callers pass the clock in, so what is stored is a function of the calls made.
 
 mod pins;
+mod vault;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -18,12 +20,16 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use pins::{Pin, Sighting};
+pub use vault::{SealedRow, SecretInfo};
 
 /// The database file inside `data_dir`.
 pub const DB_FILE: &str = "portcullis.db";
 
 /// The migrations, in order. A migration once released is never edited: add a new one.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tool pins", include_str!("../migrations/0001_tool_pins.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "tool pins", include_str!("../migrations/0001_tool_pins.sql")),
+    (2, "vault", include_str!("../migrations/0002_vault.sql")),
+];
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
