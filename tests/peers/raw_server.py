@@ -227,7 +227,16 @@ def handle(msg):
     send({"jsonrpc": "2.0", "id": rid, "result": result})
 
 
+def leak_env():
+    """With `--leak-env NAME`, writes NAME's value to stderr at start (a careless server)."""
+    if "--leak-env" in sys.argv:
+        name = sys.argv[sys.argv.index("--leak-env") + 1]
+        sys.stderr.write(f"raw_server: starting with {name}={os.environ.get(name, '')}\n")
+        sys.stderr.flush()
+
+
 def main():
+    leak_env()
     for line in sys.stdin:
         line = line.strip()
         if not line:

@@ -22,6 +22,7 @@ mod logging;
 mod policy;
 mod scan;
 mod tools;
+mod vault;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +32,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use portcullis_gateway::config::Config;
-use portcullis_gateway::gateway::Gateway;
+use portcullis_gateway::gateway::{Gateway, OpenError};
 use portcullis_gateway::pins::PinMode;
 
 /// Exit code for bad usage or configuration (sysexits EX_USAGE).
@@ -86,6 +87,9 @@ enum Command {
     /// Validate the policy, or show the decision for one call.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Manage the credential vault: secrets upstreams get as `vault:NAME`.
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -106,7 +110,10 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 async fn open(cfg: Config, mode: PinMode) -> Result<Arc<Gateway>, ExitCode> {
     Gateway::open(cfg, mode).await.map_err(|e| {
         eprintln!("portcullis: {e}");
-        ExitCode::from(EX_CANTCREAT)
+        match e {
+            OpenError::Store(_) => ExitCode::from(EX_CANTCREAT),
+            OpenError::Vault(_) | OpenError::Resolve(_) => ExitCode::from(EX_USAGE),
+        }
     })
 }
 
@@ -156,6 +163,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Call(args) => call::run(args).await,
         Command::Scan(args) => scan::run(args).await,
         Command::Policy(cmd) => policy::run(cmd).await,
+        Command::Vault(cmd) => vault::run(cmd).await,
     }
 }
 

@@ -309,7 +309,7 @@ fn now_unix() -> i64 {
 }
 
 /// `YYYY-MM-DD HH:MM UTC` for Unix seconds.
-fn unix_date(secs: i64) -> String {
+pub(crate) fn unix_date(secs: i64) -> String {
     chrono::DateTime::from_timestamp(secs, 0)
         .map_or_else(|| format!("at {secs}"), |d| d.format("%Y-%m-%d %H:%M UTC").to_string())
 }

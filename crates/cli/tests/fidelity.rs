@@ -268,31 +268,6 @@ async fn a_call_right_after_start_waits_for_its_upstream_instead_of_failing() {
     assert!(r.get("result").is_some(), "{r}");
 }
 
-/// A raw HTTP MCP server that reports the headers it receives, killed on drop.
-struct HeaderEcho {
-    _child: tokio::process::Child,
-    url: String,
-}
-
-async fn header_echo() -> HeaderEcho {
-    let port = free_port();
-    let child = tokio::process::Command::new("python3")
-        .arg(repo_root().join("tests/peers/raw_http_server.py"))
-        .arg(port.to_string())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "raw_http_server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    HeaderEcho {
-        _child: child,
-        url: format!("http://127.0.0.1:{port}/mcp"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn each_http_upstream_gets_only_its_own_headers_and_never_the_clients() {
     let (a, b) = (header_echo().await, header_echo().await);

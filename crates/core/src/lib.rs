@@ -18,6 +18,7 @@ pub mod params;
 pub mod pin;
 pub mod provenance;
 pub mod rate;
+pub mod redact;
 pub mod scan;
 pub mod sse;
 pub mod template;

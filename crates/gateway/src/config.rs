@@ -16,6 +16,7 @@ use portcullis_core::Limits;
 use portcullis_core::label::Integrity;
 use portcullis_core::rate::Rate;
 use portcullis_policy::{Effect, PolicyEngine, Profile};
+use portcullis_vault::KeySource;
 
 /// The configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +74,8 @@ pub struct Config {
     pub rate: Option<Rate>,
     /// Session taint and argument provenance (`[flow]`).
     pub flow: FlowConfig,
+    /// Where the vault's master key comes from (`[vault]`).
+    pub vault: KeySource,
     /// Where the configuration was read from (relative paths resolve against its directory).
     pub source: PathBuf,
 }
@@ -240,6 +243,8 @@ struct RawConfig {
     pins: controls::RawPins,
     #[serde(default)]
     flow: controls::RawFlow,
+    #[serde(default)]
+    vault: controls::RawVault,
     rate: Option<Spanned<controls::RawRate>>,
 }
 
@@ -380,6 +385,7 @@ impl Lowering<'_> {
             policy,
             pins: self.pins(raw.pins),
             flow: self.flow(raw.flow)?,
+            vault: self.vault(raw.vault)?,
             rate,
             source: self.path.to_owned(),
         })
@@ -600,6 +606,25 @@ impl Lowering<'_> {
                 }
             }
         };
+        let values = match &transport {
+            Transport::Stdio { env, .. } => env,
+            Transport::Http { headers, .. } => headers,
+        };
+        let field = match &transport {
+            Transport::Stdio { .. } => "env",
+            Transport::Http { .. } => "headers",
+        };
+        for (k, v) in values {
+            if let Some(secret) = crate::secrets::reference(v)
+                && !portcullis_vault::valid_name(secret)
+            {
+                return self.err(
+                    span.clone(),
+                    &key(&format!("{field}.{k}")),
+                    format!("`vault:{secret}` is not a secret name (letters, digits, `_`, `-`, `.`)"),
+                );
+            }
+        }
         let prefix = match u.prefix {
             None => name.to_owned(),
             Some(p) if p.get_ref().is_empty() || valid_name(p.get_ref()) => p.into_inner(),

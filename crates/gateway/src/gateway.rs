@@ -12,15 +12,31 @@ use portcullis_core::rate::Limiter;
 use portcullis_core::scan::{Scanner, Severity};
 use portcullis_core::{Outcome, Params, RawObject};
 use portcullis_store::{Store, StoreError};
+use portcullis_vault::{KeySource, Vault, VaultError};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Call, McpClient};
-use crate::config::Config;
+use crate::config::{Config, UpstreamConfig};
 use crate::exchange::Parking;
 use crate::pins::{PinMode, Pins};
+use crate::secrets;
 use crate::taint::Sessions;
 use crate::upstream::{Event, State, Upstream};
+
+/// Why the gateway could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The state database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The vault (a wrong or unusable master key).
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+    /// A `vault:NAME` reference.
+    #[error("{0}")]
+    Resolve(#[from] secrets::ResolveError),
+}
 
 /// A change clients may want to hear about.
 #[derive(Clone, Debug)]
@@ -73,28 +89,60 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Gateway {
-    /// Opens the state database in the configured `data_dir`, loads the tool pins, and starts
-    /// every upstream and the event loop.
-    pub async fn open(cfg: Config, mode: PinMode) -> Result<Arc<Gateway>, StoreError> {
+    /// Opens the state database in the configured `data_dir`, loads the tool pins, opens the
+    /// vault when a master key is available (it must be when an upstream refers to a secret),
+    /// resolves each upstream's `vault:NAME` values into the copy of its config only it
+    /// receives, installs the redactor over every vault secret, and starts every upstream and
+    /// the event loop.
+    pub async fn open(cfg: Config, mode: PinMode) -> Result<Arc<Gateway>, OpenError> {
         let store = Store::open(&cfg.gateway.data_dir).await?;
-        let pins = Pins::load(store, cfg.pins.trust_on_first_use, mode).await?;
-        let gw = Gateway::start(cfg, pins);
+        let pins = Pins::load(store.clone(), cfg.pins.trust_on_first_use, mode).await?;
+        let references: Vec<secrets::Reference> = cfg.upstreams.iter().flat_map(secrets::references).collect();
+        let salt = match cfg.vault {
+            KeySource::Passphrase => Some(Vault::passphrase_salt(&store).await?),
+            _ => None,
+        };
+        let vault = match secrets::master_key(&cfg.vault, &cfg.gateway.data_dir, salt.as_deref())? {
+            Some(key) => Some(Vault::open(store.clone(), key, &cfg.vault.to_string()).await?),
+            None => {
+                if let Some(r) = references.first() {
+                    return Err(OpenError::Resolve(secrets::ResolveError::NoKey {
+                        key: r.key.clone(),
+                        name: r.name.clone(),
+                        why: secrets::no_key_hint(&cfg.vault),
+                    }));
+                }
+                None
+            }
+        };
+        let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
+        for u in &cfg.upstreams {
+            upstreams.push(match &vault {
+                Some(v) => secrets::resolve(u, v).await?,
+                None => u.clone(),
+            });
+        }
+        if let Some(v) = &vault {
+            let n = secrets::install_from(v).await?;
+            tracing::debug!(secrets = n, "redacting every vault secret from output and logs");
+        }
+        let gw = Gateway::start(cfg, pins, upstreams);
         if mode == PinMode::Record {
             tokio::spawn(poll_pins(Arc::downgrade(&gw)));
         }
         Ok(gw)
     }
 
-    /// Starts every upstream and the event loop, with the given pins.
-    pub fn start(cfg: Config, pins: Pins) -> Arc<Gateway> {
+    /// Starts every upstream (each with its own config, secrets resolved) and the event loop,
+    /// with the given pins.
+    pub fn start(cfg: Config, pins: Pins, upstreams: Vec<UpstreamConfig>) -> Arc<Gateway> {
         crate::install_crypto();
         let cfg = Arc::new(cfg);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let upstreams: Vec<Arc<Upstream>> = cfg
-            .upstreams
-            .iter()
+        let upstreams: Vec<Arc<Upstream>> = upstreams
+            .into_iter()
             .enumerate()
-            .map(|(i, u)| Upstream::start(i, u.clone(), cfg.gateway.limits, events_tx.clone()))
+            .map(|(i, u)| Upstream::start(i, u, cfg.gateway.limits, events_tx.clone()))
             .collect();
         let namespaces = cfg
             .upstreams

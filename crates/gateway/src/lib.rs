@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod pins;
 pub mod poisoning;
 pub mod proxy;
+pub mod secrets;
 pub mod server;
 pub mod session;
 pub mod taint;

@@ -146,14 +146,16 @@ impl Store {
     pub async fn reseal_all(&self, rows: &[SealedRow], meta: &[(&str, Vec<u8>)], now: i64) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for row in rows {
-            sqlx::query("UPDATE vault_secrets SET nonce = ?, ciphertext = ?, updated_at = ? WHERE name = ? AND owner = ?")
-                .bind(&row.nonce)
-                .bind(&row.ciphertext)
-                .bind(now)
-                .bind(&row.name)
-                .bind(&row.owner)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE vault_secrets SET nonce = ?, ciphertext = ?, updated_at = ? WHERE name = ? AND owner = ?",
+            )
+            .bind(&row.nonce)
+            .bind(&row.ciphertext)
+            .bind(now)
+            .bind(&row.name)
+            .bind(&row.owner)
+            .execute(&mut *tx)
+            .await?;
         }
         for (key, value) in meta {
             sqlx::query("INSERT INTO vault_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")

@@ -28,16 +28,18 @@ impl std::fmt::Debug for MasterKey {
 
 fn decode_key(text: &str) -> Option<Zeroizing<[u8; KEY_LEN]>> {
     let text = text.trim();
-    let bytes = Zeroizing::new(if text.len() == KEY_LEN * 2 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        (0..KEY_LEN)
-            .map(|i| text.get(i * 2..i * 2 + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect::<Option<Vec<u8>>>()?
-    } else {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
-            .ok()?
-    });
+    let bytes = Zeroizing::new(
+        if text.len() == KEY_LEN * 2 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..KEY_LEN)
+                .map(|i| text.get(i * 2..i * 2 + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .collect::<Option<Vec<u8>>>()?
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text))
+                .ok()?
+        },
+    );
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
     if bytes.len() != KEY_LEN {
         return None;
@@ -116,7 +118,9 @@ impl MasterKey {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
             if abs(parent).starts_with(abs(data_dir)) {
-                return Err(bad("it would lie inside data_dir, beside the data it protects".to_owned()));
+                return Err(bad(
+                    "it would lie inside data_dir, beside the data it protects".to_owned()
+                ));
             }
         }
         let key = MasterKey::generate();

@@ -13,7 +13,10 @@ async fn secrets_round_trip_and_never_print() {
     assert_eq!(shared.expose(), "hunter2-correct-horse");
     assert_eq!(format!("{shared:?}"), "Secret(<redacted>)");
     // A principal's own secret wins over the shared one.
-    assert_eq!(v.get("mail_password", "alice").await.unwrap().unwrap().expose(), "alice-own");
+    assert_eq!(
+        v.get("mail_password", "alice").await.unwrap().unwrap().expose(),
+        "alice-own"
+    );
     assert!(v.get("nope", "").await.unwrap().is_none());
     let list = v.list().await.unwrap();
     assert_eq!(list.len(), 2);
@@ -68,10 +71,19 @@ async fn rotation_reseals_everything_and_retires_the_old_key() {
     v.set("a", "", "value-a").await.unwrap();
     v.set("b", "carol", "value-b").await.unwrap();
     let new_text = "22".repeat(32);
-    let v = v.rotate(MasterKey::from_text(&new_text, "new").unwrap(), "new").await.unwrap();
+    let v = v
+        .rotate(MasterKey::from_text(&new_text, "new").unwrap(), "new")
+        .await
+        .unwrap();
     assert_eq!(v.get("b", "carol").await.unwrap().unwrap().expose(), "value-b");
-    assert!(Vault::open(s.clone(), MasterKey::from_text(&"11".repeat(32), "old").unwrap(), "old").await.is_err());
-    let again = Vault::open(s, MasterKey::from_text(&new_text, "new").unwrap(), "new").await.unwrap();
+    assert!(
+        Vault::open(s.clone(), MasterKey::from_text(&"11".repeat(32), "old").unwrap(), "old")
+            .await
+            .is_err()
+    );
+    let again = Vault::open(s, MasterKey::from_text(&new_text, "new").unwrap(), "new")
+        .await
+        .unwrap();
     assert_eq!(again.get("a", "").await.unwrap().unwrap().expose(), "value-a");
 }
 

@@ -84,6 +84,8 @@ pub struct Served {
     pub child: Child,
     pub url: String,
     pub dir: tempfile::TempDir,
+    /// Every line the gateway wrote to stderr so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Served {
@@ -100,10 +102,15 @@ impl Served {
 
     /// Like [`Served::start_with`], with extra environment variables for the gateway process.
     pub async fn start_env(upstreams: &str, gateway_extra: &str, env: &[(&str, &str)]) -> Served {
+        Served::start_config(&format!("data_dir = \"state\"\n{gateway_extra}"), upstreams, env).await
+    }
+
+    /// Starts `portcullis serve` with `gateway` as the `[gateway]` keys beyond `listen`, then
+    /// `rest` (other tables), and extra environment variables.
+    pub async fn start_config(gateway: &str, rest: &str, env: &[(&str, &str)]) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let config =
-            format!("[gateway]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"state\"\n{gateway_extra}\n\n{upstreams}\n");
+        let config = format!("[gateway]\nlisten = \"127.0.0.1:{port}\"\n{gateway}\n\n{rest}\n");
         let path = dir.path().join("portcullis.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(portcullis())
@@ -129,18 +136,22 @@ impl Served {
         })
         .await;
         assert!(matches!(ready, Ok(true)), "portcullis serve did not start");
-        // Keep draining stderr so the child never blocks on a full pipe.
+        // Keep draining stderr so the child never blocks on a full pipe, and keep the lines.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 if std::env::var_os("PORTCULLIS_TEST_LOG").is_some() {
                     eprintln!("[portcullis] {line}");
                 }
+                kept.lock().unwrap().push(line);
             }
         });
         Served {
             child,
             url: format!("http://127.0.0.1:{port}/mcp"),
             dir,
+            log,
         }
     }
 
@@ -381,4 +392,29 @@ pub async fn inspector(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A raw HTTP MCP server that reports the headers it receives, killed on drop.
+pub struct HeaderEcho {
+    _child: tokio::process::Child,
+    pub url: String,
+}
+
+pub async fn header_echo() -> HeaderEcho {
+    let port = free_port();
+    let child = tokio::process::Command::new("python3")
+        .arg(repo_root().join("tests/peers/raw_http_server.py"))
+        .arg(port.to_string())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "raw_http_server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    HeaderEcho {
+        _child: child,
+        url: format!("http://127.0.0.1:{port}/mcp"),
+    }
 }

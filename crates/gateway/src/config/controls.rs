@@ -8,6 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use portcullis_core::label::Integrity;
+use portcullis_vault::KeySource;
 
 use super::{ConfigError, FlowConfig, Lowering, OutputLabel, PinsConfig};
 
@@ -18,6 +19,14 @@ const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPins {
     trust_on_first_use: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawVault {
+    key_file: Option<Spanned<String>>,
+    #[serde(default)]
+    passphrase: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -39,6 +48,24 @@ impl Lowering<'_> {
     pub(super) fn pins(&self, p: RawPins) -> PinsConfig {
         PinsConfig {
             trust_on_first_use: p.trust_on_first_use.unwrap_or(true),
+        }
+    }
+
+    /// `[vault]`: a key file (resolved against the config's folder), a passphrase, or (the
+    /// default) `PORTCULLIS_MASTER_KEY`.
+    pub(super) fn vault(&self, v: RawVault) -> Result<KeySource, ConfigError> {
+        match (v.key_file, v.passphrase) {
+            (Some(f), true) => self.err(
+                f.span(),
+                "vault.key_file",
+                "give `key_file` or `passphrase = true`, not both",
+            ),
+            (Some(f), false) if f.get_ref().trim().is_empty() => {
+                self.err(f.span(), "vault.key_file", "must not be empty")
+            }
+            (Some(f), false) => Ok(KeySource::File(self.base_dir().join(f.get_ref()))),
+            (None, true) => Ok(KeySource::Passphrase),
+            (None, false) => Ok(KeySource::Env),
         }
     }
 

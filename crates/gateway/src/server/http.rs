@@ -140,7 +140,7 @@ fn json_response(status: StatusCode, m: &Message) -> Response {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(m.to_vec()))
+        .body(Body::from(crate::secrets::wire(m)))
         .unwrap_or_default()
 }
 
@@ -651,7 +651,7 @@ async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Op
                             },
                         };
                         let last = matches!(&m, Message::Response(r) if r.id.as_ref() == Some(&id));
-                        let ev = Bytes::from(sse::encode(None, &String::from_utf8_lossy(&m.to_vec())));
+                        let ev = Bytes::from(sse::encode(None, &String::from_utf8_lossy(&crate::secrets::wire(&m))));
                         Some((Ok(ev), (None, rx, guard, last)))
                     }
                 },

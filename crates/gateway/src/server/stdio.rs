@@ -103,7 +103,7 @@ pub(crate) fn release_session(gw: &Gateway, s: &Session) {
 
 impl Conn {
     async fn send(&self, m: &Message) {
-        let _ = self.out.send(m.to_vec()).await;
+        let _ = self.out.send(crate::secrets::wire(m)).await;
     }
 
     async fn request(self: Arc<Self>, req: Request) {
@@ -160,7 +160,7 @@ impl Conn {
             };
             let relay = async {
                 while let Some(m) = rx.recv().await {
-                    let _ = conn.out.send(m.to_vec()).await;
+                    let _ = conn.out.send(crate::secrets::wire(&m)).await;
                 }
             };
             let mut handled = std::pin::pin!(handled);
@@ -218,7 +218,7 @@ fn spawn_change_pump(gw: Arc<Gateway>, session: Arc<Session>, out: mpsc::Sender<
                 Err(_) => return,
             };
             if let Some(n) = note
-                && out.send(Message::from(n).to_vec()).await.is_err()
+                && out.send(crate::secrets::wire(&Message::from(n))).await.is_err()
             {
                 return;
             }

@@ -54,7 +54,7 @@ impl StreamLog {
         }
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        let data = String::from_utf8_lossy(&m.to_vec()).into_owned();
+        let data = String::from_utf8_lossy(&crate::secrets::wire(m)).into_owned();
         let ev = Bytes::from(sse::encode(Some(&format!("s{}-{seq}", self.id)), &data));
         inner.bytes += ev.len();
         inner.events.push_back((seq, ev));

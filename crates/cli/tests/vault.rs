@@ -1,0 +1,260 @@
+//! The credential vault end to end: secrets go in through stdin and are listed without values;
+//! `vault:NAME` in config reaches only the upstream that names it (a stdio server's
+//! environment, an HTTP server's headers); nothing a client receives and no log line carries
+//! the value — server-everything's `get-env` echoes its environment and the answer arrives
+//! redacted, in every encoding; a wrong master key, a missing key and a missing secret each
+//! stop the gateway with a clear error; rotation keeps every secret.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers"
+)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{Value, json};
+
+const SECRET: &str = "sk-live-7Hq2c9ZpW4nV1xR8tYb3";
+const HEADER_SECRET: &str = "Bearer hdr-93KfQ0aLz7Pm2Wd5";
+
+/// Runs the `portcullis` binary with `args`, `stdin` as its input and `env` added.
+async fn cli(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(portcullis())
+        .args(args)
+        .env_remove("PORTCULLIS_MASTER_KEY")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A folder with a config (`data_dir = "state"`, the key file beside it, not inside), a key
+/// file, and two secrets set through the CLI.
+async fn prepared(upstreams: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!("[gateway]\ndata_dir = \"state\"\n\n[vault]\nkey_file = \"master.key\"\n\n{upstreams}"),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let key = dir.path().join("master.key");
+    let (code, out, err) = cli(
+        &["vault", "init", "--key-file", key.to_str().unwrap(), "--config", c],
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    for (name, value) in [("api_token", SECRET), ("api_header", HEADER_SECRET)] {
+        let (code, out, err) = cli(&["vault", "set", name, "--config", c], &format!("{value}\n"), &[]).await;
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(!out.contains(value) && !err.contains(value));
+    }
+    (dir, config)
+}
+
+fn everything(name: &str, env: &str) -> String {
+    format!(
+        "[upstreams.{name}]\ncommand = {}\nenv = {{ {env} }}\n\n",
+        toml_str(&peer_bin("mcp-server-everything").to_string_lossy())
+    )
+}
+
+/// Serves the upstreams of a prepared folder (its data_dir and key file) and waits for it.
+async fn serve(config: &Path, upstreams: &str) -> Served {
+    let dir = config.parent().unwrap();
+    let gateway = format!("data_dir = {}", toml_str(&dir.join("state").to_string_lossy()));
+    let rest = format!(
+        "[vault]\nkey_file = {}\n\n{upstreams}",
+        toml_str(&dir.join("master.key").to_string_lossy())
+    );
+    Served::start_config(&gateway, &rest, &[]).await
+}
+
+fn all_text(r: &Value) -> String {
+    r.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_reach_only_their_upstream_and_never_leave() {
+    let echo = header_echo().await;
+    let upstreams = format!(
+        "{}{}[upstreams.leaky]\ncommand = \"python3\"\nargs = [{}, \"--leak-env\", \"LEAKY\"]\nenv = {{ LEAKY = \"vault:api_token\" }}\n\n[upstreams.web]\nurl = {}\nheaders = {{ Authorization = \"vault:api_header\" }}\n",
+        everything("mine", "API_TOKEN = \"vault:api_token\""),
+        everything("other", "UNRELATED = \"plain\""),
+        toml_str(&raw_server().to_string_lossy()),
+        toml_str(&echo.url),
+    );
+    let (_dir, config) = prepared(&upstreams).await;
+    let gw = serve(&config, &upstreams).await;
+    gw.wait_for_tools(&["mine__", "other__", "leaky__", "web__"]).await;
+    let client = Modern::new(&gw.url);
+
+    // The upstream that names the secret got it (get-env shows API_TOKEN), but the client sees
+    // only the redaction marker.
+    let r = client.call("mine__get-env", json!({})).await;
+    let text = all_text(&r);
+    assert!(text.contains("API_TOKEN"), "{text}");
+    assert!(text.contains("[redacted:api_token]"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+    // The other server never had it.
+    let r = client.call("other__get-env", json!({})).await;
+    let text = all_text(&r);
+    assert!(text.contains("UNRELATED") && !text.contains("API_TOKEN"), "{text}");
+    assert!(!text.contains("redacted:api_token"), "{text}");
+    // Encoded forms are caught too: everything's echo returns what it is given.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(SECRET);
+    for form in [SECRET.to_owned(), b64.clone(), hex(SECRET)] {
+        let r = client.call("mine__echo", json!({ "message": form })).await;
+        let text = all_text(&r);
+        assert!(!text.contains(&form), "{form} came back: {text}");
+        assert!(text.contains("[redacted:api_token]"), "{text}");
+    }
+    // The HTTP upstream got its header (the echo server reports it), the client sees it redacted.
+    let r = client.call("web__headers", json!({})).await;
+    let text = all_text(&r);
+    assert!(text.contains("[redacted:api_header]"), "{text}");
+    assert!(!text.contains("hdr-93KfQ0aLz7Pm2Wd5"), "{text}");
+
+    // The careless server logged its environment: the gateway's log carries the marker only.
+    // (Its stderr is relayed as it comes: wait for the line.)
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = gw.log.lock().unwrap().join("\n");
+        if log.contains("LEAKY=") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(log.contains("LEAKY=[redacted:api_token]"), "{log}");
+    assert!(!log.contains(SECRET) && !log.contains(&b64), "{log}");
+    assert!(!log.contains("hdr-93KfQ0aLz7Pm2Wd5"), "{log}");
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_shows_no_value_and_rotation_keeps_every_secret() {
+    let (dir, config) = prepared("").await;
+    let c = config.to_str().unwrap();
+    let (code, out, err) = cli(&["vault", "list", "--config", c], "", &[]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("api_token") && out.contains("api_header") && out.contains("(shared)"),
+        "{out}"
+    );
+    assert!(!out.contains(SECRET) && !out.contains("hdr-93KfQ0aLz7Pm2Wd5"), "{out}");
+    // Rotate to a new key file; the old one no longer opens the vault.
+    let new_key = dir.path().join("new.key");
+    let (code, _, err) = cli(
+        &[
+            "vault",
+            "rotate-key",
+            "--new-key-file",
+            new_key.to_str().unwrap(),
+            "--config",
+            c,
+        ],
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(&["vault", "list", "--config", c], "", &[]).await;
+    assert_eq!(code, 77, "{err}");
+    assert!(err.contains("not the one this vault was sealed with"), "{err}");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("master.key", "new.key");
+    std::fs::write(&config, text).unwrap();
+    let (code, out, err) = cli(&["vault", "list", "--config", c], "", &[]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("api_token"), "{out}");
+    // The key can also come from the environment, for containers.
+    let env_key = std::fs::read_to_string(&new_key).unwrap();
+    let env_config = dir.path().join("env.toml");
+    std::fs::write(&env_config, "[gateway]\ndata_dir = \"state\"\n").unwrap();
+    let (code, out, err) = cli(
+        &["vault", "list", "--config", env_config.to_str().unwrap()],
+        "",
+        &[("PORTCULLIS_MASTER_KEY", env_key.trim())],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("api_token"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_refuses_to_start_without_its_secrets() {
+    let upstream = everything("mine", "API_TOKEN = \"vault:api_token\"");
+    let (dir, config) = prepared(&upstream).await;
+    let c = config.to_str().unwrap();
+    // A wrong key: a clear error, nothing served.
+    let wrong = dir.path().join("wrong.key");
+    cli(
+        &["vault", "init", "--key-file", wrong.to_str().unwrap(), "--config", c],
+        "",
+        &[],
+    )
+    .await;
+    let wrong_config = dir.path().join("wrong.toml");
+    std::fs::write(
+        &wrong_config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("master.key", "wrong.key"),
+    )
+    .unwrap();
+    let (code, _, err) = cli(&["tools", "--config", wrong_config.to_str().unwrap()], "", &[]).await;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("not the one this vault was sealed with"), "{err}");
+    // A secret the vault does not hold.
+    let missing = dir.path().join("missing.toml");
+    std::fs::write(
+        &missing,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("vault:api_token", "vault:nope"),
+    )
+    .unwrap();
+    let (code, _, err) = cli(&["tools", "--config", missing.to_str().unwrap()], "", &[]).await;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("`vault:nope`, which is not in the vault"), "{err}");
+    // No key at all.
+    let keyless = dir.path().join("keyless.toml");
+    std::fs::write(&keyless, format!("[gateway]\ndata_dir = \"state\"\n\n{upstream}")).unwrap();
+    let (code, _, err) = cli(&["tools", "--config", keyless.to_str().unwrap()], "", &[]).await;
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("no master key is available") && err.contains("PORTCULLIS_MASTER_KEY"),
+        "{err}"
+    );
+    // A key file others can read.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.path().join("master.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = cli(&["vault", "list", "--config", c], "", &[]).await;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+}

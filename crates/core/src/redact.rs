@@ -1,0 +1,172 @@
+//! Redaction: every vault secret, in every form it is likely to travel in — plain, JSON-escaped,
+//! base64 (standard and URL-safe, padded or not), hex (lower and upper case) and URL-encoded —
+//! replaced by `[redacted:NAME]` in whatever leaves the gateway. One Aho-Corasick automaton over
+//! all forms of all secrets, rebuilt when the vault changes.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use base64::Engine as _;
+
+/// Secrets shorter than this are not redacted (they would match ordinary text); the gateway
+/// warns about them.
+pub const MIN_SECRET_LEN: usize = 6;
+
+/// The automaton over every form of every secret.
+#[derive(Clone, Debug, Default)]
+pub struct Redactor {
+    ac: Option<AhoCorasick>,
+    /// For each pattern, the replacement.
+    replacements: Vec<String>,
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The forms one secret value travels in.
+pub fn forms(value: &str) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = value.as_bytes();
+    let hex: String = bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+    let json = serde_json::to_string(value).unwrap_or_default();
+    let mut forms = vec![
+        value.to_owned(),
+        json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_owned(),
+        STANDARD.encode(bytes),
+        STANDARD_NO_PAD.encode(bytes),
+        URL_SAFE.encode(bytes),
+        URL_SAFE_NO_PAD.encode(bytes),
+        hex.to_ascii_uppercase(),
+        hex,
+        percent_encode(value),
+    ];
+    forms.sort();
+    forms.dedup();
+    forms.retain(|f| f.len() >= MIN_SECRET_LEN);
+    forms
+}
+
+impl Redactor {
+    /// The redactor for `(name, value)` pairs; values shorter than [`MIN_SECRET_LEN`] are
+    /// skipped.
+    pub fn new<'a>(secrets: impl IntoIterator<Item = (&'a str, &'a str)>) -> Redactor {
+        let mut patterns = Vec::new();
+        let mut replacements = Vec::new();
+        for (name, value) in secrets {
+            if value.len() < MIN_SECRET_LEN {
+                continue;
+            }
+            for f in forms(value) {
+                patterns.push(f);
+                replacements.push(format!("[redacted:{name}]"));
+            }
+        }
+        if patterns.is_empty() {
+            return Redactor::default();
+        }
+        let ac = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .ok();
+        Redactor { ac, replacements }
+    }
+
+    /// Whether there is nothing to redact.
+    pub fn is_empty(&self) -> bool {
+        self.ac.is_none()
+    }
+
+    /// `text` with every secret form replaced.
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let Some(ac) = &self.ac else { return Cow::Borrowed(text) };
+        if ac.find(text).is_none() {
+            return Cow::Borrowed(text);
+        }
+        Cow::Owned(ac.replace_all(text, &self.replacements))
+    }
+
+    /// `bytes` with every secret form replaced.
+    pub fn redact_bytes<'t>(&self, bytes: &'t [u8]) -> Cow<'t, [u8]> {
+        let Some(ac) = &self.ac else {
+            return Cow::Borrowed(bytes);
+        };
+        if ac.find(bytes).is_none() {
+            return Cow::Borrowed(bytes);
+        }
+        Cow::Owned(ac.replace_all_bytes(bytes, &self.replacements))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const TOKEN: &str = "ghp_S3cr3tT0kenValue/with+odd=chars";
+
+    #[test]
+    fn every_form_is_redacted() {
+        let r = Redactor::new([("github", TOKEN)]);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(TOKEN);
+        let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(TOKEN);
+        let hex: String = TOKEN.bytes().map(|b| format!("{b:02x}")).collect();
+        let url = percent_encode(TOKEN);
+        for leak in [
+            format!("env: TOKEN={TOKEN}"),
+            format!("{{\"auth\":\"{b64}\"}}"),
+            format!("cookie={b64url}"),
+            format!("dump {hex} and {}", hex.to_uppercase()),
+            format!("https://x.test/?t={url}"),
+        ] {
+            let out = r.redact(&leak);
+            assert!(out.contains("[redacted:github]"), "{leak} -> {out}");
+            for f in forms(TOKEN) {
+                assert!(!out.contains(&f), "{leak} -> {out} still has {f}");
+            }
+        }
+        assert_eq!(r.redact("nothing here"), Cow::Borrowed("nothing here"));
+    }
+
+    #[test]
+    fn json_escaped_secrets_are_found_in_json_text() {
+        let value = "pa\"ss\\word!";
+        let r = Redactor::new([("db", value)]);
+        let json = serde_json::json!({ "env": value }).to_string();
+        assert_eq!(r.redact(&json), "{\"env\":\"[redacted:db]\"}");
+    }
+
+    #[test]
+    fn short_values_are_not_redacted() {
+        let r = Redactor::new([("pin", "1234")]);
+        assert!(r.is_empty());
+        assert_eq!(r.redact("1234"), "1234");
+    }
+
+    proptest! {
+        /// Wherever a secret sits in text, no form of it survives.
+        #[test]
+        fn no_form_survives(prefix in "\\PC{0,40}", suffix in "\\PC{0,40}", secret in "[A-Za-z0-9+/=_-]{6,40}") {
+            let r = Redactor::new([("s", secret.as_str())]);
+            for f in forms(&secret) {
+                let text = format!("{prefix}{f}{suffix}");
+                let out = r.redact(&text);
+                prop_assert!(!out.contains(&f), "{text} -> {out}");
+            }
+        }
+    }
+}
