@@ -18,6 +18,7 @@ macro_rules! out {
 }
 
 mod call;
+mod import;
 mod logging;
 mod policy;
 mod scan;
@@ -87,6 +88,9 @@ enum Command {
     /// Validate the policy, or show the decision for one call.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Take over an AI host's MCP servers: add them as upstreams, move their secrets into the
+    /// vault, and point the host at Portcullis.
+    Import(import::ImportArgs),
     /// Manage the credential vault: secrets upstreams get as `vault:NAME`.
     #[command(subcommand)]
     Vault(vault::VaultCommand),
@@ -164,6 +168,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Scan(args) => scan::run(args).await,
         Command::Policy(cmd) => policy::run(cmd).await,
         Command::Vault(cmd) => vault::run(cmd).await,
+        Command::Import(args) => import::run(args).await,
     }
 }
 

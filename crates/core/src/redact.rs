@@ -110,6 +110,55 @@ impl Redactor {
     }
 }
 
+/// Words in an environment variable or header name that say its value is a credential.
+const SECRET_KEY_WORDS: [&str; 11] = [
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "apikey",
+    "api_key",
+    "api-key",
+    "auth",
+    "credential",
+    "private_key",
+];
+
+/// Known credential prefixes (GitHub, OpenAI, Anthropic, Stripe, Slack, GitLab, AWS, Google).
+const SECRET_PREFIXES: [&str; 14] = [
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "github_pat_",
+    "sk-",
+    "sk_live_",
+    "rk_live_",
+    "xoxb-",
+    "xoxp-",
+    "glpat-",
+    "AKIA",
+    "AIza",
+    "Bearer ",
+];
+
+/// Whether a config value looks like a credential: its key names one (`GITHUB_TOKEN`,
+/// `Authorization`, `DB_PASSWORD`, …) or its value has a known credential format. Used by
+/// `portcullis import` to move values into the vault.
+pub fn looks_like_secret(key: &str, value: &str) -> bool {
+    if value.trim().is_empty() || value.starts_with("vault:") {
+        return false;
+    }
+    let k = key.to_ascii_lowercase();
+    if SECRET_KEY_WORDS.iter().any(|w| k.contains(w)) || k.ends_with("_key") || k == "key" {
+        return true;
+    }
+    SECRET_PREFIXES
+        .iter()
+        .any(|p| value.starts_with(p) && value.len() >= p.len() + 16)
+}
+
 #[cfg(test)]
 mod tests {
     use base64::Engine as _;
@@ -155,6 +204,26 @@ mod tests {
         let r = Redactor::new([("pin", "1234")]);
         assert!(r.is_empty());
         assert_eq!(r.redact("1234"), "1234");
+    }
+
+    #[test]
+    fn secret_looking_values() {
+        for (k, v, want) in [
+            ("GITHUB_PERSONAL_ACCESS_TOKEN", "anything", true),
+            ("Authorization", "Bearer abc", true),
+            ("DB_PASSWORD", "hunter2", true),
+            ("OPENAI_API_KEY", "x", true),
+            ("STRIPE_KEY", "x", true),
+            ("SOME_VALUE", "ghp_abcdefghijklmnopqrstuvwxyz0123", true),
+            ("SOME_VALUE", "AKIAIOSFODNN7EXAMPLE1", true),
+            ("LOG_LEVEL", "debug", false),
+            ("PATH", "/usr/bin", false),
+            ("GITHUB_TOKEN", "vault:github", false),
+            ("GITHUB_TOKEN", "", false),
+            ("HOST", "sk-short", false),
+        ] {
+            assert_eq!(looks_like_secret(k, v), want, "{k}={v}");
+        }
     }
 
     proptest! {
