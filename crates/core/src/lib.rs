@@ -7,6 +7,7 @@
 //! tokio, HTTP servers or processes. Everything here is a function of its inputs, so it can be
 //! unit-tested, property-tested and fuzzed in isolation.
 
+pub mod anomaly;
 pub mod catalog;
 pub mod headers;
 pub mod jsonrpc;
