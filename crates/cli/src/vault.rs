@@ -54,6 +54,13 @@ pub enum VaultCommand {
         #[arg(long, default_value = "")]
         owner: String,
     },
+    /// Lift a suspension for misuse (after checking what tripped it).
+    Resume {
+        #[command(flatten)]
+        config: Common,
+        /// The secret's name.
+        name: String,
+    },
     /// Re-encrypt every secret under a new master key.
     RotateKey {
         #[command(flatten)]
@@ -139,25 +146,29 @@ pub async fn run(cmd: VaultCommand) -> ExitCode {
             match vault.list().await {
                 Ok(list) => {
                     outln!(
-                        "{:<32}  {:<12}  {:<20}  {:<20}  LAST USED",
+                        "{:<32}  {:<12}  {:<20}  {:<20}  {:<20}  STATE",
                         "NAME",
                         "OWNER",
                         "CREATED",
-                        "UPDATED"
+                        "UPDATED",
+                        "LAST USED"
                     );
                     for s in list {
+                        let owner = if s.owner.is_empty() {
+                            "(shared)"
+                        } else {
+                            s.owner.as_str()
+                        };
                         outln!(
-                            "{:<32}  {:<12}  {:<20}  {:<20}  {}",
+                            "{:<32}  {:<12}  {:<20}  {:<20}  {:<20}  {}",
                             s.name,
-                            if s.owner.is_empty() {
-                                "(shared)"
-                            } else {
-                                s.owner.as_str()
-                            },
+                            owner,
                             crate::tools::unix_date(s.created_at),
                             crate::tools::unix_date(s.updated_at),
                             s.last_used_at
-                                .map_or_else(|| "never".to_owned(), crate::tools::unix_date)
+                                .map_or_else(|| "never".to_owned(), crate::tools::unix_date),
+                            s.suspended
+                                .map_or_else(|| "ok".to_owned(), |r| format!("suspended: {r}"))
                         );
                     }
                     ExitCode::SUCCESS
@@ -176,6 +187,20 @@ pub async fn run(cmd: VaultCommand) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Ok(false) => fail(EX_USAGE, format!("no secret `{name}`")),
+                Err(e) => fail(EX_CANTCREAT, e),
+            }
+        }
+        VaultCommand::Resume { config, name } => {
+            let (_, vault) = match open(&config).await {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            match vault.resume(&name).await {
+                Ok(true) => {
+                    outln!("resumed `{name}`; a running gateway uses it again within 2s");
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => fail(EX_USAGE, format!("`{name}` is not suspended")),
                 Err(e) => fail(EX_CANTCREAT, e),
             }
         }

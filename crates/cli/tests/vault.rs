@@ -258,3 +258,96 @@ async fn the_gateway_refuses_to_start_without_its_secrets() {
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("chmod 600"), "{err}");
 }
+
+/// A one-shot HTTP listener: the body of the first POST it receives.
+async fn webhook() -> (String, tokio::sync::oneshot::Receiver<String>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = sock.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= len || n == 0 {
+                    sock.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let _ = tx.send(body.to_owned());
+                    return;
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_suspends_the_credential_until_resumed() {
+    let (hook, received) = webhook().await;
+    let upstreams = format!(
+        "[anomaly]\non_anomaly = \"suspend\"\nfactor = 1.0\ncalls_per_hour = 3\nwebhook = {}\n\n{}",
+        toml_str(&hook),
+        everything("mine", "API_TOKEN = \"vault:api_token\"")
+    );
+    let (_dir, config) = prepared(&upstreams).await;
+    let gw = serve(&config, &upstreams).await;
+    gw.wait_for_tools(&["mine__"]).await;
+    let client = Modern::new(&gw.url);
+    // A new credential's floor is three calls an hour: the fourth is the burst.
+    for i in 0..4 {
+        let r = client
+            .call("mine__echo", json!({ "message": format!("call {i}") }))
+            .await;
+        assert!(r["result"].is_object(), "call {i}: {r}");
+    }
+    let r = client.call("mine__echo", json!({ "message": "after" })).await;
+    assert_eq!(r["error"]["data"]["outcome"], "suspended", "{r}");
+    assert_eq!(r["error"]["data"]["credential"], "api_token");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("4 calls this hour") && message.contains("portcullis vault resume api_token"),
+        "{message}"
+    );
+    let alert: Value = serde_json::from_str(
+        &tokio::time::timeout(std::time::Duration::from_secs(10), received)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(alert["credential"], "api_token");
+    assert_eq!(alert["upstream"], "mine");
+    assert_eq!(alert["suspended"], true);
+    assert!(!alert.to_string().contains(SECRET));
+
+    // The suspension is in the vault, for the CLI to see and lift.
+    let c = config.to_str().unwrap();
+    let (_, out, _) = cli(&["vault", "list", "--config", c], "", &[]).await;
+    assert!(out.contains("suspended: 4 calls this hour"), "{out}");
+    let (code, out, err) = cli(&["vault", "resume", "api_token", "--config", c], "", &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let mut ok = false;
+    for _ in 0..50 {
+        let r = client.call("mine__echo", json!({ "message": "resumed" })).await;
+        if r["result"].is_object() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(ok, "the running gateway picks up the resume");
+}

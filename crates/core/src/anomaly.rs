@@ -108,7 +108,11 @@ pub struct Baseline {
 
 fn limit(baseline_max: u64, floor: u64, factor: f64) -> u64 {
     let scaled = (baseline_max as f64 * factor).ceil();
-    floor.max(if scaled >= u64::MAX as f64 { u64::MAX } else { scaled as u64 })
+    floor.max(if scaled >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        scaled as u64
+    })
 }
 
 impl Baseline {
@@ -146,7 +150,9 @@ impl Baseline {
                 ..Hour::default()
             });
         }
-        let Some(cur) = self.hours.back_mut() else { return Vec::new() };
+        let Some(cur) = self.hours.back_mut() else {
+            return Vec::new();
+        };
         cur.calls += 1;
         cur.bytes = cur.bytes.saturating_add(bytes);
         for d in destinations {

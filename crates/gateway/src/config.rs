@@ -13,6 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use portcullis_core::Limits;
+use portcullis_core::anomaly::Thresholds;
 use portcullis_core::label::Integrity;
 use portcullis_core::rate::Rate;
 use portcullis_policy::{Effect, PolicyEngine, Profile};
@@ -76,6 +77,8 @@ pub struct Config {
     pub flow: FlowConfig,
     /// Where the vault's master key comes from (`[vault]`).
     pub vault: KeySource,
+    /// Credential misuse detection (`[anomaly]`).
+    pub anomaly: AnomalyConfig,
     /// Where the configuration was read from (relative paths resolve against its directory).
     pub source: PathBuf,
 }
@@ -134,6 +137,17 @@ pub struct OutputLabel {
     pub trust: Option<Integrity>,
     /// `private = true | false`.
     pub private: Option<bool>,
+}
+
+/// Credential misuse detection (`[anomaly]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AnomalyConfig {
+    /// When a use is far outside a credential's baseline.
+    pub thresholds: Thresholds,
+    /// Suspend the credential on an anomaly (`on_anomaly = "suspend"`), not only alert.
+    pub suspend: bool,
+    /// Where alerts are POSTed as JSON, if anywhere.
+    pub webhook: Option<reqwest::Url>,
 }
 
 /// How tool definitions are pinned (`[pins]`).
@@ -245,6 +259,8 @@ struct RawConfig {
     flow: controls::RawFlow,
     #[serde(default)]
     vault: controls::RawVault,
+    #[serde(default)]
+    anomaly: controls::RawAnomaly,
     rate: Option<Spanned<controls::RawRate>>,
 }
 
@@ -386,6 +402,7 @@ impl Lowering<'_> {
             pins: self.pins(raw.pins),
             flow: self.flow(raw.flow)?,
             vault: self.vault(raw.vault)?,
+            anomaly: self.anomaly(raw.anomaly)?,
             rate,
             source: self.path.to_owned(),
         })

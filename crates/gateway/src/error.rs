@@ -58,6 +58,16 @@ pub enum GatewayError {
     /// A rate or volume limit ran out.
     #[error("{0}")]
     RateLimited(portcullis_core::rate::Exceeded),
+    /// A credential the upstream holds is suspended for misuse.
+    #[error(
+        "credential `{credential}` is suspended: {reason}; after checking, lift it with `portcullis vault resume {credential}`"
+    )]
+    Suspended {
+        /// The vault secret.
+        credential: String,
+        /// What tripped the suspension.
+        reason: String,
+    },
     /// The flow rule held a side-effecting call in a session that holds untrusted content.
     #[error("denied by the flow rule: {reason}")]
     Flow {
@@ -126,6 +136,11 @@ impl GatewayError {
                     },
                     "windowSeconds": e.window.as_secs(),
                 }),
+            ),
+            GatewayError::Suspended { credential, .. } => ErrorObject::with_data(
+                code::GATEWAY_DENIED,
+                msg,
+                &json!({ "outcome": "suspended", "credential": credential }),
             ),
             GatewayError::Flow { hits, first, .. } => ErrorObject::with_data(
                 code::GATEWAY_DENIED,

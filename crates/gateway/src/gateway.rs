@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{Call, McpClient};
 use crate::config::{Config, UpstreamConfig};
 use crate::exchange::Parking;
+use crate::misuse::Misuse;
 use crate::pins::{PinMode, Pins};
 use crate::secrets;
 use crate::taint::Sessions;
@@ -79,6 +80,7 @@ pub struct Gateway {
     pins: Pins,
     pub(crate) limiter: Mutex<Limiter>,
     pub(crate) taint: Sessions,
+    pub(crate) misuse: Misuse,
     pub(crate) output_scanner: OutputScanner,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
@@ -127,6 +129,7 @@ impl Gateway {
             tracing::debug!(secrets = n, "redacting every vault secret from output and logs");
         }
         let gw = Gateway::start(cfg, pins, upstreams);
+        gw.reload_suspensions().await;
         if mode == PinMode::Record {
             tokio::spawn(poll_pins(Arc::downgrade(&gw)));
         }
@@ -159,6 +162,12 @@ impl Gateway {
             pins,
             limiter: Mutex::new(Limiter::new()),
             taint: Sessions::new(cfg.flow),
+            misuse: Misuse::new(
+                cfg.upstreams
+                    .iter()
+                    .map(|u| secrets::references(u).into_iter().map(|r| r.name).collect())
+                    .collect(),
+            ),
             output_scanner: OutputScanner::new(),
             cfg,
             upstreams,
@@ -442,6 +451,7 @@ async fn poll_pins(gw: std::sync::Weak<Gateway>) {
         if gw.shutdown.is_cancelled() {
             return;
         }
+        gw.reload_suspensions().await;
         match gw.pins.reload().await {
             Ok(true) => {
                 tracing::info!("tool pins changed in the store; rebuilding the tool list");

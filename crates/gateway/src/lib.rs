@@ -12,6 +12,7 @@ pub mod exchange;
 pub mod framing;
 pub mod gateway;
 mod judge;
+mod misuse;
 pub mod outbox;
 pub mod pins;
 pub mod poisoning;

@@ -248,12 +248,14 @@ impl Gateway {
             let reply = self.forward(ctx, upstream, &req.method, params, name, out).await?;
             return Ok(self.observe_reply(ctx, upstream, &origin, base, reply));
         }
+        self.check_credentials(upstream)?;
         // Limits are charged only for calls policy lets through.
         let limits = self.limits_for(upstream, &original);
         self.admit(&ctx.principal, &judged.upstream, &original, &limits)?;
         let _ = params.insert("name", &original);
         let reply = self.forward(ctx, upstream, &req.method, params, name, out).await?;
         self.charge(&ctx.principal, &limits, reply.result_len());
+        self.record_use(upstream, &original, &arguments, reply.result_len());
         Ok(self.observe_reply(ctx, upstream, &origin, base, reply))
     }
 

@@ -29,6 +29,11 @@ pub const DB_FILE: &str = "portcullis.db";
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tool pins", include_str!("../migrations/0001_tool_pins.sql")),
     (2, "vault", include_str!("../migrations/0002_vault.sql")),
+    (
+        3,
+        "vault suspension",
+        include_str!("../migrations/0003_vault_suspend.sql"),
+    ),
 ];
 
 /// Why the store could not do what was asked.

@@ -41,6 +41,8 @@ pub struct SecretInfo {
     pub updated_at: i64,
     /// When last handed to an upstream, if ever.
     pub last_used_at: Option<i64>,
+    /// Why it is suspended, if it is.
+    pub suspended: Option<String>,
 }
 
 fn sealed(row: &SqliteRow) -> Result<SealedRow, sqlx::Error> {
@@ -93,7 +95,7 @@ impl Store {
     /// What `vault list` shows.
     pub async fn secret_infos(&self) -> Result<Vec<SecretInfo>, StoreError> {
         let rows = sqlx::query(
-            "SELECT name, owner, created_at, updated_at, last_used_at FROM vault_secrets ORDER BY name, owner",
+            "SELECT name, owner, created_at, updated_at, last_used_at, suspended_reason FROM vault_secrets ORDER BY name, owner",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -105,6 +107,7 @@ impl Store {
                     created_at: r.try_get("created_at")?,
                     updated_at: r.try_get("updated_at")?,
                     last_used_at: r.try_get("last_used_at")?,
+                    suspended: r.try_get("suspended_reason")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -130,6 +133,46 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Suspends every owner's copy of a secret; whether there was one.
+    pub async fn suspend_secret(&self, name: &str, reason: &str, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE vault_secrets SET suspended_at = ?, suspended_reason = ? WHERE name = ?")
+            .bind(now)
+            .bind(reason)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Lifts a suspension; whether the secret was suspended.
+    pub async fn resume_secret(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE vault_secrets SET suspended_at = NULL, suspended_reason = NULL WHERE name = ? AND suspended_at IS NOT NULL",
+        )
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Every suspended secret with its reason.
+    pub async fn suspended_secrets(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT name, suspended_reason FROM vault_secrets WHERE suspended_at IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name")?,
+                    r.try_get::<Option<String>, _>("suspended_reason")?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     /// A vault metadata value.

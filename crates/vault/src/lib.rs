@@ -189,6 +189,11 @@ impl Vault {
         Ok(self.store.remove_secret(name, owner).await?)
     }
 
+    /// Lifts a suspension for misuse; whether the secret was suspended.
+    pub async fn resume(&self, name: &str) -> Result<bool, VaultError> {
+        Ok(self.store.resume_secret(name).await?)
+    }
+
     /// Re-seals every secret and the key check under `new`, in one transaction; returns the
     /// vault opened with the new key.
     pub async fn rotate(self, new: MasterKey, new_source: &str) -> Result<Vault, VaultError> {

@@ -126,9 +126,12 @@ impl Served {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let mut lines = BufReader::new(stderr).lines();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let ready = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.unwrap() {
-                if line.contains("serving MCP at") {
+                let serving = line.contains("serving MCP at");
+                log.lock().unwrap().push(line);
+                if serving {
                     return true;
                 }
             }
@@ -137,7 +140,6 @@ impl Served {
         .await;
         assert!(matches!(ready, Ok(true)), "portcullis serve did not start");
         // Keep draining stderr so the child never blocks on a full pipe, and keep the lines.
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let kept = log.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {

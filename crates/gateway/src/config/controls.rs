@@ -10,7 +10,9 @@ use toml::Spanned;
 use portcullis_core::label::Integrity;
 use portcullis_vault::KeySource;
 
-use super::{ConfigError, FlowConfig, Lowering, OutputLabel, PinsConfig};
+use portcullis_core::anomaly::Thresholds;
+
+use super::{AnomalyConfig, ConfigError, FlowConfig, Lowering, OutputLabel, PinsConfig};
 
 /// The longest rate window accepted.
 const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -27,6 +29,17 @@ pub(super) struct RawVault {
     key_file: Option<Spanned<String>>,
     #[serde(default)]
     passphrase: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnomaly {
+    on_anomaly: Option<Spanned<String>>,
+    webhook: Option<Spanned<String>>,
+    factor: Option<Spanned<f64>>,
+    calls_per_hour: Option<Spanned<u64>>,
+    destinations_per_hour: Option<Spanned<u64>>,
+    bytes_per_hour: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -67,6 +80,65 @@ impl Lowering<'_> {
             (None, true) => Ok(KeySource::Passphrase),
             (None, false) => Ok(KeySource::Env),
         }
+    }
+
+    /// `[anomaly]`: thresholds, what to do, where to tell.
+    pub(super) fn anomaly(&self, a: RawAnomaly) -> Result<AnomalyConfig, ConfigError> {
+        let d = Thresholds::default();
+        let suspend = match a.on_anomaly {
+            None => false,
+            Some(s) => match s.get_ref().as_str() {
+                "alert" => false,
+                "suspend" => true,
+                other => {
+                    return self.err(
+                        s.span(),
+                        "anomaly.on_anomaly",
+                        format!("must be `alert` or `suspend`, got `{other}`"),
+                    );
+                }
+            },
+        };
+        let webhook = match a.webhook {
+            None => None,
+            Some(w) => match reqwest::Url::parse(w.get_ref()) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => Some(u),
+                _ => return self.err(w.span(), "anomaly.webhook", "must be an http:// or https:// URL"),
+            },
+        };
+        let factor = match a.factor {
+            None => d.factor,
+            Some(f) if f.get_ref().is_finite() && *f.get_ref() >= 1.0 && *f.get_ref() <= 1000.0 => *f.get_ref(),
+            Some(f) => return self.err(f.span(), "anomaly.factor", "must be between 1 and 1000"),
+        };
+        Ok(AnomalyConfig {
+            thresholds: Thresholds {
+                factor,
+                calls_per_hour: self.bounded(
+                    a.calls_per_hour,
+                    "anomaly.calls_per_hour",
+                    1,
+                    u64::MAX,
+                    d.calls_per_hour,
+                )?,
+                destinations_per_hour: self.bounded(
+                    a.destinations_per_hour,
+                    "anomaly.destinations_per_hour",
+                    1,
+                    u64::MAX,
+                    d.destinations_per_hour,
+                )?,
+                bytes_per_hour: self.bounded(
+                    a.bytes_per_hour,
+                    "anomaly.bytes_per_hour",
+                    1,
+                    u64::MAX,
+                    d.bytes_per_hour,
+                )?,
+            },
+            suspend,
+            webhook,
+        })
     }
 
     pub(super) fn flow(&self, f: RawFlow) -> Result<FlowConfig, ConfigError> {

@@ -217,3 +217,52 @@ private = true
         assert!(err.contains(want), "{text:?}\n got: {err}\nwant: {want}");
     }
 }
+
+#[test]
+fn vault_and_anomaly() {
+    let c = parse(
+        r#"
+[vault]
+key_file = "keys/master.key"
+
+[anomaly]
+on_anomaly = "suspend"
+webhook = "http://127.0.0.1:9000/hook"
+factor = 3.0
+calls_per_hour = 50
+
+[upstreams.mail]
+command = "x"
+env = { IMAP_PASSWORD = "vault:mail_password", LOG = "info" }
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.vault, KeySource::File(PathBuf::from("/etc/p/keys/master.key")));
+    assert!(c.anomaly.suspend);
+    assert_eq!(c.anomaly.thresholds.factor, 3.0);
+    assert_eq!(c.anomaly.thresholds.calls_per_hour, 50);
+    assert_eq!(
+        c.anomaly.webhook.as_ref().map(|u| u.as_str()),
+        Some("http://127.0.0.1:9000/hook")
+    );
+    // Defaults: the key from PORTCULLIS_MASTER_KEY, alerts only.
+    let c = parse("").unwrap();
+    assert_eq!(c.vault, KeySource::Env);
+    assert!(!c.anomaly.suspend && c.anomaly.webhook.is_none());
+    for (text, want) in [
+        ("[vault]\nkey_file = \"k\"\npassphrase = true\n", "not both"),
+        ("[anomaly]\non_anomaly = \"panic\"\n", "must be `alert` or `suspend`"),
+        (
+            "[anomaly]\nfactor = 0.5\n",
+            "`anomaly.factor`: must be between 1 and 1000",
+        ),
+        ("[anomaly]\nwebhook = \"ftp://x\"\n", "`anomaly.webhook`"),
+        (
+            "[upstreams.a]\ncommand = \"x\"\nenv = { T = \"vault:bad name\" }\n",
+            "`upstreams.a.env.T`: `vault:bad name` is not a secret name",
+        ),
+    ] {
+        let err = parse(text).expect_err(text).to_string();
+        assert!(err.contains(want), "{text:?}\n got: {err}\nwant: {want}");
+    }
+}
