@@ -17,6 +17,7 @@ macro_rules! out {
     }};
 }
 
+mod audit;
 mod call;
 mod import;
 mod logging;
@@ -91,6 +92,9 @@ enum Command {
     /// Take over an AI host's MCP servers: add them as upstreams, move their secrets into the
     /// vault, and point the host at Portcullis.
     Import(import::ImportArgs),
+    /// Verify or export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Manage the credential vault: secrets upstreams get as `vault:NAME`.
     #[command(subcommand)]
     Vault(vault::VaultCommand),
@@ -169,6 +173,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd).await,
         Command::Vault(cmd) => vault::run(cmd).await,
         Command::Import(args) => import::run(args).await,
+        Command::Audit(cmd) => audit::run(cmd).await,
     }
 }
 

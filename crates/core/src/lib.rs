@@ -8,6 +8,7 @@
 //! unit-tested, property-tested and fuzzed in isolation.
 
 pub mod anomaly;
+pub mod audit;
 pub mod catalog;
 pub mod headers;
 pub mod jsonrpc;

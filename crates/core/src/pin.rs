@@ -94,8 +94,9 @@ fn reveal(text: &str) -> String {
         + "\n"
 }
 
-/// Writes `v` as JSON with object keys sorted at every depth and no whitespace.
-fn write_canonical(v: &Value, out: &mut String) {
+/// Writes `v` as JSON with object keys sorted at every depth and no whitespace (the canonical
+/// form pins and audit records are hashed in).
+pub fn write_canonical(v: &Value, out: &mut String) {
     match v {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();

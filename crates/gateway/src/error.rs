@@ -58,6 +58,9 @@ pub enum GatewayError {
     /// A rate or volume limit ran out.
     #[error("{0}")]
     RateLimited(portcullis_core::rate::Exceeded),
+    /// The decision could not be written to the audit log, so the call was not forwarded.
+    #[error("the audit log cannot be written; the call was not forwarded")]
+    AuditUnavailable,
     /// A credential the upstream holds is suspended for misuse.
     #[error(
         "credential `{credential}` is suspended: {reason}; after checking, lift it with `portcullis vault resume {credential}`"
@@ -137,6 +140,7 @@ impl GatewayError {
                     "windowSeconds": e.window.as_secs(),
                 }),
             ),
+            GatewayError::AuditUnavailable => ErrorObject::new(code::INTERNAL_ERROR, msg),
             GatewayError::Suspended { credential, .. } => ErrorObject::with_data(
                 code::GATEWAY_DENIED,
                 msg,

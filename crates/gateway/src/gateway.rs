@@ -16,6 +16,7 @@ use portcullis_vault::{KeySource, Vault, VaultError};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditLog;
 use crate::client::{Call, McpClient};
 use crate::config::{Config, UpstreamConfig};
 use crate::exchange::Parking;
@@ -81,6 +82,7 @@ pub struct Gateway {
     pub(crate) limiter: Mutex<Limiter>,
     pub(crate) taint: Sessions,
     pub(crate) misuse: Misuse,
+    pub(crate) audit: AuditLog,
     pub(crate) output_scanner: OutputScanner,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
@@ -128,7 +130,11 @@ impl Gateway {
             let n = secrets::install_from(v).await?;
             tracing::debug!(secrets = n, "redacting every vault secret from output and logs");
         }
-        let gw = Gateway::start(cfg, pins, upstreams);
+        let audit = match mode {
+            PinMode::Record => AuditLog::start(store.clone()).await?,
+            PinMode::ReadOnly => AuditLog::disabled(),
+        };
+        let gw = Gateway::start(cfg, pins, upstreams, audit);
         gw.reload_suspensions().await;
         if mode == PinMode::Record {
             tokio::spawn(poll_pins(Arc::downgrade(&gw)));
@@ -138,7 +144,7 @@ impl Gateway {
 
     /// Starts every upstream (each with its own config, secrets resolved) and the event loop,
     /// with the given pins.
-    pub fn start(cfg: Config, pins: Pins, upstreams: Vec<UpstreamConfig>) -> Arc<Gateway> {
+    pub fn start(cfg: Config, pins: Pins, upstreams: Vec<UpstreamConfig>, audit: AuditLog) -> Arc<Gateway> {
         crate::install_crypto();
         let cfg = Arc::new(cfg);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -162,6 +168,7 @@ impl Gateway {
             pins,
             limiter: Mutex::new(Limiter::new()),
             taint: Sessions::new(cfg.flow),
+            audit,
             misuse: Misuse::new(
                 cfg.upstreams
                     .iter()

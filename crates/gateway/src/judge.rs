@@ -195,3 +195,52 @@ fn flow_denied(tool: &Tool, session: &Snapshot) -> GatewayError {
         first: session.first_untrusted.clone(),
     }
 }
+
+/// The outcome of a refusal, as the audit log names it.
+fn outcome_name(e: &GatewayError) -> &'static str {
+    match e {
+        GatewayError::Denied { approval: true, .. } => "needs_approval",
+        GatewayError::Denied { approval: false, .. } => "forbid",
+        GatewayError::Flow { .. } => "needs_approval:flow",
+        GatewayError::RateLimited(_) => "rate_limited",
+        GatewayError::Suspended { .. } => "suspended",
+        GatewayError::Held { .. } => "quarantined",
+        _ => "error",
+    }
+}
+
+impl Gateway {
+    /// Records the decision on one call and waits for it to be committed; a decision that
+    /// cannot be recorded refuses the call.
+    pub(crate) async fn audit_decision(
+        &self,
+        ctx: &ClientCtx,
+        action: Action,
+        tool: &Tool,
+        arguments: &Value,
+        verdict: &Result<(), GatewayError>,
+    ) -> Result<(), GatewayError> {
+        let (decision, reason) = match verdict {
+            Ok(()) => ("permit", String::new()),
+            Err(e) => (outcome_name(e), e.to_string()),
+        };
+        let labels = self.taint.snapshot(ctx, &Value::Null, false).label.names();
+        let body = crate::audit::decision_body(
+            &ctx.principal,
+            &client_name(ctx),
+            &crate::taint::scope(ctx).0,
+            &action.to_string(),
+            &tool.upstream,
+            &tool.name,
+            arguments,
+            decision,
+            &reason,
+            &labels,
+        );
+        if self.audit.record(body).await {
+            Ok(())
+        } else {
+            Err(GatewayError::AuditUnavailable)
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! encoding) live in `portcullis-core`; this crate moves bytes, owns tasks and processes, and
 //! keeps time.
 
+pub mod audit;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -34,6 +34,28 @@ enum Reply {
     Upstream(Response),
 }
 
+impl Gateway {
+    /// Notes how a forwarded call ended: latency, size and digest of what came back.
+    fn audit_result(&self, target: &portcullis_policy::Tool, started: std::time::Instant, reply: &Reply) {
+        let (outcome, bytes) = match reply {
+            Reply::Result(r) => ("result", r.get().as_bytes()),
+            Reply::Upstream(resp) => match &resp.outcome {
+                portcullis_core::Outcome::Result(r) => ("result", r.get().as_bytes()),
+                portcullis_core::Outcome::Error(e) => ("error", e.message.as_bytes()),
+            },
+        };
+        self.audit.note(json!({
+            "kind": "completion",
+            "upstream": target.upstream,
+            "target": target.name,
+            "outcome": outcome,
+            "latency_us": u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "bytes": bytes.len(),
+            "digest": crate::audit::digest(bytes),
+        }));
+    }
+}
+
 impl Reply {
     /// The bytes of the result (or error) that go back to the client.
     fn result_len(&self) -> usize {
@@ -241,22 +263,28 @@ impl Gateway {
             _ => Action::GetPrompt,
         };
         let arguments: Value = params.get_as("arguments").ok().flatten().unwrap_or_else(|| json!({}));
-        self.judge(ctx, action, &judged, &arguments)?;
         let origin = name.clone();
-        if kind != Kind::Tool {
-            let _ = params.insert("name", &original);
-            let reply = self.forward(ctx, upstream, &req.method, params, name, out).await?;
-            return Ok(self.observe_reply(ctx, upstream, &origin, base, reply));
-        }
-        self.check_credentials(upstream)?;
-        // Limits are charged only for calls policy lets through.
         let limits = self.limits_for(upstream, &original);
-        self.admit(&ctx.principal, &judged.upstream, &original, &limits)?;
+        let verdict = self.judge(ctx, action, &judged, &arguments).and_then(|()| {
+            if kind != Kind::Tool {
+                return Ok(());
+            }
+            self.check_credentials(upstream)?;
+            // Limits are charged only for calls policy lets through.
+            self.admit(&ctx.principal, &judged.upstream, &original, &limits)
+        });
+        self.audit_decision(ctx, action, &judged, &arguments, &verdict).await?;
+        verdict?;
         let _ = params.insert("name", &original);
+        let started = std::time::Instant::now();
         let reply = self.forward(ctx, upstream, &req.method, params, name, out).await?;
-        self.charge(&ctx.principal, &limits, reply.result_len());
-        self.record_use(upstream, &original, &arguments, reply.result_len());
-        Ok(self.observe_reply(ctx, upstream, &origin, base, reply))
+        if kind == Kind::Tool {
+            self.charge(&ctx.principal, &limits, reply.result_len());
+            self.record_use(upstream, &original, &arguments, reply.result_len());
+        }
+        let reply = self.observe_reply(ctx, upstream, &origin, base, reply);
+        self.audit_result(&judged, started, &reply);
+        Ok(reply)
     }
 
     /// An upstream's name in config.
@@ -305,10 +333,16 @@ impl Gateway {
             .route_uri(&uri)
             .ok_or_else(|| GatewayError::ResourceNotFound(uri.clone()))?;
         let judged = judge::readable(&self.upstream_name(upstream), &uri);
-        self.judge(ctx, Action::ReadResource, &judged, &json!({}))?;
+        let verdict = self.judge(ctx, Action::ReadResource, &judged, &json!({}));
+        self.audit_decision(ctx, Action::ReadResource, &judged, &json!({}), &verdict)
+            .await?;
+        verdict?;
         let origin = uri.clone();
+        let started = std::time::Instant::now();
         let reply = self.forward(ctx, upstream, &req.method, params, uri, out).await?;
-        Ok(self.observe_reply(ctx, upstream, &origin, self.base_label(upstream, None), reply))
+        let reply = self.observe_reply(ctx, upstream, &origin, self.base_label(upstream, None), reply);
+        self.audit_result(&judged, started, &reply);
+        Ok(reply)
     }
 
     /// The upstream for a resource URI: the one that listed it or whose template matches, else

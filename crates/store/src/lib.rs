@@ -7,6 +7,7 @@
 //! **Architecture invariant:** the store knows rows, not protocols: no MCP, no JSON-RPC, no
 //! policy. Callers pass the clock in, so what is stored is a function of the calls made.
 
+mod audit;
 mod pins;
 mod vault;
 
@@ -19,6 +20,7 @@ use sqlx::SqlSafeStr as _;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+pub use audit::AuditRow;
 pub use pins::{Pin, Sighting};
 pub use vault::{SealedRow, SecretInfo};
 
@@ -34,6 +36,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "vault suspension",
         include_str!("../migrations/0003_vault_suspend.sql"),
     ),
+    (4, "audit log", include_str!("../migrations/0004_audit.sql")),
 ];
 
 /// Why the store could not do what was asked.

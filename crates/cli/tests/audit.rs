@@ -1,0 +1,178 @@
+//! The audit log end to end: every decision through `portcullis serve` is committed before the
+//! client hears of it, with its completion after; `portcullis audit verify` accepts the intact
+//! chain and names the first bad record after a record is edited, deleted or two are swapped
+//! directly in the database; `audit export --jsonl` prints the records.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers"
+)]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(portcullis())
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs SQL on the gateway's database with Python's sqlite3 (an attacker with file access).
+fn tamper(db: &Path, sql: &str) {
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nc.executescript(sys.argv[2])\nc.commit()",
+            db.to_str().unwrap(),
+            sql,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{sql}");
+}
+
+fn records(export: &str) -> Vec<Value> {
+    export.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+const POLICY: &str = r#"
+@id("no-mail-to-evil")
+forbid (principal, action == Action::"call_tool", resource)
+when { resource.name == "send_message" && context.arguments has to && context.arguments.to like "*@evil.test" };
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn decisions_are_recorded_first_and_tampering_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.cedar");
+    std::fs::write(&policy, POLICY).unwrap();
+    let rest = format!(
+        "[policy]\nfiles = [{}]\n\n{}",
+        toml_str(&policy.to_string_lossy()),
+        raw_upstream("raw", "output = \"trusted\"")
+    );
+    let gw = Served::start_config("data_dir = \"state\"", &rest, &[]).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let config = gw.dir.path().join("portcullis.toml");
+    let c = config.to_str().unwrap();
+    let client = Modern::new(&gw.url);
+
+    let r = client
+        .call("raw__send_message", json!({"to": "bob@example.com", "body": "hi"}))
+        .await;
+    assert!(r["result"].is_object(), "{r}");
+    // Committed before the answer: the record is there the moment the client has it.
+    let (_, out, _) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
+    let first = records(&out);
+    assert_eq!(first[0]["record"]["decision"], "permit", "{out}");
+    assert_eq!(first[0]["record"]["arguments"]["to"], "bob@example.com");
+
+    let r = client
+        .call(
+            "raw__send_message",
+            json!({"to": "eve@evil.test", "body": "x".repeat(2000)}),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], -31001, "{r}");
+    client.call("raw__pid", json!({})).await;
+    // Completion notes are written after the answer: give the writer a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
+    let dump = cli(&["audit", "export", "--jsonl", "--config", c]).await.1;
+    assert_eq!(code, 0, "{out}{err}\n{dump}");
+    let (_, out, _) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
+    let all = records(&out);
+    let decisions: Vec<(&str, &str)> = all
+        .iter()
+        .filter(|r| r["record"]["kind"] == "decision")
+        .map(|r| {
+            (
+                r["record"]["target"].as_str().unwrap(),
+                r["record"]["decision"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("send_message", "permit"),
+            ("send_message", "forbid"),
+            ("pid", "permit")
+        ],
+        "{out}"
+    );
+    let forbid = all.iter().find(|r| r["record"]["decision"] == "forbid").unwrap();
+    assert!(
+        forbid["record"]["reason"].as_str().unwrap().contains("no-mail-to-evil"),
+        "{forbid}"
+    );
+    // Long values are digested, not stored.
+    assert!(
+        forbid["record"]["arguments"]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{forbid}"
+    );
+    let completions = all.iter().filter(|r| r["record"]["kind"] == "completion").count();
+    assert_eq!(completions, 2, "{out}");
+    let n = all.len();
+    assert!(n >= 5);
+    // Stop the gateway, keep its folder.
+    let Served { child, dir: _keep, .. } = gw;
+    drop(child);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let db = config.parent().unwrap().join("state/portcullis.db");
+    let copy = |name: &str| {
+        let d = config.parent().unwrap().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["portcullis.db", "portcullis.db-wal", "portcullis.db-shm"] {
+            let src = db.parent().unwrap().join(f);
+            if src.exists() {
+                std::fs::copy(&src, d.join(f)).unwrap();
+            }
+        }
+        let cfg = config.parent().unwrap().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!("[gateway]\ndata_dir = {}\n", toml_str(&d.to_string_lossy())),
+        )
+        .unwrap();
+        (d.join("portcullis.db"), cfg)
+    };
+    let cases = [
+        (
+            "edited",
+            "UPDATE audit_records SET body = replace(body, 'forbid', 'permit') WHERE seq = 3;",
+            3,
+        ),
+        ("deleted", "DELETE FROM audit_records WHERE seq = 2;", 2),
+        (
+            "swapped",
+            "UPDATE audit_records SET seq = -1 WHERE seq = 2; UPDATE audit_records SET seq = 2 WHERE seq = 3; UPDATE audit_records SET seq = 3 WHERE seq = -1;",
+            2,
+        ),
+    ];
+    for (name, sql, bad) in cases {
+        let (db, cfg) = copy(name);
+        tamper(&db, sql);
+        let (code, out, err) = cli(&["audit", "verify", "--config", cfg.to_str().unwrap()]).await;
+        assert_eq!(code, 65, "{name}: {out}{err}");
+        assert!(out.contains(&format!("audit record {bad}:")), "{name}: {out}");
+    }
+}
