@@ -176,3 +176,28 @@ async fn decisions_are_recorded_first_and_tampering_is_caught() {
         assert!(out.contains(&format!("audit record {bad}:")), "{name}: {out}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn processes_sharing_a_data_dir_share_one_chain() {
+    let gw = Served::start_config("data_dir = \"state\"", &raw_upstream("raw", ""), &[]).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let config = gw.dir.path().join("portcullis.toml");
+    let c = config.to_str().unwrap();
+    let client = Modern::new(&gw.url);
+    // The server and one-shot `portcullis call` processes append to the same log, interleaved.
+    for i in 0..3 {
+        let r = client.call("raw__pid", json!({})).await;
+        assert!(r["result"].is_object(), "{r}");
+        let (code, out, err) = cli(&["call", "--config", c, "raw__pid"]).await;
+        assert_eq!(code, 0, "call {i}: {out}{err}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, out, _) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
+    let decisions = records(&out)
+        .iter()
+        .filter(|r| r["record"]["kind"] == "decision")
+        .count();
+    assert_eq!(decisions, 6, "{out}");
+}

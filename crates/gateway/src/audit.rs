@@ -108,33 +108,54 @@ async fn writer(store: Store, mut head: Option<(i64, String)>, mut rx: mpsc::Unb
                 Err(_) => break,
             }
         }
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut cur = head.clone();
-        for (at_ms, body, _) in &batch {
-            let row = audit::next(cur.as_ref().map(|(s, h)| (s, h.as_str())), *at_ms, body);
-            cur = Some((row.seq, row.hash.clone()));
-            rows.push(AuditRow {
-                seq: row.seq,
-                at_ms: row.at_ms,
-                body: row.body,
-                prev: row.prev,
-                hash: row.hash,
-            });
+        // Another process sharing the database (a second `portcullis stdio`, a `portcullis
+        // call`) may have appended since: on a conflict, re-read the head and chain again.
+        let mut ok = false;
+        for attempt in 0..5 {
+            if attempt > 0 {
+                match store.audit_head().await {
+                    Ok(h) => head = h,
+                    Err(e) => tracing::warn!(error = %e, "could not re-read the audit head"),
+                }
+            }
+            let (rows, last) = chain(head.as_ref(), &batch);
+            match store.append_audit(&rows).await {
+                Ok(()) => {
+                    head = last;
+                    ok = true;
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, attempt, "audit append failed; retrying from the current head"),
+            }
         }
-        let ok = match store.append_audit(&rows).await {
-            Ok(()) => {
-                head = cur;
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, records = rows.len(), "could not write the audit log; the calls waiting on it are refused");
-                false
-            }
-        };
+        if !ok {
+            tracing::error!(
+                records = batch.len(),
+                "could not write the audit log; the calls waiting on it are refused"
+            );
+        }
         for (_, _, ack) in batch {
             let _ = ack.send(ok);
         }
     }
+}
+
+/// The rows for `batch` after `head`, and the new head.
+fn chain(head: Option<&(i64, String)>, batch: &[Pending]) -> (Vec<AuditRow>, Option<(i64, String)>) {
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut cur = head.cloned();
+    for (at_ms, body, _) in batch {
+        let row = audit::next(cur.as_ref().map(|(s, h)| (s, h.as_str())), *at_ms, body);
+        cur = Some((row.seq, row.hash.clone()));
+        rows.push(AuditRow {
+            seq: row.seq,
+            at_ms: row.at_ms,
+            body: row.body,
+            prev: row.prev,
+            hash: row.hash,
+        });
+    }
+    (rows, cur)
 }
 
 /// The body of a decision record.
