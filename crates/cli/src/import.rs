@@ -11,8 +11,6 @@ use clap::{Args, ValueEnum};
 use portcullis_core::redact::looks_like_secret;
 use portcullis_gateway::config::Config;
 use portcullis_gateway::secrets;
-use portcullis_store::Store;
-use portcullis_vault::{KeySource, Vault};
 use serde_json::{Map, Value, json};
 
 use crate::{EX_CANTCREAT, EX_USAGE};
@@ -330,33 +328,7 @@ pub async fn run(args: ImportArgs) -> ExitCode {
 /// Puts the imported secrets in the vault of the config being written.
 async fn store_secrets(config_path: &Path, new_config: &str, imported: &[Imported]) -> Result<(), ExitCode> {
     let cfg = Config::parse(new_config, config_path).map_err(|e| fail(EX_USAGE, e))?;
-    let store = Store::open(&cfg.gateway.data_dir)
-        .await
-        .map_err(|e| fail(EX_CANTCREAT, e))?;
-    let salt = match cfg.vault {
-        KeySource::Passphrase => Some(
-            Vault::passphrase_salt(&store)
-                .await
-                .map_err(|e| fail(EX_CANTCREAT, e))?,
-        ),
-        _ => None,
-    };
-    let key = match secrets::master_key(&cfg.vault, &cfg.gateway.data_dir, salt.as_deref()) {
-        Ok(Some(k)) => k,
-        Ok(None) => {
-            return Err(fail(
-                EX_USAGE,
-                format!(
-                    "secrets need the vault, and no master key is available: {}; nothing was changed",
-                    secrets::no_key_hint(&cfg.vault)
-                ),
-            ));
-        }
-        Err(e) => return Err(fail(EX_USAGE, e)),
-    };
-    let vault = Vault::open(store, key, &cfg.vault.to_string())
-        .await
-        .map_err(|e| fail(77, e))?;
+    let vault = crate::vault::open_with(&cfg).await?;
     for i in imported {
         for (name, value) in &i.secrets {
             vault.set(name, "", value).await.map_err(|e| fail(EX_CANTCREAT, e))?;

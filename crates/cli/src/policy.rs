@@ -78,7 +78,7 @@ async fn check(args: CheckArgs) -> ExitCode {
         Ok(gw) => gw,
         Err(code) => return code,
     };
-    gw.wait_settled(args.wait).await;
+    gw.wait_listed(args.wait).await;
     let principal = Principal {
         user: args.principal,
         client: args.client,

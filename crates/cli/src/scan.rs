@@ -52,7 +52,7 @@ pub async fn run(args: ScanArgs) -> ExitCode {
         Ok(gw) => gw,
         Err(code) => return code,
     };
-    let settled = gw.wait_settled(args.wait).await;
+    let settled = gw.wait_listed(args.wait).await;
     let unavailable: Vec<(String, String)> = gw
         .upstreams()
         .iter()

@@ -78,7 +78,7 @@ pub async fn run(args: ToolsArgs) -> ExitCode {
 async fn look(common: &Common) -> Result<(Arc<Gateway>, bool), ExitCode> {
     let cfg = crate::load(&common.config)?;
     let gw = crate::open(cfg, PinMode::ReadOnly).await?;
-    let settled = gw.wait_settled(common.wait).await;
+    let settled = gw.wait_listed(common.wait).await;
     Ok((gw, settled))
 }
 

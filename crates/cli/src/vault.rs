@@ -242,10 +242,17 @@ pub async fn run(cmd: VaultCommand) -> ExitCode {
     }
 }
 
-/// Loads the config, opens the store and the vault with the configured key source (a
-/// passphrase is asked on a terminal when `PORTCULLIS_VAULT_PASSPHRASE` is not set).
+/// Loads the config and opens its vault (see [`open_with`]).
 async fn open(common: &Common) -> Result<(Config, Vault), ExitCode> {
     let cfg = crate::load(&common.config)?;
+    let vault = open_with(&cfg).await?;
+    Ok((cfg, vault))
+}
+
+/// Opens the store and the vault of `cfg` with its configured key source (a passphrase is
+/// asked on a terminal when `PORTCULLIS_VAULT_PASSPHRASE` is not set). Failures are reported
+/// and become the exit code.
+pub async fn open_with(cfg: &Config) -> Result<Vault, ExitCode> {
     let store = Store::open(&cfg.gateway.data_dir)
         .await
         .map_err(|e| fail(EX_CANTCREAT, e))?;
@@ -273,10 +280,9 @@ async fn open(common: &Common) -> Result<(Config, Vault), ExitCode> {
         }
         Err(e) => return Err(fail(EX_USAGE, e)),
     };
-    let vault = Vault::open(store, key, &cfg.vault.to_string())
+    Vault::open(store, key, &cfg.vault.to_string())
         .await
-        .map_err(|e| fail(EX_NOPERM, e))?;
-    Ok((cfg, vault))
+        .map_err(|e| fail(EX_NOPERM, e))
 }
 
 /// The value: a hidden prompt on a terminal, else all of stdin less one trailing newline.

@@ -18,16 +18,7 @@ use common::*;
 use serde_json::{Value, json};
 
 async fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(portcullis())
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_portcullis(args, "", &[]).await
 }
 
 /// Runs SQL on the gateway's database with Python's sqlite3 (an attacker with file access).

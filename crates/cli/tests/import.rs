@@ -22,19 +22,9 @@ const TOKEN: &str = "ghp_importedT0kenABCDEFGHIJKLMNOPQRSTUV";
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes, base64
 
 async fn import(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(portcullis())
-        .arg("import")
-        .args(args)
-        .env("PORTCULLIS_MASTER_KEY", KEY)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["import"];
+    all.extend_from_slice(args);
+    run_portcullis(&all, "", &[("PORTCULLIS_MASTER_KEY", KEY)]).await
 }
 
 /// The server entry for server-everything, in the shape `style` hosts write.

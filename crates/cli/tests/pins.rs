@@ -52,17 +52,7 @@ async fn until_listed(url: &str, want: impl Fn(&[String]) -> bool) -> Vec<String
 
 /// Runs the `portcullis` binary with `args` and no stdin; returns (exit code, stdout, stderr).
 async fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(portcullis())
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_portcullis(args, "", &[]).await
 }
 
 fn config_of(gw: &Served) -> PathBuf {

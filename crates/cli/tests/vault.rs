@@ -25,25 +25,7 @@ const HEADER_SECRET: &str = "Bearer hdr-93KfQ0aLz7Pm2Wd5";
 
 /// Runs the `portcullis` binary with `args`, `stdin` as its input and `env` added.
 async fn cli(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, String) {
-    use tokio::io::AsyncWriteExt as _;
-    let mut child = tokio::process::Command::new(portcullis())
-        .args(args)
-        .env_remove("PORTCULLIS_MASTER_KEY")
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let out = child.wait_with_output().await.unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_portcullis(args, stdin, env).await
 }
 
 /// A folder with a config (`data_dir = "state"`, the key file beside it, not inside), a key

@@ -223,6 +223,35 @@ impl Gateway {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Like [`Gateway::wait_settled`], then also waits until every upstream is ready and has
+    /// listed, or has stayed down for two seconds (a quick restart after a failed first start
+    /// is waited for; a server that keeps failing is not). For commands that look once —
+    /// `scan`, `tools` — where a list read half-way would be a wrong answer. Returns whether
+    /// every upstream is ready and listed.
+    pub async fn wait_listed(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.wait_settled(timeout).await;
+        loop {
+            let lists = lock(&self.lists).iter().map(Option::is_some).collect::<Vec<_>>();
+            let mut all = true;
+            let mut waiting = false;
+            for (i, up) in self.upstreams.iter().enumerate() {
+                match up.state() {
+                    State::Ready(_) if lists.get(i).copied().unwrap_or(false) => {}
+                    State::Down { since, .. } if since.elapsed() >= Duration::from_secs(2) => all = false,
+                    _ => {
+                        all = false;
+                        waiting = true;
+                    }
+                }
+            }
+            if !waiting || tokio::time::Instant::now() >= deadline {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Stops every upstream.
     pub async fn stop(&self) {
         self.shutdown.cancel();

@@ -420,3 +420,27 @@ pub async fn header_echo() -> HeaderEcho {
         url: format!("http://127.0.0.1:{port}/mcp"),
     }
 }
+
+/// Runs the `portcullis` binary with `args`, `stdin` as its input, `PORTCULLIS_MASTER_KEY`
+/// removed and `env` added; returns (exit code, stdout, stderr).
+pub async fn run_portcullis(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = Command::new(portcullis())
+        .args(args)
+        .env_remove("PORTCULLIS_MASTER_KEY")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
