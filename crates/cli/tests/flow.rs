@@ -229,31 +229,6 @@ async fn untrusted_results_are_sanitised_and_spotlighted_when_configured() {
     assert!(out.contains('\u{200B}') && out.contains("![chart]"), "{out:?}");
 }
 
-/// Sends one JSON-RPC request on a stdio gateway and returns the response with its id
-/// (notifications in between are skipped).
-async fn stdio_call(
-    stdin: &mut tokio::process::ChildStdin,
-    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-    id: u64,
-    method: &str,
-    params: Value,
-) -> Value {
-    use tokio::io::AsyncWriteExt as _;
-    let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-    stdin.write_all(format!("{msg}\n").as_bytes()).await.unwrap();
-    loop {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if v["id"] == id {
-            return v;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_stdio_connection_is_the_session() {
     use tokio::io::AsyncBufReadExt as _;

@@ -162,7 +162,7 @@ async fn the_host_still_works_through_portcullis() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncBufReadExt as _;
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let meta = json!({
@@ -170,20 +170,14 @@ async fn the_host_still_works_through_portcullis() {
         "io.modelcontextprotocol/clientCapabilities": {},
         "io.modelcontextprotocol/clientInfo": {"name": "claude-desktop", "version": "1"},
     });
-    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-        "params": {"name": "everything__get-env", "arguments": {}, "_meta": meta}});
-    stdin.write_all(format!("{call}\n").as_bytes()).await.unwrap();
-    let response = loop {
-        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        if v["id"] == 1 {
-            break v;
-        }
-    };
+    let response = stdio_call(
+        &mut stdin,
+        &mut lines,
+        1,
+        "tools/call",
+        json!({"name": "everything__get-env", "arguments": {}, "_meta": meta}),
+    )
+    .await;
     let text = response.to_string();
     assert!(text.contains("GITHUB_PERSONAL_ACCESS_TOKEN"), "{text}");
     assert!(

@@ -444,3 +444,28 @@ pub async fn run_portcullis(args: &[&str], stdin: &str, env: &[(&str, &str)]) ->
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Sends one JSON-RPC request on a stdio gateway and returns the response with its id
+/// (notifications in between are skipped).
+pub async fn stdio_call(
+    stdin: &mut tokio::process::ChildStdin,
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    id: u64,
+    method: &str,
+    params: Value,
+) -> Value {
+    use tokio::io::AsyncWriteExt as _;
+    let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    stdin.write_all(format!("{msg}\n").as_bytes()).await.unwrap();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["id"] == id {
+            return v;
+        }
+    }
+}
