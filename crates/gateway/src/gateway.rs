@@ -72,6 +72,9 @@ pub struct Gateway {
     upstreams: Vec<Arc<Upstream>>,
     namespaces: Vec<Namespace>,
     lists: Mutex<Vec<Option<UpstreamLists>>>,
+    /// Held for the whole of a rebuild, so a rebuild that read older lists cannot replace the
+    /// catalog of one that read newer ones.
+    rebuilding: Mutex<()>,
     catalog: RwLock<Arc<Catalog>>,
     changes: broadcast::Sender<Change>,
     settled: watch::Sender<Vec<bool>>,
@@ -180,6 +183,7 @@ impl Gateway {
             upstreams,
             namespaces,
             lists: Mutex::new(vec![None; n]),
+            rebuilding: Mutex::new(()),
             catalog: RwLock::new(Arc::new(Catalog::default())),
             changes: broadcast::channel(1024).0,
             settled: watch::channel(vec![false; n]).0,
@@ -303,6 +307,7 @@ impl Gateway {
     }
 
     fn rebuild(&self, kinds: &[Kind]) {
+        let _serial = lock(&self.rebuilding);
         let lists = lock(&self.lists).clone();
         let refs: Vec<Option<&UpstreamLists>> = lists.iter().map(Option::as_ref).collect();
         let mut catalog = Catalog::build(&self.namespaces, &refs);
