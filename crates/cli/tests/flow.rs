@@ -231,7 +231,6 @@ async fn untrusted_results_are_sanitised_and_spotlighted_when_configured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_stdio_connection_is_the_session() {
-    use tokio::io::AsyncBufReadExt as _;
     let docs = planted();
     let config = docs.path().join("portcullis.toml");
     std::fs::write(
@@ -239,16 +238,11 @@ async fn the_stdio_connection_is_the_session() {
         format!("[gateway]\ndata_dir = \"state\"\n\n{}", upstreams(docs.path(), "")),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(portcullis())
-        .args(["stdio", "--config", config.to_str().unwrap()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (_child, mut stdin, mut lines) = spawn_stdio(
+        portcullis().to_str().unwrap(),
+        &["stdio", "--config", config.to_str().unwrap()],
+        &[],
+    );
     let meta = |name: &str| {
         json!({
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",

@@ -147,24 +147,17 @@ async fn the_host_still_works_through_portcullis() {
     // Launch what the host would launch, and speak MCP to it over stdio.
     let host: Value = serde_json::from_str(&read(&host_path)).unwrap();
     let entry = &host["mcpServers"]["portcullis"];
-    let args: Vec<String> = entry["args"]
+    let args: Vec<&str> = entry["args"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| a.as_str().unwrap().to_owned())
+        .map(|a| a.as_str().unwrap())
         .collect();
-    let mut child = tokio::process::Command::new(entry["command"].as_str().unwrap())
-        .args(&args)
-        .env("PORTCULLIS_MASTER_KEY", KEY)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    use tokio::io::AsyncBufReadExt as _;
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (_child, mut stdin, mut lines) = spawn_stdio(
+        entry["command"].as_str().unwrap(),
+        &args,
+        &[("PORTCULLIS_MASTER_KEY", KEY)],
+    );
     let meta = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {},

@@ -10,23 +10,15 @@ mod common;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use common::{rounds, time};
+use common::{reference_snapshot, rounds, time, tools};
 
 use portcullis_core::pin::Fingerprint;
 use portcullis_core::rate::{Limiter, Rate, Scope};
-use serde_json::Value;
-
-const REFERENCE_TOOLS: &str = include_str!("../src/scan/testdata/reference-tools.json");
 
 fn main() {
     let rounds = rounds();
-    let snapshot: Value = serde_json::from_str(REFERENCE_TOOLS).unwrap_or(Value::Null);
-    let tools: Vec<&Value> = snapshot
-        .get("tools")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .collect();
+    let snapshot = reference_snapshot();
+    let tools = tools(&snapshot);
     let bytes: usize = tools.iter().map(|t| t.to_string().len()).sum();
     let secs = time(rounds, || {
         for t in &tools {

@@ -9,26 +9,20 @@ mod common;
 
 use std::hint::black_box;
 
-use common::{rounds, time};
+use common::{reference_snapshot, rounds, time, tools};
 
 use portcullis_core::output::{OutputScanner, sanitize};
 use portcullis_core::provenance::ProvenanceIndex;
 use portcullis_core::redact::Redactor;
 use serde_json::{Value, json};
 
-const REFERENCE_TOOLS: &str = include_str!("../src/scan/testdata/reference-tools.json");
-
 /// English-like honest text: the reference servers' descriptions, repeated to `bytes`.
 fn honest(bytes: usize) -> String {
-    let snapshot: Value = serde_json::from_str(REFERENCE_TOOLS).unwrap_or(Value::Null);
-    let mut parts = Vec::new();
-    if let Some(tools) = snapshot.get("tools").and_then(Value::as_array) {
-        for t in tools {
-            if let Some(d) = t.get("description").and_then(Value::as_str) {
-                parts.push(d.to_owned());
-            }
-        }
-    }
+    let snapshot = reference_snapshot();
+    let parts: Vec<&str> = tools(&snapshot)
+        .iter()
+        .filter_map(|t| t.get("description").and_then(Value::as_str))
+        .collect();
     let base = parts.join("\n\n");
     let mut out = String::with_capacity(bytes + base.len());
     while out.len() < bytes {

@@ -9,12 +9,10 @@ mod common;
 use std::hint::black_box;
 use std::time::Instant;
 
-use common::{rounds, time};
+use common::{reference_snapshot, rounds, time, tools};
 
 use portcullis_core::scan::Scanner;
 use serde_json::Value;
-
-const REFERENCE_TOOLS: &str = include_str!("../src/scan/testdata/reference-tools.json");
 
 /// The attack shapes of the unit tests, condensed (a bench cannot reach `#[cfg(test)]` data).
 const POISONED: &[&str] = &[
@@ -72,13 +70,8 @@ fn main() {
     let scanner = Scanner::new();
     println!("Scanner::new: {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
 
-    let snapshot: Value = serde_json::from_str(REFERENCE_TOOLS).unwrap_or(Value::Null);
-    let tools: Vec<&Value> = snapshot
-        .get("tools")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .collect();
+    let snapshot = reference_snapshot();
+    let tools = tools(&snapshot);
     let mut honest = Vec::new();
     strings(&snapshot, &mut honest);
     let honest_bytes = honest.iter().map(|s| s.len()).sum();

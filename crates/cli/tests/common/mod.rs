@@ -469,3 +469,28 @@ pub async fn stdio_call(
         }
     }
 }
+
+/// A process speaking MCP on its stdin/stdout (killed on drop), with its stdin and the lines of
+/// its stdout, for [`stdio_call`].
+pub fn spawn_stdio(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (
+    Child,
+    tokio::process::ChildStdin,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, stdin, lines)
+}

@@ -1,6 +1,29 @@
-//! The timing loop the core benches share: `std::time::Instant`, no criterion.
+//! What the core benches share: the timing loop (`std::time::Instant`, no criterion) and the
+//! reference servers' tool snapshot.
+
+#![allow(dead_code, reason = "each bench uses a different part of this module")]
 
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The tool lists of server-everything, server-filesystem and server-memory 2026.8.31.
+const REFERENCE_TOOLS: &str = include_str!("../../src/scan/testdata/reference-tools.json");
+
+/// The reference snapshot (`{"tools": [...]}`).
+pub fn reference_snapshot() -> Value {
+    serde_json::from_str(REFERENCE_TOOLS).unwrap_or(Value::Null)
+}
+
+/// The snapshot's tool definitions.
+pub fn tools(snapshot: &Value) -> Vec<&Value> {
+    snapshot
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect()
+}
 
 /// Rounds per figure: `BENCH_ROUNDS`, else 7.
 pub fn rounds() -> usize {
