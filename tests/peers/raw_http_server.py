@@ -2,7 +2,7 @@
 """A raw-JSON MCP server over Streamable HTTP (2025-11-25, JSON responses, no GET stream), on
 127.0.0.1 only, for the tests that must see exactly which HTTP headers reach an upstream.
 
-Usage: raw_http_server.py PORT. Its one tool, `headers`, returns the request headers it got.
+Usage: raw_http_server.py PORT. Its one tool, `headers`, returns the request headers it got (and the path, as `:path`).
 """
 
 import json
@@ -53,6 +53,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {"jsonrpc": "2.0", "id": rid, "result": {"tools": [tool]}})
         if method == "tools/call":
             seen = {k.lower(): v for k, v in self.headers.items()}
+            seen[":path"] = self.path
             result = {"content": [{"type": "text", "text": json.dumps(seen, sort_keys=True)}]}
             return self.reply(200, {"jsonrpc": "2.0", "id": rid, "result": result})
         error = {"code": -32601, "message": f"method not found: {method}"}

@@ -96,6 +96,46 @@ def rug_tools():
         },
     ]
 
+# With `--introspect URL`, two more tools use the OAuth access token the gateway put in
+# $ACCESS_TOKEN: `whoami` checks it at the authorization server's introspection endpoint (as a
+# resource server would, as client `api`) and returns the answer; `token` returns the raw token
+# (a careless server: the gateway must redact it).
+INTROSPECT = sys.argv[sys.argv.index("--introspect") + 1] if "--introspect" in sys.argv else None
+OAUTH_TOOLS = [
+    {
+        "name": "whoami",
+        "description": "Says whom the access token speaks for, with which scopes.",
+        "inputSchema": {"type": "object"},
+        "annotations": {"readOnlyHint": True},
+    },
+    {
+        "name": "token",
+        "description": "Returns the access token it was given.",
+        "inputSchema": {"type": "object"},
+        "annotations": {"readOnlyHint": True},
+    },
+]
+
+
+def introspect():
+    import base64
+    import hashlib
+    import urllib.parse
+    import urllib.request
+
+    token = os.environ.get("ACCESS_TOKEN", "")
+    req = urllib.request.Request(
+        INTROSPECT,
+        data=urllib.parse.urlencode({"token": token}).encode(),
+        headers={"Authorization": "Basic " + base64.b64encode(b"api:api-secret").decode()},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        answer = json.load(r)
+    # Which token it was, without showing it.
+    answer["token_sha256"] = hashlib.sha256(token.encode()).hexdigest()[:16]
+    return answer
+
+
 # With `--poisoned`, the tool list carries the published tool-poisoning shapes instead, for the
 # scanner's end-to-end test. Each description is an attack; none of these tools does anything.
 POISONED = [
@@ -178,6 +218,10 @@ def call_tool(params):
             f.write("pulled")
         send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
         return text_result("pulled")
+    if name == "whoami" and INTROSPECT:
+        return text_result(json.dumps(introspect(), sort_keys=True))
+    if name == "token" and INTROSPECT:
+        return text_result(os.environ.get("ACCESS_TOKEN", ""))
     if name == "cancelled":
         with LOCK:
             return text_result(json.dumps(CANCELLED))
@@ -213,6 +257,7 @@ def handle(msg):
         result = {}
     elif method == "tools/list":
         tools = POISONED if "--poisoned" in sys.argv else TOOLS + (rug_tools() if RUG_FILE else [])
+        tools = tools + (OAUTH_TOOLS if INTROSPECT else [])
         result = {"tools": tools, **VENDOR}
     elif method == "tools/call":
         result = call_tool(params)

@@ -12,6 +12,7 @@ use portcullis_gateway::client::{Call, CallSink, ClientMeta, ConnectOptions, Mcp
 use portcullis_gateway::config::{Config, EraChoice, Transport};
 use portcullis_gateway::outbox::Outbox;
 use portcullis_gateway::pins::PinMode;
+use portcullis_gateway::secrets;
 use portcullis_gateway::session::ClientCtx;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -93,7 +94,7 @@ async fn through_gateway(cfg: Config, tool: &str, arguments: Value, timeout: Dur
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let printer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
-            eprintln!("{}", String::from_utf8_lossy(&m.to_vec()));
+            eprintln!("{}", String::from_utf8_lossy(&secrets::wire(&m)));
         }
     });
     let outbox = Outbox::new(tx, None, timeout);
@@ -118,12 +119,14 @@ async fn through_gateway(cfg: Config, tool: &str, arguments: Value, timeout: Dur
     }
 }
 
-/// Prints a tool result; the exit code says whether the tool succeeded.
+/// Prints a tool result, scrubbed of every vault secret (and token minted from one) like
+/// anything else a client receives; the exit code says whether the tool succeeded.
 fn print_result(r: &Response) -> ExitCode {
+    let clean = |s: &str| String::from_utf8_lossy(&secrets::scrub(s.as_bytes())).into_owned();
     match &r.outcome {
         Outcome::Result(raw) => {
             let v: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-            outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            outln!("{}", clean(&serde_json::to_string_pretty(&v).unwrap_or_default()));
             if v.get("isError").and_then(Value::as_bool).unwrap_or(false) {
                 ExitCode::FAILURE
             } else {
@@ -131,9 +134,9 @@ fn print_result(r: &Response) -> ExitCode {
             }
         }
         Outcome::Error(e) => {
-            eprintln!("portcullis call: error {}: {}", e.code, e.message);
+            eprintln!("portcullis call: error {}: {}", e.code, clean(&e.message));
             if let Some(d) = &e.data {
-                eprintln!("{}", d.get());
+                eprintln!("{}", clean(d.get()));
             }
             ExitCode::FAILURE
         }

@@ -19,6 +19,7 @@ macro_rules! out {
 
 mod audit;
 mod call;
+mod connect;
 mod import;
 mod logging;
 mod policy;
@@ -95,6 +96,11 @@ enum Command {
     /// Verify or export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Connect an upstream to an OAuth provider: authorize in a browser, with only the scopes
+    /// the upstream's enabled tools need; the refresh token goes into the vault.
+    Connect(connect::ConnectArgs),
+    /// Revoke an upstream's OAuth grant at the provider and forget it.
+    Disconnect(connect::DisconnectArgs),
     /// Manage the credential vault: secrets upstreams get as `vault:NAME`.
     #[command(subcommand)]
     Vault(vault::VaultCommand),
@@ -120,7 +126,7 @@ async fn open(cfg: Config, mode: PinMode) -> Result<Arc<Gateway>, ExitCode> {
         eprintln!("portcullis: {e}");
         match e {
             OpenError::Store(_) => ExitCode::from(EX_CANTCREAT),
-            OpenError::Vault(_) | OpenError::Resolve(_) => ExitCode::from(EX_USAGE),
+            OpenError::Vault(_) | OpenError::Resolve(_) | OpenError::OAuth(_) => ExitCode::from(EX_USAGE),
         }
     })
 }
@@ -174,6 +180,8 @@ async fn run(command: Command) -> ExitCode {
         Command::Vault(cmd) => vault::run(cmd).await,
         Command::Import(args) => import::run(args).await,
         Command::Audit(cmd) => audit::run(cmd).await,
+        Command::Connect(args) => connect::connect(args).await,
+        Command::Disconnect(args) => connect::disconnect(args).await,
     }
 }
 

@@ -133,6 +133,39 @@ async fn secrets_reach_only_their_upstream_and_never_leave() {
     assert!(!log.contains("hdr-93KfQ0aLz7Pm2Wd5"), "{log}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn url_credentials_come_from_the_vault_and_never_leave() {
+    let echo = header_echo().await;
+    let port = echo
+        .url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/mcp");
+    let upstreams = format!(
+        "[upstreams.web]\nurl = \"http://bot:vault%3Aapi_token@127.0.0.1:{port}/mcp?key=vault:api_header&plain=1\"\n"
+    );
+    let (_dir, config) = prepared(&upstreams).await;
+    let gw = serve(&config, &upstreams).await;
+    gw.wait_for_tools(&["web__"]).await;
+    let r = Modern::new(&gw.url).call("web__headers", json!({})).await;
+    let seen: Value = serde_json::from_str(r["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    // The password went as HTTP Basic (`bot:SECRET`, base64): the client sees the marker.
+    let auth = seen["authorization"].as_str().unwrap_or_default();
+    assert!(
+        auth.starts_with("Basic ") && auth.contains("[redacted:api_token]"),
+        "{seen}"
+    );
+    // The query value went in the URL (space as `+`): the client sees the marker.
+    let path = seen[":path"].as_str().unwrap_or_default();
+    assert!(path.contains("key=[redacted:api_header]&plain=1"), "{seen}");
+    let text = r.to_string();
+    assert!(
+        !text.contains(SECRET) && !text.contains("hdr-93KfQ0aLz7Pm2Wd5"),
+        "{text}"
+    );
+    let log = gw.log.lock().unwrap().join("\n");
+    assert!(!log.contains(SECRET) && !log.contains("hdr-93KfQ0aLz7Pm2Wd5"), "{log}");
+}
+
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }

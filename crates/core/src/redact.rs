@@ -52,11 +52,44 @@ pub fn forms(value: &str) -> Vec<String> {
         hex.to_ascii_uppercase(),
         hex,
         percent_encode(value),
+        // application/x-www-form-urlencoded (query strings, form bodies): space as `+`.
+        percent_encode(value).replace("%20", "+"),
     ];
+    forms.extend(embedded_base64(bytes));
     forms.sort();
     forms.dedup();
     forms.retain(|f| f.len() >= MIN_SECRET_LEN);
     forms
+}
+
+/// The shortest base64 core worth matching: shorter ones would hit ordinary text.
+const MIN_CORE: usize = 8;
+
+/// The secret's base64 when it sits inside a longer encoded value (`user:secret` in HTTP Basic
+/// auth, a JSON blob): at each of the three byte alignments, the characters that depend on
+/// the secret's bytes alone. The one or two bytes at either edge share a group with their
+/// neighbours and stay visible; the rest is found.
+fn embedded_base64(bytes: &[u8]) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let mut out = Vec::new();
+    for shift in 0..3usize {
+        // Prefix `shift` zero bytes: the first group is then partly the prefix's (unless
+        // shift is 0), and only whole groups of secret bytes are kept.
+        let mut padded = vec![0u8; shift];
+        padded.extend_from_slice(bytes);
+        let whole = padded.len() / 3 * 3;
+        let skip = if shift == 0 { 0 } else { 3 };
+        let Some(core) = padded.get(skip..whole) else {
+            continue;
+        };
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let enc = engine.encode(core);
+            if enc.len() >= MIN_CORE {
+                out.push(enc);
+            }
+        }
+    }
+    out
 }
 
 impl Redactor {
@@ -189,6 +222,29 @@ mod tests {
             }
         }
         assert_eq!(r.redact("nothing here"), Cow::Borrowed("nothing here"));
+    }
+
+    #[test]
+    fn a_secret_inside_a_longer_base64_value_is_found() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let r = Redactor::new([("github", TOKEN)]);
+        // HTTP Basic auth carries `user:secret`; a blob carries it between other bytes.
+        for prefix in ["", "b", "bo", "bot:", "{\"k\":\""] {
+            for suffix in ["", "\"}", "x"] {
+                for enc in [
+                    STANDARD.encode(format!("{prefix}{TOKEN}{suffix}")),
+                    URL_SAFE_NO_PAD.encode(format!("{prefix}{TOKEN}{suffix}")),
+                ] {
+                    let text = format!("Authorization: Basic {enc}");
+                    let out = r.redact(&text);
+                    assert!(out.contains("[redacted:github]"), "{prefix}|{suffix}: {out}");
+                    // What is left is the neighbours' encoding and at most the two groups
+                    // (eight characters) shared with them.
+                    let kept = out.len() - "Authorization: Basic [redacted:github]".len();
+                    assert!(kept <= (prefix.len() + suffix.len()) * 4 / 3 + 8, "{out}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub struct Config {
     pub vault: KeySource,
     /// Credential misuse detection (`[anomaly]`).
     pub anomaly: AnomalyConfig,
+    /// OAuth providers for upstream services (`[oauth.NAME]`), by name.
+    pub oauth: BTreeMap<String, oauth::Provider>,
     /// Where the configuration was read from (relative paths resolve against its directory).
     pub source: PathBuf,
 }
@@ -224,6 +226,8 @@ pub struct UpstreamConfig {
     pub sanitize: bool,
     /// Wrap untrusted text output in delimiters with a notice.
     pub spotlight: bool,
+    /// The OAuth provider this upstream's access token comes from (`[upstreams.X.oauth]`).
+    pub oauth: Option<oauth::UpstreamOAuth>,
 }
 
 impl fmt::Display for Transport {
@@ -236,7 +240,14 @@ impl fmt::Display for Transport {
                 }
                 Ok(())
             }
-            Transport::Http { url, .. } => write!(f, "http: {url}"),
+            Transport::Http { url, .. } => {
+                // The URL may carry a password (resolved from the vault): never print it.
+                let mut shown = url.clone();
+                if shown.password().is_some() {
+                    let _ = shown.set_password(Some("***"));
+                }
+                write!(f, "http: {shown}")
+            }
         }
     }
 }
@@ -262,6 +273,8 @@ struct RawConfig {
     #[serde(default)]
     anomaly: controls::RawAnomaly,
     rate: Option<Spanned<controls::RawRate>>,
+    #[serde(default)]
+    oauth: BTreeMap<String, Spanned<oauth::RawProvider>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -327,6 +340,7 @@ struct RawUpstream {
     sanitize: bool,
     #[serde(default)]
     spotlight: bool,
+    oauth: Option<Spanned<oauth::RawUpstreamOAuth>>,
 }
 
 /// The default listen address.
@@ -374,10 +388,15 @@ impl Lowering<'_> {
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let gateway = self.gateway(raw.gateway)?;
+        let mut providers = BTreeMap::new();
+        for (name, p) in raw.oauth {
+            let provider = self.provider(&name, p)?;
+            providers.insert(name, provider);
+        }
         let mut upstreams = Vec::new();
         for (name, up) in raw.upstreams {
             let span = up.span();
-            upstreams.push(self.upstream(&name, up.into_inner(), span, &gateway)?);
+            upstreams.push(self.upstream(&name, up.into_inner(), span, &gateway, &providers)?);
         }
         // Two upstreams with one prefix would expose colliding names.
         for (i, a) in upstreams.iter().enumerate() {
@@ -403,6 +422,7 @@ impl Lowering<'_> {
             flow: self.flow(raw.flow)?,
             vault: self.vault(raw.vault)?,
             anomaly: self.anomaly(raw.anomaly)?,
+            oauth: providers,
             rate,
             source: self.path.to_owned(),
         })
@@ -553,6 +573,7 @@ impl Lowering<'_> {
         u: RawUpstream,
         span: std::ops::Range<usize>,
         gateway: &GatewayConfig,
+        providers: &BTreeMap<String, oauth::Provider>,
     ) -> Result<UpstreamConfig, ConfigError> {
         let key = |k: &str| format!("upstreams.{name}.{k}");
         if !valid_name(name) {
@@ -631,13 +652,21 @@ impl Lowering<'_> {
             Transport::Stdio { .. } => "env",
             Transport::Http { .. } => "headers",
         };
-        for (k, v) in values {
+        let mut refs: Vec<(String, String)> = values
+            .iter()
+            .map(|(k, v)| (format!("{field}.{k}"), v.clone()))
+            .collect();
+        if let Transport::Http { url, .. } = &transport {
+            refs.extend(crate::secrets::url_password(url).map(|p| ("url".to_owned(), p)));
+            refs.extend(url.query_pairs().map(|(_, v)| ("url".to_owned(), v.into_owned())));
+        }
+        for (k, v) in &refs {
             if let Some(secret) = crate::secrets::reference(v)
                 && !portcullis_vault::valid_name(secret)
             {
                 return self.err(
                     span.clone(),
-                    &key(&format!("{field}.{k}")),
+                    &key(k),
                     format!("`vault:{secret}` is not a secret name (letters, digits, `_`, `-`, `.`)"),
                 );
             }
@@ -666,6 +695,10 @@ impl Lowering<'_> {
                 );
             }
         };
+        let oauth = u
+            .oauth
+            .map(|o| self.upstream_oauth(name, o, providers, &transport))
+            .transpose()?;
         let mut tool_effects = BTreeMap::new();
         let mut tool_rates = BTreeMap::new();
         let mut tool_outputs = BTreeMap::new();
@@ -708,6 +741,7 @@ impl Lowering<'_> {
             tool_outputs,
             sanitize: u.sanitize,
             spotlight: u.spotlight,
+            oauth,
         })
     }
 }
@@ -738,5 +772,6 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 mod controls;
+pub mod oauth;
 #[cfg(test)]
 mod tests;

@@ -18,9 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
 use crate::client::{Call, McpClient};
+use crate::config::oauth::UpstreamOAuth;
 use crate::config::{Config, UpstreamConfig};
 use crate::exchange::Parking;
 use crate::misuse::Misuse;
+use crate::oauth::TokenSource;
 use crate::pins::{PinMode, Pins};
 use crate::secrets;
 use crate::taint::Sessions;
@@ -38,6 +40,9 @@ pub enum OpenError {
     /// A `vault:NAME` reference.
     #[error("{0}")]
     Resolve(#[from] secrets::ResolveError),
+    /// An upstream's OAuth setup.
+    #[error("{0}")]
+    OAuth(#[from] crate::oauth::OAuthError),
 }
 
 /// A change clients may want to hear about.
@@ -110,7 +115,7 @@ impl Gateway {
             _ => None,
         };
         let vault = match secrets::master_key(&cfg.vault, &cfg.gateway.data_dir, salt.as_deref())? {
-            Some(key) => Some(Vault::open(store.clone(), key, &cfg.vault.to_string()).await?),
+            Some(key) => Some(Arc::new(Vault::open(store.clone(), key, &cfg.vault.to_string()).await?)),
             None => {
                 if let Some(r) = references.first() {
                     return Err(OpenError::Resolve(secrets::ResolveError::NoKey {
@@ -119,15 +124,30 @@ impl Gateway {
                         why: secrets::no_key_hint(&cfg.vault),
                     }));
                 }
+                if let Some(u) = cfg.upstreams.iter().find(|u| u.oauth.is_some()) {
+                    return Err(OpenError::Resolve(secrets::ResolveError::NoKey {
+                        key: format!("upstreams.{}.oauth", u.name),
+                        name: UpstreamOAuth::secret_name(&u.name),
+                        why: secrets::no_key_hint(&cfg.vault),
+                    }));
+                }
                 None
             }
         };
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
         for u in &cfg.upstreams {
-            upstreams.push(match &vault {
+            let resolved = match &vault {
                 Some(v) => secrets::resolve(u, v).await?,
                 None => u.clone(),
-            });
+            };
+            let source = match (&u.oauth, &vault) {
+                (Some(o), Some(v)) => match cfg.oauth.get(&o.provider) {
+                    Some(p) => TokenSource::new(u, p.clone(), v.clone())?.map(Arc::new),
+                    None => None,
+                },
+                _ => None,
+            };
+            upstreams.push((resolved, source));
         }
         if let Some(v) = &vault {
             let n = secrets::install_from(v).await?;
@@ -147,14 +167,19 @@ impl Gateway {
 
     /// Starts every upstream (each with its own config, secrets resolved) and the event loop,
     /// with the given pins.
-    pub fn start(cfg: Config, pins: Pins, upstreams: Vec<UpstreamConfig>, audit: AuditLog) -> Arc<Gateway> {
+    pub fn start(
+        cfg: Config,
+        pins: Pins,
+        upstreams: Vec<(UpstreamConfig, Option<Arc<TokenSource>>)>,
+        audit: AuditLog,
+    ) -> Arc<Gateway> {
         crate::install_crypto();
         let cfg = Arc::new(cfg);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let upstreams: Vec<Arc<Upstream>> = upstreams
             .into_iter()
             .enumerate()
-            .map(|(i, u)| Upstream::start(i, u, cfg.gateway.limits, events_tx.clone()))
+            .map(|(i, (u, source))| Upstream::start(i, u, cfg.gateway.limits, events_tx.clone(), source))
             .collect();
         let namespaces = cfg
             .upstreams
@@ -175,7 +200,13 @@ impl Gateway {
             misuse: Misuse::new(
                 cfg.upstreams
                     .iter()
-                    .map(|u| secrets::references(u).into_iter().map(|r| r.name).collect())
+                    .map(|u| {
+                        let mut names: Vec<String> = secrets::references(u).into_iter().map(|r| r.name).collect();
+                        if u.oauth.is_some() {
+                            names.push(UpstreamOAuth::secret_name(&u.name));
+                        }
+                        names
+                    })
                     .collect(),
             ),
             output_scanner: OutputScanner::new(),

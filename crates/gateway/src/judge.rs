@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use portcullis_core::catalog::Entry;
+use portcullis_core::catalog::{Entry, Kind};
 use portcullis_policy::{
     Action, Decision, Effect, Outcome, Principal, Provenance, Request, Tool, effect_from_annotations,
 };
@@ -139,6 +139,25 @@ impl Gateway {
         let tool = self.policy_tool(entry);
         let decision = self.decide(principal, Action::CallTool, &tool, arguments, &Snapshot::default());
         Some((tool, decision))
+    }
+
+    /// The tools upstream `index` lists (held-back ones too) and whether policy could ever let
+    /// `principal` call each: what `portcullis connect` computes the needed scopes from.
+    pub fn tools_of(&self, index: usize, principal: &Principal) -> Vec<(String, bool)> {
+        let cat = self.catalog();
+        let listed = cat.entries(Kind::Tool).iter();
+        let held = cat.held.iter().map(|h| &h.entry);
+        let mut out: Vec<(String, bool)> = listed
+            .chain(held)
+            .filter(|e| e.upstream == index)
+            .map(|e| {
+                let may = self.cfg.policy.engine.may_ever_call(principal, &self.policy_tool(e));
+                (e.original.clone(), may)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Whether a principal could ever call this tool: tools it never may are left out of lists.

@@ -14,6 +14,7 @@ pub mod framing;
 pub mod gateway;
 mod judge;
 mod misuse;
+pub mod oauth;
 pub mod outbox;
 pub mod pins;
 pub mod poisoning;

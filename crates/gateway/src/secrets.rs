@@ -3,8 +3,9 @@
 //! only that upstream receives.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use zeroize::Zeroizing;
 
 use portcullis_core::Message;
 use portcullis_core::redact::{MIN_SECRET_LEN, Redactor};
@@ -54,33 +55,93 @@ pub fn reference(value: &str) -> Option<&str> {
     value.strip_prefix(PREFIX)
 }
 
+/// Where in an upstream's config a reference sits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// An environment variable of a stdio upstream.
+    Env(String),
+    /// A header of an HTTP upstream.
+    Header(String),
+    /// The password of an HTTP upstream's URL (`https://user:vault%3ANAME@host/`).
+    UrlPassword,
+    /// A query parameter of an HTTP upstream's URL (`?key=vault:NAME`).
+    UrlQuery(String),
+}
+
 /// One `vault:NAME` reference in an upstream's config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reference {
-    /// The env variable or header that carries it.
-    pub field: String,
+    /// Where it sits.
+    pub slot: Slot,
     /// Its config key, for messages (`upstreams.mail.env.IMAP_PASSWORD`).
     pub key: String,
     /// The secret's name.
     pub name: String,
 }
 
-/// Every `vault:NAME` reference of an upstream.
+/// Every `vault:NAME` reference of an upstream: env values, header values, and its URL's
+/// password and query values.
 pub fn references(u: &UpstreamConfig) -> Vec<Reference> {
-    let (kind, values): (&str, &BTreeMap<String, String>) = match &u.transport {
-        Transport::Stdio { env, .. } => ("env", env),
-        Transport::Http { headers, .. } => ("headers", headers),
-    };
-    values
-        .iter()
-        .filter_map(|(k, v)| {
-            reference(v).map(|name| Reference {
-                field: k.clone(),
-                key: format!("upstreams.{}.{kind}.{k}", u.name),
+    let mut out = Vec::new();
+    let mut add = |slot: Slot, key: String, value: &str| {
+        if let Some(name) = reference(value) {
+            out.push(Reference {
+                slot,
+                key,
                 name: name.to_owned(),
-            })
-        })
-        .collect()
+            });
+        }
+    };
+    match &u.transport {
+        Transport::Stdio { env, .. } => {
+            for (k, v) in env {
+                add(Slot::Env(k.clone()), format!("upstreams.{}.env.{k}", u.name), v);
+            }
+        }
+        Transport::Http { headers, url } => {
+            for (k, v) in headers {
+                add(Slot::Header(k.clone()), format!("upstreams.{}.headers.{k}", u.name), v);
+            }
+            if let Some(p) = url_password(url) {
+                add(Slot::UrlPassword, format!("upstreams.{}.url (password)", u.name), &p);
+            }
+            for (k, v) in url.query_pairs() {
+                add(
+                    Slot::UrlQuery(k.clone().into_owned()),
+                    format!("upstreams.{}.url (query `{k}`)", u.name),
+                    &v,
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A URL's password, percent-decoded.
+pub fn url_password(url: &reqwest::Url) -> Option<String> {
+    let p = url.password()?;
+    let bytes: Vec<u8> = percent_decode(p);
+    String::from_utf8(bytes).ok()
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let hex = |j: usize| b.get(j).and_then(|h| char::from(*h).to_digit(16));
+        match (c, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            _ => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// A reference that could not be resolved.
@@ -104,6 +165,12 @@ pub enum ResolveError {
         /// The secret.
         name: String,
     },
+    /// The value cannot stand where the reference is.
+    #[error("`{key}`: the secret cannot be used there")]
+    Unusable {
+        /// The config key.
+        key: String,
+    },
     /// The vault failed.
     #[error(transparent)]
     Vault(#[from] VaultError),
@@ -113,21 +180,62 @@ pub enum ResolveError {
 /// `local` sees it). The returned copy goes to that upstream's supervisor only.
 pub async fn resolve(u: &UpstreamConfig, vault: &Vault) -> Result<UpstreamConfig, ResolveError> {
     let mut out = u.clone();
-    let values = match &mut out.transport {
-        Transport::Stdio { env, .. } => env,
-        Transport::Http { headers, .. } => headers,
-    };
     for r in references(u) {
         let secret: Secret = vault.get(&r.name, "").await?.ok_or_else(|| ResolveError::Missing {
             key: r.key.clone(),
             name: r.name.clone(),
         })?;
-        if let Some(v) = values.get_mut(&r.field) {
-            v.clear();
-            v.push_str(secret.expose());
+        let value = secret.expose();
+        match (&mut out.transport, &r.slot) {
+            (Transport::Stdio { env: values, .. }, Slot::Env(k))
+            | (Transport::Http { headers: values, .. }, Slot::Header(k)) => {
+                if let Some(v) = values.get_mut(k) {
+                    v.clear();
+                    v.push_str(value);
+                }
+            }
+            (Transport::Http { url, .. }, Slot::UrlPassword) => url
+                .set_password(Some(value))
+                .map_err(|()| ResolveError::Unusable { key: r.key.clone() })?,
+            (Transport::Http { url, .. }, Slot::UrlQuery(k)) => {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(pk, pv)| {
+                        let v = if pk == k.as_str() && reference(&pv) == Some(r.name.as_str()) {
+                            value.to_owned()
+                        } else {
+                            pv.into_owned()
+                        };
+                        (pk.into_owned(), v)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            _ => {}
         }
     }
     Ok(out)
+}
+
+/// The secrets the redactor is built from: the vault's, and those minted at run time (OAuth
+/// access tokens), by name.
+static KNOWN: Mutex<Known> = Mutex::new(Known {
+    vault: Vec::new(),
+    minted: Vec::new(),
+});
+
+struct Known {
+    vault: Vec<(String, Zeroizing<String>)>,
+    /// The latest few values per name: a token just replaced may still be in flight.
+    minted: Vec<(String, Zeroizing<String>)>,
+}
+
+/// How many minted values per name stay redacted.
+const MINTED_KEPT: usize = 4;
+
+fn rebuild(k: &Known) {
+    let all = k.vault.iter().chain(k.minted.iter());
+    install(Redactor::new(all.map(|(n, v)| (n.as_str(), v.as_str()))));
 }
 
 /// Builds and installs the redactor over every secret in the vault.
@@ -138,9 +246,36 @@ pub async fn install_from(vault: &Vault) -> Result<usize, VaultError> {
             tracing::warn!(secret = %name, "secret shorter than {MIN_SECRET_LEN} bytes: it cannot be redacted from output safely");
         }
     }
-    let r = Redactor::new(all.iter().map(|(n, s)| (n.as_str(), s.expose())));
-    install(r);
+    let mut k = KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
+    k.vault = all
+        .iter()
+        .map(|(n, s)| (n.clone(), Zeroizing::new(s.expose().to_owned())))
+        .collect();
+    rebuild(&k);
     Ok(all.len())
+}
+
+/// Adds a value minted at run time (an access token, a rotated refresh token) to what is
+/// redacted everywhere, under `name`.
+pub fn remember(name: &str, value: &str) {
+    let mut k = KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
+    if k.minted.iter().any(|(n, v)| n == name && v.as_str() == value) {
+        return;
+    }
+    k.minted.push((name.to_owned(), Zeroizing::new(value.to_owned())));
+    let same: Vec<usize> = k
+        .minted
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| n == name)
+        .map(|(i, _)| i)
+        .collect();
+    if same.len() > MINTED_KEPT
+        && let Some(&oldest) = same.first()
+    {
+        k.minted.remove(oldest);
+    }
+    rebuild(&k);
 }
 
 /// Where the master key comes from, and whether it is there.

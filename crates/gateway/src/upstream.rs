@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{Call, CallSink, ClientError, ClientEvent, ConnectOptions, McpClient};
 use crate::config::UpstreamConfig;
+use crate::oauth::TokenSource;
 
 /// Where an upstream stands.
 #[derive(Clone, Debug)]
@@ -67,12 +68,14 @@ pub struct Unavailable {
 }
 
 impl Upstream {
-    /// Starts supervising; events go to `events`.
+    /// Starts supervising; events go to `events`. With a token source, each connection gets a
+    /// fresh access token, and is replaced before that token expires.
     pub fn start(
         index: usize,
         cfg: UpstreamConfig,
         limits: Limits,
         events: mpsc::UnboundedSender<Event>,
+        credential: Option<Arc<TokenSource>>,
     ) -> Arc<Upstream> {
         let (state_tx, state_rx) = watch::channel(State::Starting);
         let (subs_tx, subs_rx) = watch::channel(BTreeSet::new());
@@ -84,7 +87,13 @@ impl Upstream {
             resource_subs: subs_tx,
             stop: stop.clone(),
         });
-        tokio::spawn(supervise(index, cfg, limits, state_tx, subs_rx, events, stop));
+        let sup = Supervisor {
+            index,
+            cfg,
+            limits,
+            credential,
+        };
+        tokio::spawn(sup.run(state_tx, subs_rx, events, stop));
         up
     }
 
@@ -140,71 +149,121 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << failures.min(9))).min(Duration::from_secs(30))
 }
 
-async fn supervise(
+struct Supervisor {
     index: usize,
     cfg: UpstreamConfig,
     limits: Limits,
-    state: watch::Sender<State>,
-    mut subs: watch::Receiver<BTreeSet<String>>,
-    events: mpsc::UnboundedSender<Event>,
-    stop: CancellationToken,
-) {
-    let opts = ConnectOptions::for_upstream(&cfg, limits);
-    let mut failures = 0u32;
-    while !stop.is_cancelled() {
-        state.send_replace(State::Starting);
-        let connected = tokio::select! {
-            r = McpClient::connect(&cfg.transport, &opts) => r,
-            () = stop.cancelled() => break,
-        };
-        let reason = match connected {
-            Ok(client) => {
-                let client = Arc::new(client);
-                let mut client_events = client.subscribe();
-                failures = 0;
-                tracing::info!(upstream = %cfg.name, era = ?client.server().era, version = %client.server().version, "upstream ready");
-                state.send_replace(State::Ready(client.clone()));
-                let _ = events.send(Event::Ready(index));
-                let listen = (client.server().era == Era::Modern)
-                    .then(|| tokio::spawn(listen_loop(index, client.clone(), subs.clone(), events.clone())));
-                let reason = loop {
-                    tokio::select! {
-                        ev = client_events.recv() => match ev {
-                            Ok(ClientEvent::Notification(n)) => { let _ = events.send(Event::Notification(index, n)); }
-                            Ok(ClientEvent::Closed(reason)) => break Some(reason),
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                                tracing::warn!(upstream = %cfg.name, dropped = n, "upstream notifications dropped");
-                            }
-                            Err(_) => break Some("connection lost".into()),
-                        },
-                        _ = subs.changed() => {}
-                        () = stop.cancelled() => break None,
-                    }
-                };
-                if let Some(l) = listen {
-                    l.abort();
-                }
-                if reason.is_none() {
-                    client.shutdown().await;
-                }
-                reason
+    credential: Option<Arc<TokenSource>>,
+}
+
+/// Why a connection ended.
+enum End {
+    /// The gateway is stopping.
+    Stop,
+    /// The process died or the session ended.
+    Lost(String),
+    /// Its access token is due for replacement: reconnect with a fresh one, no backoff.
+    Refresh,
+}
+
+impl Supervisor {
+    /// Connects: with a token source, first mints the token and hands it to this connection
+    /// only.
+    async fn connect(&self, opts: &ConnectOptions) -> Result<(McpClient, Option<Instant>), String> {
+        let (cfg, refresh_at) = match &self.credential {
+            None => (None, None),
+            Some(src) => {
+                let m = src.token().await.map_err(|e| e.to_string())?;
+                (Some(src.deliver(&self.cfg, &m.token)), m.refresh_at)
             }
-            Err(e) => Some(e.to_string()),
         };
-        let Some(reason) = reason else { break };
-        failures += 1;
-        tracing::warn!(upstream = %cfg.name, %reason, retry_in_ms = backoff(failures).as_millis() as u64, "upstream down");
-        state.send_replace(State::Down {
-            reason: reason.clone(),
-            since: Instant::now(),
-        });
-        let _ = events.send(Event::Down(index, reason));
-        tokio::select! {
-            () = tokio::time::sleep(backoff(failures)) => {}
-            () = stop.cancelled() => break,
-        }
+        let transport = cfg.as_ref().map_or(&self.cfg.transport, |c| &c.transport);
+        McpClient::connect(transport, opts)
+            .await
+            .map(|c| (c, refresh_at))
+            .map_err(|e| e.to_string())
     }
-    state.send_replace(State::Stopped);
+
+    async fn run(
+        self,
+        state: watch::Sender<State>,
+        mut subs: watch::Receiver<BTreeSet<String>>,
+        events: mpsc::UnboundedSender<Event>,
+        stop: CancellationToken,
+    ) {
+        let (index, cfg) = (self.index, &self.cfg);
+        let opts = ConnectOptions::for_upstream(cfg, self.limits);
+        let mut failures = 0u32;
+        while !stop.is_cancelled() {
+            state.send_replace(State::Starting);
+            let connected = tokio::select! {
+                r = self.connect(&opts) => r,
+                () = stop.cancelled() => break,
+            };
+            let end = match connected {
+                Ok((client, refresh_at)) => {
+                    let client = Arc::new(client);
+                    let mut client_events = client.subscribe();
+                    failures = 0;
+                    tracing::info!(upstream = %cfg.name, era = ?client.server().era, version = %client.server().version, "upstream ready");
+                    state.send_replace(State::Ready(client.clone()));
+                    let _ = events.send(Event::Ready(index));
+                    let listen = (client.server().era == Era::Modern)
+                        .then(|| tokio::spawn(listen_loop(index, client.clone(), subs.clone(), events.clone())));
+                    let refresh = async {
+                        match refresh_at {
+                            Some(t) => tokio::time::sleep_until(t.into()).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::pin!(refresh);
+                    let end = loop {
+                        tokio::select! {
+                            ev = client_events.recv() => match ev {
+                                Ok(ClientEvent::Notification(n)) => { let _ = events.send(Event::Notification(index, n)); }
+                                Ok(ClientEvent::Closed(reason)) => break End::Lost(reason),
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                    tracing::warn!(upstream = %cfg.name, dropped = n, "upstream notifications dropped");
+                                }
+                                Err(_) => break End::Lost("connection lost".into()),
+                            },
+                            _ = subs.changed() => {}
+                            () = &mut refresh => break End::Refresh,
+                            () = stop.cancelled() => break End::Stop,
+                        }
+                    };
+                    if let Some(l) = listen {
+                        l.abort();
+                    }
+                    if !matches!(end, End::Lost(_)) {
+                        client.shutdown().await;
+                    }
+                    end
+                }
+                Err(e) => End::Lost(e),
+            };
+            let reason = match end {
+                End::Stop => break,
+                End::Refresh => {
+                    tracing::info!(upstream = %cfg.name, "reconnecting with a fresh access token");
+                    continue;
+                }
+                End::Lost(reason) => reason,
+            };
+            failures += 1;
+            tracing::warn!(upstream = %cfg.name, %reason, retry_in_ms = backoff(failures).as_millis() as u64, "upstream down");
+            state.send_replace(State::Down {
+                reason: reason.clone(),
+                since: Instant::now(),
+            });
+            let _ = events.send(Event::Down(index, reason));
+            tokio::select! {
+                () = tokio::time::sleep(backoff(failures)) => {}
+                () = stop.cancelled() => break,
+            }
+        }
+        state.send_replace(State::Stopped);
+    }
 }
 
 /// Keeps one `subscriptions/listen` request open to a modern upstream, reopening it when the

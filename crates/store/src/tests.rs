@@ -64,3 +64,30 @@ async fn an_unusable_data_dir_is_a_clear_error() {
     assert!(msg.starts_with("cannot open the state database"), "{msg}");
     assert!(msg.contains("not-a-dir"), "{msg}");
 }
+
+#[tokio::test]
+async fn grants_are_kept_per_upstream_and_owner_and_replaced_on_reconnect() {
+    let s = Store::memory().await.unwrap();
+    let g = Grant {
+        upstream: "mail".into(),
+        owner: String::new(),
+        provider: "google".into(),
+        scopes: "gmail.readonly".into(),
+        secret: "oauth.mail".into(),
+        created_at: 10,
+    };
+    assert!(s.grant("mail", "").await.unwrap().is_none());
+    s.put_grant(&g).await.unwrap();
+    let wider = Grant {
+        scopes: "gmail.readonly gmail.send".into(),
+        created_at: 20,
+        ..g.clone()
+    };
+    s.put_grant(&wider).await.unwrap();
+    assert_eq!(s.grant("mail", "").await.unwrap(), Some(wider));
+    assert!(s.grant("mail", "alice").await.unwrap().is_none());
+    assert_eq!(s.grants().await.unwrap().len(), 1);
+    assert!(s.remove_grant("mail", "").await.unwrap());
+    assert!(!s.remove_grant("mail", "").await.unwrap());
+    assert!(s.grants().await.unwrap().is_empty());
+}

@@ -88,6 +88,11 @@ pub struct Vault {
 }
 
 impl Vault {
+    /// The store the vault keeps its rows in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Opens the vault in `store` with `key` (described by `source` in errors). A vault that
     /// has never been used is stamped with this key's check; otherwise a key that does not open
     /// the check is [`VaultError::WrongKey`] — never a silently empty vault.

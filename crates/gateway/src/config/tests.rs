@@ -266,3 +266,117 @@ env = { IMAP_PASSWORD = "vault:mail_password", LOG = "info" }
         assert!(err.contains(want), "{text:?}\n got: {err}\nwant: {want}");
     }
 }
+
+#[test]
+fn oauth_providers_and_upstreams() {
+    let c = parse(
+        r#"
+[oauth.google]
+client_id = "123.apps.googleusercontent.com"
+client_secret = "vault:google_client"
+
+[oauth.corp]
+issuer = "https://login.example.com/"
+client_id = "portcullis"
+scopes = ["offline_access"]
+
+[upstreams.mail]
+command = "portcullis-mail"
+[upstreams.mail.oauth]
+provider = "google"
+env = "GMAIL_ACCESS_TOKEN"
+
+[upstreams.crm]
+url = "https://crm.example.com/mcp"
+[upstreams.crm.oauth]
+provider = "corp"
+scopes = { "crm.read" = ["search"] }
+"#,
+    )
+    .unwrap();
+    let g = &c.oauth["google"];
+    // The preset: Google's endpoints and offline access.
+    assert!(matches!(&g.endpoints, oauth::Endpoints::Fixed { token, .. } if token.as_str() == oauth::google::TOKEN));
+    assert_eq!(g.params["access_type"], "offline");
+    assert_eq!(g.client_secret.as_deref(), Some("google_client"));
+    let mail = c.upstreams[0].oauth.as_ref().unwrap();
+    assert_eq!(mail.delivery, oauth::Delivery::Env("GMAIL_ACCESS_TOKEN".into()));
+    // The preset's scopes for portcullis-mail's tools: never full access.
+    assert_eq!(
+        mail.tool_scopes[oauth::google::SEND],
+        ["send_message", "reply", "forward"]
+    );
+    assert!(!mail.tool_scopes.contains_key("https://mail.google.com/"));
+    let crm = c.upstreams[1].oauth.as_ref().unwrap();
+    assert_eq!(crm.delivery, oauth::Delivery::Header("Authorization".into()));
+    assert!(
+        matches!(&c.oauth["corp"].endpoints, oauth::Endpoints::Issuer(u) if u.host_str() == Some("login.example.com"))
+    );
+
+    let up = "[upstreams.a]\ncommand = \"x\"\n[upstreams.a.oauth]\n";
+    for (text, want) in [
+        (
+            format!("{up}provider = \"nope\"\nenv = \"T\"\n"),
+            "`upstreams.a.oauth.provider`: no provider `nope`",
+        ),
+        (
+            format!(
+                "[oauth.p]\nissuer = \"https://i.example\"\nclient_id = \"c\"\n{up}provider = \"p\"\nscopes = {{}}\n"
+            ),
+            "`upstreams.a.oauth.env`: a stdio upstream receives its access token in an environment variable",
+        ),
+        (
+            format!(
+                "[oauth.p]\nissuer = \"https://i.example\"\nclient_id = \"c\"\n{up}provider = \"p\"\nenv = \"T\"\n"
+            ),
+            "`upstreams.a.oauth.scopes`: name the scope each tool needs",
+        ),
+        (
+            "[oauth.p]\nissuer = \"http://login.example.com\"\nclient_id = \"c\"\n".into(),
+            "`oauth.p.issuer`: must be an https:// URL (http:// only for 127.0.0.1",
+        ),
+        (
+            "[oauth.p]\nissuer = \"https://i.example\"\nclient_id = \"c\"\nclient_secret = \"hunter2\"\n".into(),
+            "`oauth.p.client_secret`: must be a vault reference",
+        ),
+        (
+            "[oauth.p]\nissuer = \"https://i.example\"\nclient_id = \"c\"\nparams = { state = \"x\" }\n".into(),
+            "`oauth.p.params.state`: is set by Portcullis itself",
+        ),
+        (
+            "[oauth.p]\nclient_id = \"c\"\n".into(),
+            "`oauth.p`: needs `issuer`, or `authorization_url` and `token_url`",
+        ),
+        ("[oauth.google]\n".into(), "`oauth.google.client_id`: is required"),
+        (
+            "[oauth.p]\nissuer = \"https://i.example\"\nclient_id = \"c\"\n[upstreams.w]\nurl = \"https://w.example/mcp\"\n[upstreams.w.oauth]\nprovider = \"p\"\nenv = \"T\"\nscopes = {}\n".into(),
+            "`upstreams.w.oauth.env`: an HTTP upstream receives its token in a header",
+        ),
+    ] {
+        let err = parse(&text).expect_err(&text).to_string();
+        assert!(err.contains(want), "{text:?}\n got: {err}\nwant: {want}");
+    }
+}
+
+#[test]
+fn url_credentials_may_come_from_the_vault_and_are_never_displayed() {
+    let c = parse("[upstreams.w]\nurl = \"https://bot:vault%3Aw_pass@w.example/mcp?key=vault:w_key&x=1\"\n").unwrap();
+    let refs = crate::secrets::references(&c.upstreams[0]);
+    let got: Vec<(crate::secrets::Slot, &str)> = refs.iter().map(|r| (r.slot.clone(), r.name.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (crate::secrets::Slot::UrlPassword, "w_pass"),
+            (crate::secrets::Slot::UrlQuery("key".into()), "w_key")
+        ]
+    );
+    let err = parse("[upstreams.w]\nurl = \"https://w.example/mcp?key=vault:bad%20name\"\n")
+        .expect_err("bad name")
+        .to_string();
+    assert!(err.contains("`vault:bad name` is not a secret name"), "{err}");
+    let mut shown = c.upstreams[0].clone();
+    if let Transport::Http { url, .. } = &mut shown.transport {
+        url.set_password(Some("resolved-secret")).unwrap();
+    }
+    assert!(!shown.transport.to_string().contains("resolved-secret"));
+}
