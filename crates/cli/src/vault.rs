@@ -21,13 +21,17 @@ const EX_NOPERM: u8 = 77;
 /// `portcullis vault …`.
 #[derive(Subcommand, Debug)]
 pub enum VaultCommand {
-    /// Create a new random master key file (mode 0600); point `[vault] key_file` at it.
+    /// Create a new random master key: in a file (mode 0600; point `[vault] key_file` at it),
+    /// or in the OS keyring (`[vault] keyring = true`).
     Init {
         #[command(flatten)]
         config: Common,
         /// Where to write it: outside `data_dir`.
+        #[arg(long, required_unless_present = "keyring", conflicts_with = "keyring")]
+        key_file: Option<PathBuf>,
+        /// Store it in the OS keyring instead (Secret Service, Keychain, Credential Manager).
         #[arg(long)]
-        key_file: PathBuf,
+        keyring: bool,
     },
     /// Set a secret; the value comes from stdin, or a hidden prompt on a terminal.
     Set {
@@ -91,10 +95,30 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 /// Runs the command.
 pub async fn run(cmd: VaultCommand) -> ExitCode {
     match cmd {
-        VaultCommand::Init { config, key_file } => {
+        VaultCommand::Init {
+            config,
+            key_file,
+            keyring,
+        } => {
             let cfg = match crate::load(&config.config) {
                 Ok(c) => c,
                 Err(code) => return code,
+            };
+            let Some(key_file) = key_file.filter(|_| !keyring) else {
+                // The keyring entry is named by the data_dir's real path: create it first.
+                if let Err(e) = Store::open(&cfg.gateway.data_dir).await {
+                    return fail(EX_CANTCREAT, e);
+                }
+                return match MasterKey::create_in_keyring(&cfg.gateway.data_dir) {
+                    Ok(_) => {
+                        outln!(
+                            "created a master key in the OS keyring (service `{}`, account: the data_dir); add to your config:\n\n[vault]\nkeyring = true",
+                            portcullis_vault::KEYRING_SERVICE
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(EX_CANTCREAT, e),
+                };
             };
             match MasterKey::create_file(&key_file, &cfg.gateway.data_dir) {
                 Ok(_) => {

@@ -166,6 +166,77 @@ async fn url_credentials_come_from_the_vault_and_never_leave() {
     assert!(!log.contains(SECRET) && !log.contains("hdr-93KfQ0aLz7Pm2Wd5"), "{log}");
 }
 
+/// Runs `script` (bash) in a fresh D-Bus session with GNOME Keyring unlocked, `HOME` at
+/// `home` (where the keyring persists between sessions); returns (exit code, output).
+async fn in_keyring_session(home: &Path, script: &str) -> (i32, String) {
+    let full =
+        format!("set -e\necho -n test-login | gnome-keyring-daemon --unlock --components=secrets >/dev/null\n{script}");
+    let out = tokio::process::Command::new("dbus-run-session")
+        .args(["--", "bash", "-c", &full])
+        .env("HOME", home)
+        .env_remove("PORTCULLIS_MASTER_KEY")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .output()
+        .await
+        .unwrap_or_else(|e| {
+            panic!("dbus-run-session (Debian packages dbus, gnome-keyring) is needed for the keyring test: {e}")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_os_keyring_holds_the_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\ndata_dir = \"state\"\n\n[vault]\nkeyring = true\n\n{}",
+            everything("mine", "API_TOKEN = \"vault:api_token\"")
+        ),
+    )
+    .unwrap();
+    let p = portcullis();
+    let (p, c) = (p.to_str().unwrap(), config.to_str().unwrap());
+    // One session: a key is created in the keyring, a secret sealed under it, and the gateway
+    // opens the vault with it and hands the secret to its upstream (the client sees the marker).
+    let (code, out) = in_keyring_session(
+        &home,
+        &format!(
+            "{p} vault init --keyring -c {c}\necho {SECRET} | {p} vault set api_token -c {c}\n{p} call -c {c} mine__get-env\n{p} vault init --keyring -c {c} || echo \"again: $?\""
+        ),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("created a master key in the OS keyring"), "{out}");
+    assert!(out.contains("[redacted:api_token]") && !out.contains(SECRET), "{out}");
+    // A second init never replaces the key that seals the vault.
+    assert!(
+        out.contains("already holds a master key") && out.contains("again: 73"),
+        "{out}"
+    );
+    // The key outlives the session (the keyring is on disk, locked by the login password).
+    let (code, out) = in_keyring_session(&home, &format!("{p} vault list -c {c}")).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("api_token"), "{out}");
+    // Without a keyring the error says what is missing and what to use instead.
+    let (code, _, err) = cli(
+        &["vault", "list", "--config", c],
+        "",
+        &[("DBUS_SESSION_BUS_ADDRESS", "")],
+    )
+    .await;
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("the OS keyring") && err.contains("key_file"), "{err}");
+}
+
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }

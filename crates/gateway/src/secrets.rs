@@ -290,6 +290,7 @@ pub fn master_key(
             Err(_) => Ok(None),
         },
         KeySource::File(path) => MasterKey::from_file(path, data_dir).map(Some),
+        KeySource::Keyring => MasterKey::from_keyring(data_dir),
         KeySource::Passphrase => match (std::env::var(PASSPHRASE_ENV), salt) {
             (Ok(p), Some(salt)) => MasterKey::from_passphrase(p.as_bytes(), salt).map(Some),
             _ => Ok(None),
@@ -308,5 +309,9 @@ pub fn no_key_hint(source: &KeySource) -> String {
         ),
         KeySource::File(p) => format!("key file `{}` is not readable", p.display()),
         KeySource::Passphrase => format!("set `{PASSPHRASE_ENV}`"),
+        KeySource::Keyring => {
+            "the OS keyring holds no master key for this data_dir; create one with `portcullis vault init --keyring`"
+                .to_owned()
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The master key and where it comes from. It is never stored beside the data: from
-//! `PORTCULLIS_MASTER_KEY` (containers), from a key file with mode 0600 outside `data_dir`, or
-//! from a passphrase through Argon2id (salt kept in the vault's metadata). Key bytes are
+//! the OS keyring, from `PORTCULLIS_MASTER_KEY` (containers), from a key file with mode 0600
+//! outside `data_dir`, or from a passphrase through Argon2id (salt kept in the vault's
+//! metadata). Key bytes are
 //! zeroized when dropped.
 
 use std::path::{Path, PathBuf};
@@ -149,6 +150,64 @@ impl MasterKey {
     }
 }
 
+/// The OS keyring service the master keys are stored under; the account is the absolute
+/// `data_dir`, so each vault has its own key.
+pub const KEYRING_SERVICE: &str = "portcullis";
+
+fn keyring_entry(data_dir: &Path) -> Result<keyring::Entry, VaultError> {
+    let account = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    keyring::Entry::new(KEYRING_SERVICE, &account.to_string_lossy()).map_err(keyring_error)
+}
+
+fn keyring_error(e: keyring::Error) -> VaultError {
+    VaultError::BadKey {
+        source_name: "the OS keyring".to_owned(),
+        why: match e {
+            keyring::Error::NoDefaultStore
+            | keyring::Error::NoStorageAccess(_)
+            | keyring::Error::PlatformFailure(_) => {
+                format!(
+                    "not available here ({e}); on Linux it needs a Secret Service (GNOME Keyring, KWallet) on the session bus. Use `key_file` or `{ENV_KEY}` instead"
+                )
+            }
+            other => other.to_string(),
+        },
+    }
+}
+
+impl MasterKey {
+    /// From the OS keyring (Secret Service on Linux, Keychain on macOS, Credential Manager on
+    /// Windows): the entry for `data_dir`, or `None` when there is none.
+    pub fn from_keyring(data_dir: &Path) -> Result<Option<MasterKey>, VaultError> {
+        match keyring_entry(data_dir)?.get_password() {
+            Ok(text) => {
+                let text = Zeroizing::new(text);
+                MasterKey::from_text(&text, "the OS keyring").map(Some)
+            }
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(keyring_error(e)),
+        }
+    }
+
+    /// A new random key stored in the OS keyring for `data_dir` (refusing to replace one).
+    pub fn create_in_keyring(data_dir: &Path) -> Result<MasterKey, VaultError> {
+        if MasterKey::from_keyring(data_dir)?.is_some() {
+            return Err(VaultError::BadKey {
+                source_name: "the OS keyring".to_owned(),
+                why: format!(
+                    "it already holds a master key for `{}`; rotate with `portcullis vault rotate-key` instead",
+                    data_dir.display()
+                ),
+            });
+        }
+        let key = MasterKey::generate();
+        keyring_entry(data_dir)?
+            .set_password(&key.to_base64())
+            .map_err(keyring_error)?;
+        Ok(key)
+    }
+}
+
 /// Where the master key is configured to come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeySource {
@@ -158,6 +217,8 @@ pub enum KeySource {
     File(PathBuf),
     /// A passphrase (from `PORTCULLIS_VAULT_PASSPHRASE`, or asked on a terminal by the CLI).
     Passphrase,
+    /// The OS keyring, under [`KEYRING_SERVICE`] and the vault's `data_dir`.
+    Keyring,
 }
 
 impl std::fmt::Display for KeySource {
@@ -166,6 +227,7 @@ impl std::fmt::Display for KeySource {
             KeySource::Env => write!(f, "`{ENV_KEY}`"),
             KeySource::File(p) => write!(f, "key file `{}`", p.display()),
             KeySource::Passphrase => f.write_str("passphrase"),
+            KeySource::Keyring => f.write_str("the OS keyring"),
         }
     }
 }

@@ -29,6 +29,8 @@ pub(super) struct RawVault {
     key_file: Option<Spanned<String>>,
     #[serde(default)]
     passphrase: bool,
+    #[serde(default)]
+    keyring: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -64,9 +66,20 @@ impl Lowering<'_> {
         }
     }
 
-    /// `[vault]`: a key file (resolved against the config's folder), a passphrase, or (the
-    /// default) `PORTCULLIS_MASTER_KEY`.
+    /// `[vault]`: a key file (resolved against the config's folder), a passphrase, the OS
+    /// keyring, or (the default) `PORTCULLIS_MASTER_KEY`.
     pub(super) fn vault(&self, v: RawVault) -> Result<KeySource, ConfigError> {
+        if v.keyring {
+            return match (&v.key_file, v.passphrase) {
+                (None, false) => Ok(KeySource::Keyring),
+                (Some(f), _) => self.err(
+                    f.span(),
+                    "vault.keyring",
+                    "give one of `key_file`, `passphrase`, `keyring`",
+                ),
+                (None, true) => self.err(0..0, "vault.keyring", "give one of `key_file`, `passphrase`, `keyring`"),
+            };
+        }
         match (v.key_file, v.passphrase) {
             (Some(f), true) => self.err(
                 f.span(),

@@ -249,8 +249,13 @@ env = { IMAP_PASSWORD = "vault:mail_password", LOG = "info" }
     let c = parse("").unwrap();
     assert_eq!(c.vault, KeySource::Env);
     assert!(!c.anomaly.suspend && c.anomaly.webhook.is_none());
+    assert_eq!(parse("[vault]\nkeyring = true\n").unwrap().vault, KeySource::Keyring);
     for (text, want) in [
         ("[vault]\nkey_file = \"k\"\npassphrase = true\n", "not both"),
+        (
+            "[vault]\nkey_file = \"k\"\nkeyring = true\n",
+            "`vault.keyring`: give one of `key_file`, `passphrase`, `keyring`",
+        ),
         ("[anomaly]\non_anomaly = \"panic\"\n", "must be `alert` or `suspend`"),
         (
             "[anomaly]\nfactor = 0.5\n",
