@@ -136,6 +136,17 @@ def introspect():
     return answer
 
 
+# With `--digest-env NAME`, a tool `digest` returns the SHA-256 (first 16 hex digits) of NAME's
+# value: which secret this process was given, without showing it.
+DIGEST_ENV = sys.argv[sys.argv.index("--digest-env") + 1] if "--digest-env" in sys.argv else None
+DIGEST_TOOL = {
+    "name": "digest",
+    "description": "Says which secret the server holds, as a digest.",
+    "inputSchema": {"type": "object"},
+    "annotations": {"readOnlyHint": True},
+}
+
+
 # With `--poisoned`, the tool list carries the published tool-poisoning shapes instead, for the
 # scanner's end-to-end test. Each description is an attack; none of these tools does anything.
 POISONED = [
@@ -222,6 +233,10 @@ def call_tool(params):
         return text_result(json.dumps(introspect(), sort_keys=True))
     if name == "token" and INTROSPECT:
         return text_result(os.environ.get("ACCESS_TOKEN", ""))
+    if name == "digest" and DIGEST_ENV:
+        import hashlib
+
+        return text_result(hashlib.sha256(os.environ.get(DIGEST_ENV, "").encode()).hexdigest()[:16])
     if name == "cancelled":
         with LOCK:
             return text_result(json.dumps(CANCELLED))
@@ -257,7 +272,7 @@ def handle(msg):
         result = {}
     elif method == "tools/list":
         tools = POISONED if "--poisoned" in sys.argv else TOOLS + (rug_tools() if RUG_FILE else [])
-        tools = tools + (OAUTH_TOOLS if INTROSPECT else [])
+        tools = tools + (OAUTH_TOOLS if INTROSPECT else []) + ([DIGEST_TOOL] if DIGEST_ENV else [])
         result = {"tools": tools, **VENDOR}
     elif method == "tools/call":
         result = call_tool(params)

@@ -21,6 +21,7 @@ mod audit;
 mod call;
 mod connect;
 mod import;
+mod keys;
 mod logging;
 mod policy;
 mod scan;
@@ -96,6 +97,9 @@ enum Command {
     /// Verify or export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Manage the API keys HTTP clients authenticate with (`[gateway] auth = "api-key"`).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Connect an upstream to an OAuth provider: authorize in a browser, with only the scopes
     /// the upstream's enabled tools need; the refresh token goes into the vault.
     Connect(connect::ConnectArgs),
@@ -181,6 +185,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Import(args) => import::run(args).await,
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Connect(args) => connect::connect(args).await,
+        Command::Keys(cmd) => keys::run(cmd).await,
         Command::Disconnect(args) => connect::disconnect(args).await,
     }
 }
@@ -197,8 +202,8 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let addr = cfg.gateway.listen;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "listening beyond loopback: clients must be trusted or authenticated, and `allowed_hosts` must name this host");
+    if !addr.ip().is_loopback() && cfg.gateway.auth == portcullis_gateway::config::ClientAuth::None {
+        tracing::warn!(%addr, "listening beyond loopback without client authentication: set `[gateway] auth = \"api-key\"` (and `allowed_hosts` must name this host)");
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -108,6 +108,17 @@ pub struct GatewayConfig {
     pub forward_unknown_methods: bool,
     /// How long a parked cross-era exchange waits for the client's retry.
     pub input_timeout: Duration,
+    /// How HTTP clients authenticate.
+    pub auth: ClientAuth,
+}
+
+/// How HTTP clients authenticate (`[gateway] auth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Not at all: every client is the local user (loopback use).
+    None,
+    /// `Authorization: Bearer pcl_…` API keys made with `portcullis keys add`.
+    ApiKey,
 }
 
 /// Which policies judge each call: a built-in profile, and Cedar files added to it, loaded
@@ -310,6 +321,7 @@ struct RawGateway {
     page_size: Option<Spanned<u64>>,
     forward_unknown_methods: Option<bool>,
     input_timeout: Option<Spanned<String>>,
+    auth: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -483,6 +495,20 @@ impl Lowering<'_> {
             page_size: self.bounded(g.page_size, "gateway.page_size", 1, 100_000, 500)? as usize,
             forward_unknown_methods: g.forward_unknown_methods.unwrap_or(true),
             input_timeout: self.duration(g.input_timeout, "gateway.input_timeout", Duration::from_secs(300))?,
+            auth: match g.auth {
+                None => ClientAuth::None,
+                Some(a) => match a.get_ref().as_str() {
+                    "none" => ClientAuth::None,
+                    "api-key" => ClientAuth::ApiKey,
+                    other => {
+                        return self.err(
+                            a.span(),
+                            "gateway.auth",
+                            format!("must be `none` or `api-key`, got `{other}`"),
+                        );
+                    }
+                },
+            },
         })
     }
 

@@ -17,7 +17,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditLog;
+use crate::auth::Keys;
 use crate::client::{Call, McpClient};
+use crate::config::ClientAuth;
 use crate::config::oauth::UpstreamOAuth;
 use crate::config::{Config, UpstreamConfig};
 use crate::exchange::Parking;
@@ -26,6 +28,7 @@ use crate::oauth::TokenSource;
 use crate::pins::{PinMode, Pins};
 use crate::secrets;
 use crate::taint::Sessions;
+use crate::upstream::Personal;
 use crate::upstream::{Event, State, Upstream};
 
 /// Why the gateway could not open.
@@ -92,12 +95,27 @@ pub struct Gateway {
     pub(crate) misuse: Misuse,
     pub(crate) audit: AuditLog,
     pub(crate) output_scanner: OutputScanner,
+    /// The API keys HTTP clients authenticate with (`[gateway] auth = "api-key"`).
+    pub keys: Keys,
+    store: Store,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One upstream ready to start: its config with secrets resolved, where its OAuth tokens come
+/// from, and its per-user instances.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The config, secrets resolved (shared ones).
+    pub cfg: UpstreamConfig,
+    /// Its OAuth access tokens, if it uses OAuth.
+    pub credential: Option<Arc<TokenSource>>,
+    /// Instances for principals with their own secrets.
+    pub personal: Option<Personal>,
 }
 
 impl Gateway {
@@ -134,20 +152,58 @@ impl Gateway {
                 None
             }
         };
+        let infos = match &vault {
+            Some(v) => v.list().await?,
+            None => Vec::new(),
+        };
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
         for u in &cfg.upstreams {
             let resolved = match &vault {
                 Some(v) => secrets::resolve(u, v).await?,
                 None => u.clone(),
             };
-            let source = match (&u.oauth, &vault) {
+            let credential = match (&u.oauth, &vault) {
                 (Some(o), Some(v)) => match cfg.oauth.get(&o.provider) {
                     Some(p) => TokenSource::new(u, p.clone(), v.clone())?.map(Arc::new),
                     None => None,
                 },
                 _ => None,
             };
-            upstreams.push((resolved, source));
+            // Principals with their own secret for any of this upstream's references get an
+            // instance of their own.
+            let names: BTreeSet<String> = secrets::references(u).into_iter().map(|r| r.name).collect();
+            let owners: BTreeSet<String> = infos
+                .iter()
+                .filter(|i| !i.owner.is_empty() && names.contains(&i.name))
+                .map(|i| i.owner.clone())
+                .collect();
+            let personal = match &vault {
+                Some(v) if !owners.is_empty() => {
+                    tracing::info!(upstream = %u.name, principals = owners.len(), "per-user secrets: those principals get their own instance");
+                    Some(Personal::new(
+                        u.clone(),
+                        v.clone(),
+                        owners,
+                        cfg.gateway.limits,
+                        credential.clone(),
+                    ))
+                }
+                _ => None,
+            };
+            upstreams.push(Prepared {
+                cfg: resolved,
+                credential,
+                personal,
+            });
+        }
+        let keys = Keys::default();
+        if cfg.gateway.auth == ClientAuth::ApiKey {
+            let n = keys.reload(&store).await?;
+            if n == 0 {
+                tracing::warn!(
+                    "`auth = \"api-key\"` and no API key exists: every request will be refused; make one with `portcullis keys add PRINCIPAL`"
+                );
+            }
         }
         if let Some(v) = &vault {
             let n = secrets::install_from(v).await?;
@@ -157,7 +213,7 @@ impl Gateway {
             PinMode::Record => AuditLog::start(store.clone()).await?,
             PinMode::ReadOnly => AuditLog::disabled(),
         };
-        let gw = Gateway::start(cfg, pins, upstreams, audit);
+        let gw = Gateway::start(cfg, pins, upstreams, audit, keys, store);
         gw.reload_suspensions().await;
         if mode == PinMode::Record {
             tokio::spawn(poll_pins(Arc::downgrade(&gw)));
@@ -170,8 +226,10 @@ impl Gateway {
     pub fn start(
         cfg: Config,
         pins: Pins,
-        upstreams: Vec<(UpstreamConfig, Option<Arc<TokenSource>>)>,
+        upstreams: Vec<Prepared>,
         audit: AuditLog,
+        keys: Keys,
+        store: Store,
     ) -> Arc<Gateway> {
         crate::install_crypto();
         let cfg = Arc::new(cfg);
@@ -179,7 +237,16 @@ impl Gateway {
         let upstreams: Vec<Arc<Upstream>> = upstreams
             .into_iter()
             .enumerate()
-            .map(|(i, (u, source))| Upstream::start(i, u, cfg.gateway.limits, events_tx.clone(), source))
+            .map(|(i, p)| {
+                Upstream::start(
+                    i,
+                    p.cfg,
+                    cfg.gateway.limits,
+                    events_tx.clone(),
+                    p.credential,
+                    p.personal,
+                )
+            })
             .collect();
         let namespaces = cfg
             .upstreams
@@ -210,6 +277,8 @@ impl Gateway {
                     .collect(),
             ),
             output_scanner: OutputScanner::new(),
+            keys,
+            store,
             cfg,
             upstreams,
             namespaces,
@@ -524,6 +593,11 @@ async fn poll_pins(gw: std::sync::Weak<Gateway>) {
             return;
         }
         gw.reload_suspensions().await;
+        if gw.cfg.gateway.auth == ClientAuth::ApiKey
+            && let Err(e) = gw.keys.reload(&gw.store).await
+        {
+            tracing::warn!(error = %e, "could not re-read the API keys; keeping the last known");
+        }
         match gw.pins.reload().await {
             Ok(true) => {
                 tracing::info!("tool pins changed in the store; rebuilding the tool list");

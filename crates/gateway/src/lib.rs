@@ -6,6 +6,7 @@
 //! keeps time.
 
 pub mod audit;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;

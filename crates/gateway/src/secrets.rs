@@ -176,15 +176,24 @@ pub enum ResolveError {
     Vault(#[from] VaultError),
 }
 
-/// The upstream's config with each `vault:NAME` value replaced by the secret (as the principal
-/// `local` sees it). The returned copy goes to that upstream's supervisor only.
+/// The upstream's config with each `vault:NAME` value replaced by the shared secret. The
+/// returned copy goes to that upstream's supervisor only.
 pub async fn resolve(u: &UpstreamConfig, vault: &Vault) -> Result<UpstreamConfig, ResolveError> {
+    resolve_for(u, vault, "").await
+}
+
+/// Like [`resolve`], with `principal`'s own secret wherever they have one (the shared one
+/// elsewhere): the config of that principal's own instance of the upstream.
+pub async fn resolve_for(u: &UpstreamConfig, vault: &Vault, principal: &str) -> Result<UpstreamConfig, ResolveError> {
     let mut out = u.clone();
     for r in references(u) {
-        let secret: Secret = vault.get(&r.name, "").await?.ok_or_else(|| ResolveError::Missing {
-            key: r.key.clone(),
-            name: r.name.clone(),
-        })?;
+        let secret: Secret = vault
+            .get(&r.name, principal)
+            .await?
+            .ok_or_else(|| ResolveError::Missing {
+                key: r.key.clone(),
+                name: r.name.clone(),
+            })?;
         let value = secret.expose();
         match (&mut out.transport, &r.slot) {
             (Transport::Stdio { env: values, .. }, Slot::Env(k))

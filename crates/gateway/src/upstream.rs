@@ -2,7 +2,7 @@
 //! dies or the session ends, reports its state, and (for modern servers) keeps a
 //! `subscriptions/listen` stream open so list changes and resource updates reach the gateway.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{Call, CallSink, ClientError, ClientEvent, ConnectOptions, McpClient};
 use crate::config::UpstreamConfig;
 use crate::oauth::TokenSource;
+use portcullis_vault::Vault;
 
 /// Where an upstream stands.
 #[derive(Clone, Debug)]
@@ -55,6 +56,52 @@ pub struct Upstream {
     state: watch::Receiver<State>,
     resource_subs: watch::Sender<BTreeSet<String>>,
     stop: CancellationToken,
+    personal: Option<Personal>,
+}
+
+/// Most per-principal instances of one upstream.
+const MAX_PERSONAL: usize = 1000;
+
+/// The instances of one upstream for principals who have their own secrets for it: each such
+/// principal's calls go to a process (or session) of their own that holds only their secrets,
+/// started at their first call. Everyone else shares the main instance.
+pub struct Personal {
+    /// The upstream's config as written (with its `vault:NAME` references).
+    raw: UpstreamConfig,
+    vault: Arc<Vault>,
+    /// The principals with a secret of their own among the upstream's references.
+    owners: BTreeSet<String>,
+    limits: Limits,
+    credential: Option<Arc<TokenSource>>,
+    instances: tokio::sync::Mutex<HashMap<String, Arc<Upstream>>>,
+}
+
+impl std::fmt::Debug for Personal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Personal")
+            .field("owners", &self.owners)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Personal {
+    /// Per-principal instances of `raw` for `owners`.
+    pub fn new(
+        raw: UpstreamConfig,
+        vault: Arc<Vault>,
+        owners: BTreeSet<String>,
+        limits: Limits,
+        credential: Option<Arc<TokenSource>>,
+    ) -> Personal {
+        Personal {
+            raw,
+            vault,
+            owners,
+            limits,
+            credential,
+            instances: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// The upstream cannot take calls now.
@@ -76,6 +123,7 @@ impl Upstream {
         limits: Limits,
         events: mpsc::UnboundedSender<Event>,
         credential: Option<Arc<TokenSource>>,
+        personal: Option<Personal>,
     ) -> Arc<Upstream> {
         let (state_tx, state_rx) = watch::channel(State::Starting);
         let (subs_tx, subs_rx) = watch::channel(BTreeSet::new());
@@ -86,6 +134,7 @@ impl Upstream {
             state: state_rx,
             resource_subs: subs_tx,
             stop: stop.clone(),
+            personal,
         });
         let sup = Supervisor {
             index,
@@ -121,6 +170,36 @@ impl Upstream {
         }
     }
 
+    /// The client serving `principal`: their own instance when they have their own secrets
+    /// for this upstream (started at their first call), else the shared one.
+    pub async fn client_for(&self, principal: &str, wait: Duration) -> Result<Arc<McpClient>, Unavailable> {
+        let Some(p) = self.personal.as_ref().filter(|p| p.owners.contains(principal)) else {
+            return self.client(wait).await;
+        };
+        let instance = {
+            let mut instances = p.instances.lock().await;
+            match instances.get(principal) {
+                Some(i) => i.clone(),
+                None => {
+                    if instances.len() >= MAX_PERSONAL {
+                        return Err(self.unavailable(format!("more than {MAX_PERSONAL} per-user instances")));
+                    }
+                    let cfg = crate::secrets::resolve_for(&p.raw, &p.vault, principal)
+                        .await
+                        .map_err(|e| self.unavailable(e.to_string()))?;
+                    // Its list changes are the shared instance's to report; drop its events.
+                    let (tx, mut rx) = mpsc::unbounded_channel();
+                    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+                    tracing::info!(upstream = %self.cfg.name, %principal, "starting a per-user instance (own secrets)");
+                    let up = Upstream::start(self.index, cfg, p.limits, tx, p.credential.clone(), None);
+                    instances.insert(principal.to_owned(), up.clone());
+                    up
+                }
+            }
+        };
+        instance.client(wait).await
+    }
+
     fn unavailable(&self, reason: String) -> Unavailable {
         Unavailable {
             name: self.cfg.name.clone(),
@@ -139,6 +218,12 @@ impl Upstream {
 
     /// Stops the upstream (closing stdin / ending the session).
     pub async fn shutdown(&self) {
+        if let Some(p) = &self.personal {
+            let instances: Vec<Arc<Upstream>> = p.instances.lock().await.drain().map(|(_, u)| u).collect();
+            for i in instances {
+                Box::pin(i.shutdown()).await;
+            }
+        }
         self.stop.cancel();
         let mut rx = self.state.clone();
         let _ = tokio::time::timeout(Duration::from_secs(6), rx.wait_for(|s| matches!(s, State::Stopped))).await;

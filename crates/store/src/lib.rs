@@ -8,6 +8,7 @@
 //! policy. Callers pass the clock in, so what is stored is a function of the calls made.
 
 mod audit;
+mod keys;
 mod oauth;
 mod pins;
 mod vault;
@@ -22,6 +23,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use audit::AuditRow;
+pub use keys::ApiKey;
 pub use oauth::Grant;
 pub use pins::{Pin, Sighting};
 pub use vault::{SealedRow, SecretInfo};
@@ -40,6 +42,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (4, "audit log", include_str!("../migrations/0004_audit.sql")),
     (5, "oauth grants", include_str!("../migrations/0005_oauth_grants.sql")),
+    (6, "api keys", include_str!("../migrations/0006_api_keys.sql")),
 ];
 
 /// Why the store could not do what was asked.

@@ -91,3 +91,28 @@ async fn grants_are_kept_per_upstream_and_owner_and_replaced_on_reconnect() {
     assert!(!s.remove_grant("mail", "").await.unwrap());
     assert!(s.grants().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn api_keys_are_stored_by_id_and_revoked() {
+    let s = Store::memory().await.unwrap();
+    let k = ApiKey {
+        id: "a1".into(),
+        principal: "alice".into(),
+        hash: vec![1; 32],
+        created_at: 5,
+    };
+    s.put_api_key(&k).await.unwrap();
+    // An id clash is refused, never a silent replacement of someone's key.
+    assert!(
+        s.put_api_key(&ApiKey {
+            principal: "mallory".into(),
+            ..k.clone()
+        })
+        .await
+        .is_err()
+    );
+    assert_eq!(s.api_keys().await.unwrap(), [k]);
+    assert!(s.remove_api_key("a1").await.unwrap());
+    assert!(!s.remove_api_key("a1").await.unwrap());
+    assert!(s.api_keys().await.unwrap().is_empty());
+}

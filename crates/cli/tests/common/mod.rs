@@ -244,6 +244,8 @@ pub struct Modern {
     next: std::sync::atomic::AtomicU64,
     /// `clientInfo.name`: with the principal, a stateless client's session scope.
     client: String,
+    /// The API key sent as `Authorization: Bearer`, if any.
+    key: Option<String>,
 }
 
 impl Modern {
@@ -257,6 +259,15 @@ impl Modern {
             url: url.to_owned(),
             next: 1.into(),
             client: client.to_owned(),
+            key: None,
+        }
+    }
+
+    /// A client that authenticates with an API key.
+    pub fn with_key(url: &str, key: &str) -> Modern {
+        Modern {
+            key: Some(key.to_owned()),
+            ..Modern::new(url)
         }
     }
 
@@ -288,6 +299,10 @@ impl Modern {
         let mut headers = vec![("mcp-protocol-version", "2026-07-28"), ("mcp-method", method)];
         if let Some(n) = name.as_deref() {
             headers.push(("mcp-name", n));
+        }
+        let bearer = self.key.as_ref().map(|k| format!("Bearer {k}"));
+        if let Some(b) = bearer.as_deref() {
+            headers.push(("authorization", b));
         }
         post(&self.url, &headers, body).await
     }

@@ -45,7 +45,7 @@ impl Gateway {
             .upstreams()
             .get(upstream)
             .ok_or_else(|| GatewayError::MethodNotFound(method.to_owned()))?;
-        let client = up.client(START_WAIT).await?;
+        let client = up.client_for(&ctx.principal, START_WAIT).await?;
         let upstream_era = client.server().era;
         let mrtr = Method::of(method).allows_input_required();
 

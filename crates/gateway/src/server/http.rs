@@ -34,6 +34,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use super::streams::{KEEP_ALIVE, StreamLog, Streams};
+use crate::auth::AuthError;
+use crate::config::ClientAuth;
 use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use crate::outbox::Outbox;
@@ -48,6 +50,8 @@ const MAX_SESSIONS: usize = 10_000;
 
 struct HttpSession {
     session: Arc<Session>,
+    /// Who opened it: only they may use it.
+    principal: String,
     in_flight: Mutex<HashMap<Id, tokio::task::AbortHandle>>,
     streams: Streams,
     standalone: Mutex<Option<Arc<StreamLog>>>,
@@ -270,10 +274,41 @@ impl HttpFront {
         })
     }
 
-    fn session(&self, id: &str) -> Option<Arc<HttpSession>> {
+    /// The session `id`, if `principal` opened it (another principal's session does not
+    /// exist for them).
+    fn session(&self, id: &str, principal: &str) -> Option<Arc<HttpSession>> {
         let s = lock(&self.sessions).get(id).cloned()?;
+        if s.principal != principal {
+            return None;
+        }
         *lock(&s.last_seen) = Instant::now();
         Some(s)
+    }
+
+    /// Who is asking: the API key's principal, or the local user when clients do not
+    /// authenticate. A missing or invalid key is 401 with a `WWW-Authenticate` challenge.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<String, Response> {
+        match self.gw.cfg.gateway.auth {
+            ClientAuth::None => Ok(LOCAL_PRINCIPAL.to_owned()),
+            ClientAuth::ApiKey => self
+                .gw
+                .keys
+                .authenticate(header_str(headers, "authorization"))
+                .map_err(|e| {
+                    tracing::info!(error = %e, "client not authenticated");
+                    let challenge = match e {
+                        AuthError::Missing => r#"Bearer realm="portcullis""#,
+                        AuthError::Invalid => r#"Bearer realm="portcullis", error="invalid_token""#,
+                    };
+                    let mut r = plain(
+                        StatusCode::UNAUTHORIZED,
+                        ErrorObject::new(code::INVALID_REQUEST, e.to_string()),
+                    );
+                    r.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                    r
+                }),
+        }
     }
 }
 
@@ -284,10 +319,14 @@ async fn mcp_endpoint(State(front): State<Arc<HttpFront>>, req: Request) -> Resp
     if let Err(r) = front.guard(req.headers()) {
         return r;
     }
+    let principal = match front.authenticate(req.headers()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     match *req.method() {
-        HttpMethod::POST => post(front, req).await,
-        HttpMethod::GET => get(front, req.headers()),
-        HttpMethod::DELETE => delete(front, req.headers()),
+        HttpMethod::POST => post(front, req, &principal).await,
+        HttpMethod::GET => get(front, req.headers(), &principal),
+        HttpMethod::DELETE => delete(front, req.headers(), &principal),
         _ => Response::builder()
             .status(StatusCode::METHOD_NOT_ALLOWED)
             .header(header::ALLOW, "GET, POST, DELETE")
@@ -300,7 +339,7 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn post(front: Arc<HttpFront>, req: Request) -> Response {
+async fn post(front: Arc<HttpFront>, req: Request, principal: &str) -> Response {
     let (parts, body) = req.into_parts();
     let limits = front.gw.cfg.gateway.limits;
     let bytes = match axum::body::to_bytes(body, limits.max_frame_bytes).await {
@@ -330,13 +369,13 @@ async fn post(front: Arc<HttpFront>, req: Request) -> Response {
                 None => session_id.is_none() && Method::of(&r.method) != Method::Initialize && meta.is_modern(),
             };
             if modern {
-                modern_request(front, headers, r, meta).await
+                modern_request(front, headers, r, meta, principal).await
             } else {
-                legacy_request(front, headers, r).await
+                legacy_request(front, headers, r, principal).await
             }
         }
         Message::Notification(n) => {
-            if let Some(s) = session_id.and_then(|id| front.session(id)) {
+            if let Some(s) = session_id.and_then(|id| front.session(id, principal)) {
                 legacy_notification(&s, n);
             }
             Response::builder()
@@ -344,7 +383,7 @@ async fn post(front: Arc<HttpFront>, req: Request) -> Response {
                 .body(Body::empty())
                 .unwrap_or_default()
         }
-        Message::Response(r) => match session_id.and_then(|id| front.session(id)) {
+        Message::Response(r) => match session_id.and_then(|id| front.session(id, principal)) {
             Some(s) => {
                 s.session.requester.complete(r);
                 Response::builder()
@@ -473,18 +512,24 @@ fn check_param_headers(front: &HttpFront, headers: &HeaderMap, r: &RpcRequest) -
     Ok(())
 }
 
-async fn modern_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcRequest, meta: RequestMeta) -> Response {
+async fn modern_request(
+    front: Arc<HttpFront>,
+    headers: &HeaderMap,
+    r: RpcRequest,
+    meta: RequestMeta,
+    principal: &str,
+) -> Response {
     if let Err(resp) = check_modern_headers(&front, headers, &r, &meta) {
         return resp;
     }
     if let Err(e) = super::validate_modern(&meta) {
         return error_response(StatusCode::BAD_REQUEST, Some(r.id), e);
     }
-    let ctx = ClientCtx::modern(&meta, LOCAL_PRINCIPAL);
+    let ctx = ClientCtx::modern(&meta, principal);
     answer(front, ctx, r, None).await
 }
 
-async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcRequest) -> Response {
+async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcRequest, principal: &str) -> Response {
     if Method::of(&r.method) == Method::Initialize {
         if lock(&front.sessions).len() >= MAX_SESSIONS {
             return error_response(
@@ -498,6 +543,7 @@ async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcReques
         let sid = URL_SAFE_NO_PAD.encode(bytes);
         let session = Arc::new(Session::from_initialize(sid.clone(), r.params.as_ref()));
         let hs = Arc::new(HttpSession {
+            principal: principal.to_owned(),
             in_flight: Mutex::new(HashMap::new()),
             pump: spawn_change_pump(
                 front.gw.clone(),
@@ -512,7 +558,7 @@ async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcReques
             permits: Arc::new(Semaphore::new(front.gw.cfg.gateway.max_concurrent_calls)),
         });
         lock(&front.sessions).insert(sid.clone(), hs.clone());
-        let ctx = ClientCtx::legacy(hs.session.clone(), LOCAL_PRINCIPAL);
+        let ctx = ClientCtx::legacy(hs.session.clone(), principal);
         let mut resp = answer(front, ctx, r, Some(hs)).await;
         if let Ok(v) = HeaderValue::from_str(&sid) {
             resp.headers_mut().insert("mcp-session-id", v);
@@ -529,7 +575,7 @@ async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcReques
             ),
         );
     };
-    let Some(hs) = front.session(sid) else {
+    let Some(hs) = front.session(sid, principal) else {
         return error_response(
             StatusCode::NOT_FOUND,
             Some(r.id),
@@ -551,7 +597,7 @@ async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcReques
             ),
         );
     }
-    let ctx = ClientCtx::legacy(hs.session.clone(), LOCAL_PRINCIPAL);
+    let ctx = ClientCtx::legacy(hs.session.clone(), principal);
     answer(front, ctx, r, Some(hs)).await
 }
 
@@ -677,7 +723,7 @@ fn legacy_notification(hs: &HttpSession, n: Notification) {
     }
 }
 
-fn get(front: Arc<HttpFront>, headers: &HeaderMap) -> Response {
+fn get(front: Arc<HttpFront>, headers: &HeaderMap, principal: &str) -> Response {
     let modern = header_str(headers, "mcp-protocol-version").is_some_and(|v| mcp::Era::of_version(v) == Era::Modern);
     let Some(sid) = header_str(headers, "mcp-session-id").filter(|_| !modern) else {
         return Response::builder()
@@ -686,7 +732,7 @@ fn get(front: Arc<HttpFront>, headers: &HeaderMap) -> Response {
             .body(Body::empty())
             .unwrap_or_default();
     };
-    let Some(hs) = front.session(sid) else {
+    let Some(hs) = front.session(sid, principal) else {
         return plain(
             StatusCode::NOT_FOUND,
             ErrorObject::new(code::INVALID_REQUEST, "session not found"),
@@ -712,7 +758,7 @@ fn get(front: Arc<HttpFront>, headers: &HeaderMap) -> Response {
     sse_response(log.reader(None))
 }
 
-fn delete(front: Arc<HttpFront>, headers: &HeaderMap) -> Response {
+fn delete(front: Arc<HttpFront>, headers: &HeaderMap, principal: &str) -> Response {
     let Some(sid) = header_str(headers, "mcp-session-id") else {
         return Response::builder()
             .status(StatusCode::METHOD_NOT_ALLOWED)
@@ -720,7 +766,13 @@ fn delete(front: Arc<HttpFront>, headers: &HeaderMap) -> Response {
             .body(Body::empty())
             .unwrap_or_default();
     };
-    let removed = lock(&front.sessions).remove(sid);
+    let removed = {
+        let mut sessions = lock(&front.sessions);
+        match sessions.get(sid) {
+            Some(s) if s.principal == principal => sessions.remove(sid),
+            _ => None,
+        }
+    };
     match removed {
         Some(hs) => {
             hs.session.requester.close();
