@@ -1,13 +1,19 @@
-//! `portcullis audit`: check the audit log's hash chain, and export it.
+//! `portcullis audit`: check the audit log's hash chain and its signed checkpoints, export it,
+//! and print the public key auditors verify the checkpoints with.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use portcullis_core::audit::{Row, Verifier};
+use portcullis_core::audit::checkpoint::{self, Checkpoint, VerifyingKey};
+use portcullis_core::audit::{Broken, Row, Verifier};
+use portcullis_gateway::config::Config;
+use portcullis_gateway::secrets;
 use portcullis_store::Store;
+use portcullis_vault::{KeySource, Vault};
 
-use crate::EX_CANTCREAT;
+use crate::{EX_CANTCREAT, EX_USAGE};
 
 /// Exit code when the chain is broken.
 const EX_DATAERR: u8 = 65;
@@ -17,11 +23,16 @@ const PAGE: i64 = 10_000;
 /// `portcullis audit …`.
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Recompute the hash chain and name the first record that does not verify.
+    /// Recompute the hash chain and the signed checkpoints; name the first record that does
+    /// not verify.
     Verify {
         /// The configuration file.
         #[arg(long, short, env = "PORTCULLIS_CONFIG", default_value = "portcullis.toml")]
         config: PathBuf,
+        /// Verify the checkpoints with this public key (from `portcullis audit public-key`)
+        /// instead of the vault's: for an auditor without the master key.
+        #[arg(long)]
+        public_key: Option<String>,
     },
     /// Print every record as one JSON object per line.
     Export {
@@ -32,13 +43,46 @@ pub enum AuditCommand {
         #[arg(long)]
         jsonl: bool,
     },
+    /// Print the public key the checkpoints are signed with (its private half is in the vault).
+    PublicKey {
+        /// The configuration file.
+        #[arg(long, short, env = "PORTCULLIS_CONFIG", default_value = "portcullis.toml")]
+        config: PathBuf,
+    },
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("portcullis audit: {message}");
+    ExitCode::from(code)
+}
+
+/// The checkpoint key from the vault, if a master key is at hand and the gateway has made one.
+/// Never creates one: verifying must not change anything.
+async fn vault_key(cfg: &Config, store: &Store) -> Result<Option<VerifyingKey>, String> {
+    let salt = match cfg.vault {
+        KeySource::Passphrase => Some(Vault::passphrase_salt(store).await.map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let key = match secrets::master_key(&cfg.vault, &cfg.gateway.data_dir, salt.as_deref()) {
+        Ok(Some(k)) => k,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let vault = Vault::open(store.clone(), key, &cfg.vault.to_string())
+        .await
+        .map_err(|e| e.to_string())?;
+    let key = portcullis_gateway::audit::existing_signing_key(&vault)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(key.map(|k| checkpoint::public_of(&k)))
 }
 
 /// Runs the command.
 pub async fn run(cmd: AuditCommand) -> ExitCode {
-    let (config, export) = match &cmd {
-        AuditCommand::Verify { config } => (config, false),
-        AuditCommand::Export { config, .. } => (config, true),
+    let (config, export, public_key) = match &cmd {
+        AuditCommand::Verify { config, public_key } => (config, false, public_key.clone()),
+        AuditCommand::Export { config, .. } => (config, true, None),
+        AuditCommand::PublicKey { config } => (config, false, None),
     };
     let cfg = match crate::load(config) {
         Ok(c) => c,
@@ -46,20 +90,44 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
     };
     let store = match Store::open(&cfg.gateway.data_dir).await {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("portcullis audit: {e}");
-            return ExitCode::from(EX_CANTCREAT);
-        }
+        Err(e) => return fail(EX_CANTCREAT, e),
     };
+    if let AuditCommand::PublicKey { .. } = cmd {
+        return match vault_key(&cfg, &store).await {
+            Ok(Some(k)) => {
+                outln!("{}", checkpoint::encode_public(&k));
+                eprintln!("portcullis audit: key id {}", checkpoint::key_id(&k));
+                ExitCode::SUCCESS
+            }
+            Ok(None) => fail(
+                EX_USAGE,
+                "no audit signing key: it is made by the gateway's first start with a vault (and a master key must be at hand to read it)",
+            ),
+            Err(e) => fail(EX_USAGE, e),
+        };
+    }
+    let checkpoints: Vec<Checkpoint> = match store.audit_checkpoints().await {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|c| Checkpoint {
+                seq: c.seq,
+                hash: c.hash,
+                at_ms: c.at_ms,
+                prev: c.prev,
+                key_id: c.key_id,
+                signature: c.signature,
+            })
+            .collect(),
+        Err(e) => return fail(EX_CANTCREAT, e),
+    };
+    let covered: BTreeSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
+    let mut hashes: HashMap<i64, String> = HashMap::new();
     let mut verifier = Verifier::new();
     let mut after = 0;
     loop {
         let rows = match store.audit_rows(after, PAGE).await {
             Ok(r) => r,
-            Err(e) => {
-                eprintln!("portcullis audit: {e}");
-                return ExitCode::from(EX_CANTCREAT);
-            }
+            Err(e) => return fail(EX_CANTCREAT, e),
         };
         let Some(last) = rows.last() else { break };
         after = last.seq;
@@ -77,19 +145,67 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
                     "{}",
                     serde_json::json!({"seq": row.seq, "at_ms": row.at_ms, "record": body, "prev": row.prev, "hash": row.hash})
                 );
-            } else if let Err(broken) = verifier.push(&row) {
-                outln!("broken: {broken}");
-                eprintln!(
-                    "portcullis audit: the chain verifies up to record {}; it has been tampered with from record {} on",
-                    verifier.verified(),
-                    broken.seq
-                );
-                return ExitCode::from(EX_DATAERR);
+                continue;
+            }
+            if let Err(broken) = verifier.push(&row) {
+                return tampered(&broken, verifier.verified());
+            }
+            if covered.contains(&row.seq) {
+                hashes.insert(row.seq, row.hash.clone());
             }
         }
     }
-    if !export {
-        outln!("ok: {} records, the hash chain is intact", verifier.verified());
+    if export {
+        return ExitCode::SUCCESS;
     }
-    ExitCode::SUCCESS
+    let head = verifier.verified();
+    let key = match public_key {
+        Some(text) => match checkpoint::decode_public(&text) {
+            Some(k) => Some(k),
+            None => return fail(EX_USAGE, "`--public-key` is not a base64 Ed25519 public key"),
+        },
+        None => match vault_key(&cfg, &store).await {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("portcullis audit: cannot read the checkpoint key from the vault: {e}");
+                None
+            }
+        },
+    };
+    outln!("ok: {head} records, the hash chain is intact");
+    match key {
+        Some(k) => match checkpoint::verify(&checkpoints, &k, head, |s| hashes.get(&s).cloned()) {
+            Ok(report) => {
+                outln!(
+                    "ok: {} signed checkpoints (key {}) cover records 1 to {}; {} newer records are not signed yet",
+                    report.checkpoints,
+                    checkpoint::key_id(&k),
+                    report.signed_through,
+                    head - report.signed_through
+                );
+                ExitCode::SUCCESS
+            }
+            Err(broken) => tampered(&broken, broken.seq.saturating_sub(1).min(head)),
+        },
+        None if checkpoints.is_empty() => {
+            outln!("no signed checkpoints (the gateway signs them when it has a vault)");
+            ExitCode::SUCCESS
+        }
+        None => {
+            outln!(
+                "unverified: {} signed checkpoints, and no key to check them (no master key here; give `--public-key`)",
+                checkpoints.len()
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn tampered(broken: &Broken, good: i64) -> ExitCode {
+    outln!("broken: {broken}");
+    eprintln!(
+        "portcullis audit: the log verifies up to record {good}; it has been tampered with from record {} on",
+        broken.seq
+    );
+    ExitCode::from(EX_DATAERR)
 }

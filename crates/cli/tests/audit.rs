@@ -192,3 +192,147 @@ async fn processes_sharing_a_data_dir_share_one_chain() {
         .count();
     assert_eq!(decisions, 6, "{out}");
 }
+
+/// Recomputes every record's hash after `edit` (Python, as an attacker with the file would):
+/// the chain itself verifies again afterwards.
+const REWRITE: &str = r#"
+import hashlib, sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+rows = c.execute("SELECT seq, at_ms, body FROM audit_records ORDER BY seq").fetchall()
+prev = "0" * 64
+for seq, at_ms, body in rows:
+    if seq == 1:
+        body = body.replace('"permit"', '"forbid"')
+    h = hashlib.sha256(f"portcullis-audit-v1\n{seq}\n{at_ms}\n{prev}\n".encode() + body.encode()).hexdigest()
+    c.execute("UPDATE audit_records SET body = ?, prev = ?, hash = ? WHERE seq = ?", (body, prev, h, seq))
+    prev = h
+c.commit()
+"#;
+
+fn copy_state(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_checkpoints_catch_a_rewritten_chain_truncation_and_removed_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("master.key");
+    let config_for = |state: &str| {
+        format!(
+            "[gateway]\ndata_dir = {}\n\n[vault]\nkey_file = {}\n\n[audit]\ncheckpoint_every = 4\n\n{}",
+            toml_str(&dir.path().join(state).to_string_lossy()),
+            toml_str(&key.to_string_lossy()),
+            raw_upstream("raw", "output = \"trusted\"")
+        )
+    };
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(&config, config_for("state")).unwrap();
+    let c = config.to_str().unwrap();
+    let (code, _, err) = cli(&["vault", "init", "--key-file", key.to_str().unwrap(), "--config", c]).await;
+    assert_eq!(code, 0, "{err}");
+
+    let gateway = format!("data_dir = {}", toml_str(&dir.path().join("state").to_string_lossy()));
+    let rest = format!(
+        "[vault]\nkey_file = {}\n\n[audit]\ncheckpoint_every = 4\n\n{}",
+        toml_str(&key.to_string_lossy()),
+        raw_upstream("raw", "output = \"trusted\"")
+    );
+    let mut gw = Served::start_config(&gateway, &rest, &[]).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let client = Modern::new(&gw.url);
+    for _ in 0..5 {
+        let r = client.call("raw__pid", json!({})).await;
+        assert!(r["result"].is_object(), "{r}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A clean stop signs the head.
+    let pid = gw.child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), gw.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: 10 records, the hash chain is intact"), "{out}");
+    // Checkpoints at 4 and 8 (the batches that passed them) and the head at shutdown.
+    assert!(
+        out.contains("signed checkpoints") && out.contains("cover records 1 to 10; 0 newer"),
+        "{out}"
+    );
+    let (code, public, err) = cli(&["audit", "public-key", "--config", c]).await;
+    assert_eq!(code, 0, "{err}");
+    let public = public.trim().to_owned();
+    // An auditor without the master key verifies with the public key alone.
+    let auditor = dir.path().join("auditor.toml");
+    std::fs::write(
+        &auditor,
+        format!(
+            "[gateway]\ndata_dir = {}\n",
+            toml_str(&dir.path().join("state").to_string_lossy())
+        ),
+    )
+    .unwrap();
+    let a = auditor.to_str().unwrap();
+    let (code, out, _) = cli(&["audit", "verify", "--config", a]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("unverified:"), "{out}");
+    let (code, out, err) = cli(&["audit", "verify", "--public-key", &public, "--config", a]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("cover records 1 to 10"), "{out}");
+
+    let db = |state: &str| dir.path().join(state).join("portcullis.db");
+    let scenario = |name: &'static str| {
+        copy_state(&dir.path().join("state"), &dir.path().join(name));
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, config_for(name)).unwrap();
+        path
+    };
+
+    // The whole chain rewritten consistently: the chain verifies, the signatures do not.
+    let cfg = scenario("rewritten");
+    let status = std::process::Command::new("python3")
+        .args(["-c", REWRITE, db("rewritten").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, out, _) = cli(&["audit", "verify", "--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(code, 65, "{out}");
+    assert!(out.contains("the chain was rewritten"), "{out}");
+
+    // The newest records removed (and the chain still intact up to there).
+    let cfg = scenario("truncated");
+    tamper(&db("truncated"), "DELETE FROM audit_records WHERE seq > 6;");
+    let (code, out, _) = cli(&["audit", "verify", "--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(code, 65, "{out}");
+    assert!(out.contains("audit record 7") && out.contains("truncated"), "{out}");
+
+    // A checkpoint removed.
+    let cfg = scenario("unsigned");
+    tamper(
+        &db("unsigned"),
+        "DELETE FROM audit_checkpoints WHERE seq = (SELECT MIN(seq) FROM audit_checkpoints);",
+    );
+    let (code, out, _) = cli(&["audit", "verify", "--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(code, 65, "{out}");
+    assert!(out.contains("a checkpoint was removed"), "{out}");
+
+    // A checkpoint's signature altered.
+    let cfg = scenario("forged");
+    tamper(&db("forged"), "UPDATE audit_checkpoints SET at_ms = at_ms + 1;");
+    let (code, out, _) = cli(&["audit", "verify", "--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(code, 65, "{out}");
+    assert!(out.contains("does not verify"), "{out}");
+}

@@ -6,8 +6,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ed25519_dalek::SigningKey;
 use portcullis_core::audit;
-use portcullis_store::{AuditRow, Store, StoreError};
+use portcullis_core::audit::checkpoint;
+use portcullis_store::{AuditRow, CheckpointRow, Store, StoreError};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
@@ -21,10 +23,111 @@ const MAX_VALUE: usize = 512;
 
 type Pending = (i64, Value, oneshot::Sender<bool>);
 
+enum Msg {
+    Record(Pending),
+    /// Sign the head (at shutdown), then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// The vault secret holding the audit log's Ed25519 signing key.
+pub const SIGNING_KEY: &str = "audit.signing-key";
+
+/// What signs checkpoints, and how often.
+pub struct Signer {
+    key: SigningKey,
+    /// A checkpoint whenever the chain passes a multiple of this many records.
+    every: i64,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("key_id", &checkpoint::key_id(&self.key.verifying_key()))
+            .field("every", &self.every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// A signer with `key` (32 bytes), every `every` records.
+    pub fn new(key: &[u8; 32], every: u64) -> Signer {
+        Signer {
+            key: SigningKey::from_bytes(key),
+            every: i64::try_from(every.max(1)).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn make(&self) -> impl Fn(i64, &str, i64) -> CheckpointRow + Send + Sync + '_ {
+        move |seq, hash, prev| {
+            let c = checkpoint::sign(&self.key, seq, hash, now_ms(), prev);
+            CheckpointRow {
+                seq: c.seq,
+                hash: c.hash,
+                at_ms: c.at_ms,
+                prev: c.prev,
+                key_id: c.key_id,
+                signature: c.signature,
+            }
+        }
+    }
+}
+
+fn decode_key(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, portcullis_vault::VaultError> {
+    use base64::Engine as _;
+    let bytes = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .unwrap_or_default(),
+    );
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    if bytes.len() != 32 {
+        return Err(portcullis_vault::VaultError::Tampered(SIGNING_KEY.to_owned()));
+    }
+    key.copy_from_slice(&bytes);
+    Ok(key)
+}
+
+/// The audit signing key in the vault, if the gateway has made one (never makes one).
+pub async fn existing_signing_key(
+    vault: &portcullis_vault::Vault,
+) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, portcullis_vault::VaultError> {
+    match vault.get(SIGNING_KEY, "").await? {
+        Some(s) => decode_key(s.expose()).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The audit signing key from the vault, made (32 random bytes) and stored on first use.
+pub async fn signing_key(
+    vault: &portcullis_vault::Vault,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, portcullis_vault::VaultError> {
+    use base64::Engine as _;
+    if let Some(k) = existing_signing_key(vault).await? {
+        return Ok(k);
+    }
+    let mut fresh = zeroize::Zeroizing::new([0u8; 32]);
+    rand::fill(fresh.as_mut());
+    let text = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(fresh.as_ref()));
+    vault.set(SIGNING_KEY, "", &text).await?;
+    // Two processes starting at once: whichever write landed is the key.
+    existing_signing_key(vault)
+        .await?
+        .ok_or_else(|| portcullis_vault::VaultError::Tampered(SIGNING_KEY.to_owned()))
+}
+
 /// The audit log of one gateway (`None` inside: a gateway that only looks writes none).
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: Option<mpsc::UnboundedSender<Pending>>,
+    tx: Option<mpsc::UnboundedSender<Msg>>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Msg::Record(_) => "Record",
+            Msg::Close(_) => "Close",
+        })
+    }
 }
 
 fn now_ms() -> i64 {
@@ -71,12 +174,22 @@ impl AuditLog {
         AuditLog { tx: None }
     }
 
-    /// Starts the writer over `store`, continuing its chain.
-    pub async fn start(store: Store) -> Result<AuditLog, StoreError> {
+    /// Starts the writer over `store`, continuing its chain, signing checkpoints with `signer`
+    /// (none without a vault).
+    pub async fn start(store: Store, signer: Option<Signer>) -> Result<AuditLog, StoreError> {
         let head = store.audit_head().await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer(store, head, rx));
+        tokio::spawn(writer(store, head, rx, signer));
         Ok(AuditLog { tx: Some(tx) })
+    }
+
+    /// Writes what is queued and signs the head: called when the gateway stops.
+    pub async fn close(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (ack, done) = oneshot::channel();
+        if tx.send(Msg::Close(ack)).is_ok() {
+            let _ = tokio::time::timeout(COMMIT_WAIT, done).await;
+        }
     }
 
     /// Records `body` and waits until it is committed; `false` when it could not be (the caller
@@ -84,7 +197,7 @@ impl AuditLog {
     pub async fn record(&self, body: Value) -> bool {
         let Some(tx) = &self.tx else { return true };
         let (ack, done) = oneshot::channel();
-        if tx.send((now_ms(), body, ack)).is_err() {
+        if tx.send(Msg::Record((now_ms(), body, ack))).is_err() {
             return false;
         }
         matches!(tokio::time::timeout(COMMIT_WAIT, done).await, Ok(Ok(true)))
@@ -94,50 +207,93 @@ impl AuditLog {
     pub fn note(&self, body: Value) {
         if let Some(tx) = &self.tx {
             let (ack, _) = oneshot::channel();
-            let _ = tx.send((now_ms(), body, ack));
+            let _ = tx.send(Msg::Record((now_ms(), body, ack)));
         }
     }
 }
 
-async fn writer(store: Store, mut head: Option<(i64, String)>, mut rx: mpsc::UnboundedReceiver<Pending>) {
+async fn writer(
+    store: Store,
+    mut head: Option<(i64, String)>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    signer: Option<Signer>,
+) {
+    let mut closing: Option<oneshot::Sender<()>> = None;
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let mut batch = Vec::new();
+        match first {
+            Msg::Record(p) => batch.push(p),
+            Msg::Close(ack) => closing = Some(ack),
+        }
+        while batch.len() < MAX_BATCH && closing.is_none() {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(Msg::Record(p)) => batch.push(p),
+                Ok(Msg::Close(ack)) => closing = Some(ack),
                 Err(_) => break,
             }
         }
-        // Another process sharing the database (a second `portcullis stdio`, a `portcullis
-        // call`) may have appended since: on a conflict, re-read the head and chain again.
-        let mut ok = false;
-        for attempt in 0..5 {
-            if attempt > 0 {
-                match store.audit_head().await {
-                    Ok(h) => head = h,
-                    Err(e) => tracing::warn!(error = %e, "could not re-read the audit head"),
-                }
-            }
-            let (rows, last) = chain(head.as_ref(), &batch);
-            match store.append_audit(&rows).await {
-                Ok(()) => {
-                    head = last;
-                    ok = true;
-                    break;
-                }
-                Err(e) => tracing::warn!(error = %e, attempt, "audit append failed; retrying from the current head"),
+        if !batch.is_empty() {
+            let (h, ok) = commit(&store, head, &batch, signer.as_ref()).await;
+            head = h;
+            for (_, _, ack) in batch {
+                let _ = ack.send(ok);
             }
         }
-        if !ok {
-            tracing::error!(
-                records = batch.len(),
-                "could not write the audit log; the calls waiting on it are refused"
-            );
-        }
-        for (_, _, ack) in batch {
-            let _ = ack.send(ok);
+        if let Some(ack) = closing.take() {
+            if let Some(s) = &signer {
+                match store.checkpoint_head(&s.make()).await {
+                    Ok(true) => tracing::debug!("audit head signed at shutdown"),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not sign the audit head at shutdown"),
+                }
+            }
+            let _ = ack.send(());
         }
     }
+}
+
+/// Commits one batch (a checkpoint with it when it passes a multiple of the signer's
+/// interval); returns the new head and whether the batch was committed.
+async fn commit(
+    store: &Store,
+    mut head: Option<(i64, String)>,
+    batch: &[Pending],
+    signer: Option<&Signer>,
+) -> (Option<(i64, String)>, bool) {
+    // Another process sharing the database (a second `portcullis stdio`, a `portcullis
+    // call`) may have appended since: on a conflict, re-read the head and chain again.
+    let mut ok = false;
+    for attempt in 0..5 {
+        if attempt > 0 {
+            match store.audit_head().await {
+                Ok(h) => head = h,
+                Err(e) => tracing::warn!(error = %e, "could not re-read the audit head"),
+            }
+        }
+        let (rows, last) = chain(head.as_ref(), batch);
+        let before = head.as_ref().map_or(0, |(s, _)| *s);
+        let after = last.as_ref().map_or(0, |(s, _)| *s);
+        let make = signer.filter(|s| before / s.every != after / s.every).map(Signer::make);
+        let result = match &make {
+            Some(m) => store.append_audit_signed(&rows, Some(m)).await,
+            None => store.append_audit(&rows).await,
+        };
+        match result {
+            Ok(()) => {
+                head = last;
+                ok = true;
+                break;
+            }
+            Err(e) => tracing::warn!(error = %e, attempt, "audit append failed; retrying from the current head"),
+        }
+    }
+    if !ok {
+        tracing::error!(
+            records = batch.len(),
+            "could not write the audit log; the calls waiting on it are refused"
+        );
+    }
+    (head, ok)
 }
 
 /// The rows for `batch` after `head`, and the new head.

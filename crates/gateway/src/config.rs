@@ -81,6 +81,8 @@ pub struct Config {
     pub anomaly: AnomalyConfig,
     /// OAuth providers for upstream services (`[oauth.NAME]`), by name.
     pub oauth: BTreeMap<String, oauth::Provider>,
+    /// The audit log (`[audit]`).
+    pub audit: AuditConfig,
     /// Where the configuration was read from (relative paths resolve against its directory).
     pub source: PathBuf,
 }
@@ -161,6 +163,14 @@ pub struct AnomalyConfig {
     pub suspend: bool,
     /// Where alerts are POSTed as JSON, if anywhere.
     pub webhook: Option<reqwest::Url>,
+}
+
+/// The audit log (`[audit]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// A signed checkpoint whenever the chain passes a multiple of this many records (and at
+    /// shutdown).
+    pub checkpoint_every: u64,
 }
 
 /// How tool definitions are pinned (`[pins]`).
@@ -286,6 +296,14 @@ struct RawConfig {
     rate: Option<Spanned<controls::RawRate>>,
     #[serde(default)]
     oauth: BTreeMap<String, Spanned<oauth::RawProvider>>,
+    #[serde(default)]
+    audit: RawAudit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    checkpoint_every: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -435,6 +453,15 @@ impl Lowering<'_> {
             vault: self.vault(raw.vault)?,
             anomaly: self.anomaly(raw.anomaly)?,
             oauth: providers,
+            audit: AuditConfig {
+                checkpoint_every: self.bounded(
+                    raw.audit.checkpoint_every,
+                    "audit.checkpoint_every",
+                    1,
+                    1_000_000,
+                    1000,
+                )?,
+            },
             rate,
             source: self.path.to_owned(),
         })

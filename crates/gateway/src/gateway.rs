@@ -205,12 +205,26 @@ impl Gateway {
                 );
             }
         }
+        // The audit signing key (made on first use) before the redactor, which covers it too.
+        let signer = match (&vault, mode) {
+            (Some(v), PinMode::Record) => {
+                let key = crate::audit::signing_key(v).await?;
+                Some(crate::audit::Signer::new(&key, cfg.audit.checkpoint_every))
+            }
+            (None, PinMode::Record) => {
+                tracing::warn!(
+                    "no vault: the audit log is hash-chained but its checkpoints are not signed (configure `[vault]`)"
+                );
+                None
+            }
+            (_, PinMode::ReadOnly) => None,
+        };
         if let Some(v) = &vault {
             let n = secrets::install_from(v).await?;
             tracing::debug!(secrets = n, "redacting every vault secret from output and logs");
         }
         let audit = match mode {
-            PinMode::Record => AuditLog::start(store.clone()).await?,
+            PinMode::Record => AuditLog::start(store.clone(), signer).await?,
             PinMode::ReadOnly => AuditLog::disabled(),
         };
         let gw = Gateway::start(cfg, pins, upstreams, audit, keys, store);
@@ -361,6 +375,7 @@ impl Gateway {
         self.shutdown.cancel();
         futures::future::join_all(self.upstreams.iter().map(|u| u.shutdown())).await;
         self.pins.flush().await;
+        self.audit.close().await;
     }
 
     fn settle(&self, index: usize) {

@@ -19,6 +19,47 @@ pub struct AuditRow {
     pub hash: String,
 }
 
+/// One stored checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointRow {
+    /// The record it covers.
+    pub seq: i64,
+    /// That record's hash.
+    pub hash: String,
+    /// When signed, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The previous checkpoint's `seq` (0: none).
+    pub prev: i64,
+    /// The signing key's id.
+    pub key_id: String,
+    /// The signature, base64.
+    pub signature: String,
+}
+
+/// Makes the checkpoint over record (`seq`, `hash`) following checkpoint `prev`; called inside
+/// the transaction that stores it, so `prev` is the newest checkpoint of the database.
+pub type MakeCheckpoint<'a> = dyn Fn(i64, &str, i64) -> CheckpointRow + Send + Sync + 'a;
+
+async fn last_checkpoint(tx: &mut sqlx::SqliteConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM audit_checkpoints")
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("seq")
+}
+
+async fn insert_checkpoint(tx: &mut sqlx::SqliteConnection, c: &CheckpointRow) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO audit_checkpoints (seq, hash, at_ms, prev, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.at_ms)
+        .bind(c.prev)
+        .bind(&c.key_id)
+        .bind(&c.signature)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// The last record's sequence number and hash.
     pub async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
@@ -32,6 +73,16 @@ impl Store {
 
     /// Appends records in one transaction: all or none.
     pub async fn append_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        self.append_audit_signed(rows, None).await
+    }
+
+    /// Appends records and, with `checkpoint`, a checkpoint over the last of them, in one
+    /// transaction: all or none.
+    pub async fn append_audit_signed(
+        &self,
+        rows: &[AuditRow],
+        checkpoint: Option<&MakeCheckpoint<'_>>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for r in rows {
             sqlx::query("INSERT INTO audit_records (seq, at_ms, body, prev, hash) VALUES (?, ?, ?, ?, ?)")
@@ -43,8 +94,50 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        if let (Some(make), Some(last)) = (checkpoint, rows.last()) {
+            let prev = last_checkpoint(&mut tx).await?;
+            insert_checkpoint(&mut tx, &make(last.seq, &last.hash, prev)).await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Signs the head of the chain when no checkpoint covers it yet (at shutdown); whether one
+    /// was written.
+    pub async fn checkpoint_head(&self, make: &MakeCheckpoint<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(head) = head else { return Ok(false) };
+        let (seq, hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+        let prev = last_checkpoint(&mut tx).await?;
+        if prev >= seq {
+            return Ok(false);
+        }
+        insert_checkpoint(&mut tx, &make(seq, &hash, prev)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every checkpoint, in order.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        let rows = sqlx::query("SELECT seq, hash, at_ms, prev, key_id, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CheckpointRow {
+                    seq: r.try_get("seq")?,
+                    hash: r.try_get("hash")?,
+                    at_ms: r.try_get("at_ms")?,
+                    prev: r.try_get("prev")?,
+                    key_id: r.try_get("key_id")?,
+                    signature: r.try_get("signature")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     /// Up to `limit` records after `after_seq`, in order (the physical order of `seq`).

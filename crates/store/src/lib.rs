@@ -22,7 +22,7 @@ use sqlx::SqlSafeStr as _;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-pub use audit::AuditRow;
+pub use audit::{AuditRow, CheckpointRow, MakeCheckpoint};
 pub use keys::ApiKey;
 pub use oauth::Grant;
 pub use pins::{Pin, Sighting};
@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "audit log", include_str!("../migrations/0004_audit.sql")),
     (5, "oauth grants", include_str!("../migrations/0005_oauth_grants.sql")),
     (6, "api keys", include_str!("../migrations/0006_api_keys.sql")),
+    (
+        7,
+        "audit checkpoints",
+        include_str!("../migrations/0007_audit_checkpoints.sql"),
+    ),
 ];
 
 /// Why the store could not do what was asked.
