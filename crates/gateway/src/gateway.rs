@@ -97,6 +97,8 @@ pub struct Gateway {
     pub(crate) output_scanner: OutputScanner,
     /// The API keys HTTP clients authenticate with (`[gateway] auth = "api-key"`).
     pub keys: Keys,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
     store: Store,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
@@ -292,6 +294,7 @@ impl Gateway {
             ),
             output_scanner: OutputScanner::new(),
             keys,
+            metrics: crate::metrics::Metrics::default(),
             store,
             cfg,
             upstreams,
@@ -330,6 +333,18 @@ impl Gateway {
     /// Subscribes to catalog changes and resource updates.
     pub fn changes(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    /// Whether every upstream has listed its items once or failed once (the catalog is as
+    /// complete as it will get), and each upstream's name and readiness.
+    pub fn readiness(&self) -> (bool, Vec<(String, bool)>) {
+        let settled = self.settled.borrow().iter().all(|b| *b);
+        let ups = self
+            .upstreams
+            .iter()
+            .map(|u| (u.cfg.name.clone(), matches!(u.state(), State::Ready(_))))
+            .collect();
+        (settled && !self.shutdown.is_cancelled(), ups)
     }
 
     /// Waits until every upstream has either listed its items once or failed once, or until

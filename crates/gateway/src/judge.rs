@@ -243,6 +243,7 @@ impl Gateway {
             Ok(()) => ("permit", String::new()),
             Err(e) => (outcome_name(e), e.to_string()),
         };
+        self.metrics.decision(&tool.upstream, decision);
         let labels = self.taint.snapshot(ctx, &Value::Null, false).label.names();
         let body = crate::audit::decision_body(
             &ctx.principal,

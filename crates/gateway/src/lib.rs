@@ -14,6 +14,7 @@ pub mod exchange;
 pub mod framing;
 pub mod gateway;
 mod judge;
+pub mod metrics;
 mod misuse;
 pub mod oauth;
 pub mod outbox;

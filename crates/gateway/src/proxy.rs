@@ -44,6 +44,8 @@ impl Gateway {
                 portcullis_core::Outcome::Error(e) => ("error", e.message.as_bytes()),
             },
         };
+        self.metrics
+            .completed(&target.upstream, outcome, started.elapsed().as_secs_f64());
         self.audit.note(json!({
             "kind": "completion",
             "upstream": target.upstream,

@@ -98,7 +98,64 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         principal_permits: Mutex::new(HashMap::new()),
     });
     spawn_session_reaper(Arc::downgrade(&front));
-    Router::new().route("/mcp", any(mcp_endpoint)).with_state(front)
+    Router::new()
+        .route("/mcp", any(mcp_endpoint))
+        .route("/healthz", any(healthz))
+        .route("/readyz", any(readyz))
+        .route("/metrics", any(metrics))
+        .with_state(front)
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+/// Alive: the process answers.
+async fn healthz(State(front): State<Arc<HttpFront>>, req: Request) -> Response {
+    if let Err(r) = front.guard(req.headers()) {
+        return r;
+    }
+    text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into())
+}
+
+/// Ready: every upstream has listed once or failed once, and the gateway is not stopping. The
+/// body says which upstreams are up.
+async fn readyz(State(front): State<Arc<HttpFront>>, req: Request) -> Response {
+    if let Err(r) = front.guard(req.headers()) {
+        return r;
+    }
+    let (ready, ups) = front.gw.readiness();
+    let body = serde_json::json!({
+        "ready": ready,
+        "upstreams": ups.iter().map(|(n, up)| (n.clone(), serde_json::Value::Bool(*up))).collect::<serde_json::Map<_, _>>(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    text(status, "application/json", body.to_string())
+}
+
+/// Prometheus metrics (OpenMetrics text); behind the same client authentication as `/mcp`.
+async fn metrics(State(front): State<Arc<HttpFront>>, req: Request) -> Response {
+    if let Err(r) = front.guard(req.headers()) {
+        return r;
+    }
+    if let Err(r) = front.authenticate(req.headers()) {
+        return r;
+    }
+    let (_, ups) = front.gw.readiness();
+    text(
+        StatusCode::OK,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        front.gw.metrics.render(&ups, 0),
+    )
 }
 
 /// Serves until the gateway shuts down.
