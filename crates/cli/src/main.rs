@@ -17,6 +17,7 @@ macro_rules! out {
     }};
 }
 
+mod approve;
 mod audit;
 mod call;
 mod connect;
@@ -97,6 +98,12 @@ enum Command {
     /// Verify or export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// List the calls waiting for a person's approval.
+    Approvals(approve::ListArgs),
+    /// Approve a waiting call (this call only, or the same call for a while with `--for`).
+    Approve(approve::ApproveArgs),
+    /// Deny a waiting call; the reason reaches the client as the tool error.
+    Deny(approve::DenyArgs),
     /// Manage the API keys HTTP clients authenticate with (`[gateway] auth = "api-key"`).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -186,6 +193,9 @@ async fn run(command: Command) -> ExitCode {
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Connect(args) => connect::connect(args).await,
         Command::Keys(cmd) => keys::run(cmd).await,
+        Command::Approvals(args) => approve::list(args).await,
+        Command::Approve(args) => approve::approve(args).await,
+        Command::Deny(args) => approve::deny(args).await,
         Command::Disconnect(args) => connect::disconnect(args).await,
     }
 }

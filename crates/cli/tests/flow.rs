@@ -42,7 +42,9 @@ fn planted() -> tempfile::TempDir {
 
 fn upstreams(docs: &Path, files_extra: &str) -> String {
     format!(
-        "[upstreams.files]\ncommand = {}\nargs = [{}]\n{files_extra}\n\n[upstreams.raw]\ncommand = \"python3\"\nargs = [{}]\n",
+        // Nobody approves here: calls that need approval are refused at once (the approval
+        // path is `approvals.rs`).
+        "[approvals]\nask = false\n\n[upstreams.files]\ncommand = {}\nargs = [{}]\n{files_extra}\n\n[upstreams.raw]\ncommand = \"python3\"\nargs = [{}]\n",
         toml_str(&peer_bin("mcp-server-filesystem").to_string_lossy()),
         toml_str(&docs.to_string_lossy()),
         toml_str(&raw_server().to_string_lossy()),

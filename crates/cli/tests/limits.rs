@@ -85,7 +85,11 @@ async fn a_byte_allowance_refuses_once_overdrawn() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_principal_limit_spans_upstreams() {
     let upstreams = format!("{}{}", raw_upstream("one", ""), raw_upstream("two", ""));
-    let gw = Served::start_with(&upstreams, "\n[rate]\ncalls = 3\nwindow = \"1m\"\n").await;
+    let gw = Served::start_with(
+        &upstreams,
+        "\n[rate]\ncalls = 3\nwindow = \"1m\"\n\n[approvals]\nask = false\n",
+    )
+    .await;
     gw.wait_for_tools(&["one__", "two__"]).await;
     let client = Modern::new(&gw.url);
     for tool in ["one__pid", "two__pid", "one__pid"] {

@@ -83,6 +83,8 @@ pub struct Config {
     pub oauth: BTreeMap<String, oauth::Provider>,
     /// The audit log (`[audit]`).
     pub audit: AuditConfig,
+    /// Approvals of single calls (`[approvals]`).
+    pub approvals: ApprovalsConfig,
     /// Where the configuration was read from (relative paths resolve against its directory).
     pub source: PathBuf,
 }
@@ -163,6 +165,16 @@ pub struct AnomalyConfig {
     pub suspend: bool,
     /// Where alerts are POSTed as JSON, if anywhere.
     pub webhook: Option<reqwest::Url>,
+}
+
+/// Approvals of single calls (`[approvals]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApprovalsConfig {
+    /// Whether to ask a person at all; `false` (a gateway nobody watches): calls that need
+    /// approval are refused at once.
+    pub ask: bool,
+    /// How long a call waits for a person before it is refused.
+    pub timeout: Duration,
 }
 
 /// The audit log (`[audit]`).
@@ -298,6 +310,15 @@ struct RawConfig {
     oauth: BTreeMap<String, Spanned<oauth::RawProvider>>,
     #[serde(default)]
     audit: RawAudit,
+    #[serde(default)]
+    approvals: RawApprovals,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    ask: Option<bool>,
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -453,6 +474,10 @@ impl Lowering<'_> {
             vault: self.vault(raw.vault)?,
             anomaly: self.anomaly(raw.anomaly)?,
             oauth: providers,
+            approvals: ApprovalsConfig {
+                ask: raw.approvals.ask.unwrap_or(true),
+                timeout: self.duration(raw.approvals.timeout, "approvals.timeout", Duration::from_secs(120))?,
+            },
             audit: AuditConfig {
                 checkpoint_every: self.bounded(
                     raw.audit.checkpoint_every,

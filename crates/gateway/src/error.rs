@@ -81,6 +81,31 @@ pub enum GatewayError {
         /// The session's first untrusted source.
         first: Option<portcullis_core::provenance::Source>,
     },
+    /// The person asked did not approve the call.
+    #[error("{cause}; approval `{id}` was declined by `{by}`: {note}")]
+    NotApproved {
+        /// The approval.
+        id: String,
+        /// Who decided.
+        by: String,
+        /// Their reason.
+        note: String,
+        /// Why it needed approval.
+        cause: Box<GatewayError>,
+    },
+    /// Nobody decided in time.
+    #[error("{cause}; no one approved `{id}` within {}s, so the call was not made (approve it, then retry the same call)", .after.as_secs())]
+    ApprovalTimedOut {
+        /// The approval (still usable if approved later: the same call retried goes ahead).
+        id: String,
+        /// How long it waited.
+        after: std::time::Duration,
+        /// Why it needed approval.
+        cause: Box<GatewayError>,
+    },
+    /// Approvals could not be stored or read.
+    #[error("approvals are unavailable: {0}")]
+    Approvals(String),
     /// Policy did not permit the call.
     #[error("denied by policy: {reason}")]
     Denied {
@@ -94,6 +119,15 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// Whether a person's approval would let the call through (policy's `@approval`, the flow
+    /// rule).
+    pub fn needs_approval(&self) -> bool {
+        matches!(
+            self,
+            GatewayError::Flow { .. } | GatewayError::Denied { approval: true, .. }
+        )
+    }
+
     /// The JSON-RPC error for a client of `era`.
     pub fn to_error(&self, era: Era) -> ErrorObject {
         let msg = self.to_string();
@@ -162,6 +196,17 @@ impl GatewayError {
                     })).collect::<Vec<_>>(),
                 }),
             ),
+            GatewayError::NotApproved { id, by, note, cause } => with_approval(
+                cause.to_error(era),
+                msg,
+                json!({ "id": id, "state": "denied", "decidedBy": by, "note": note }),
+            ),
+            GatewayError::ApprovalTimedOut { id, after, cause } => with_approval(
+                cause.to_error(era),
+                msg,
+                json!({ "id": id, "state": "timed_out", "waitedSeconds": after.as_secs() }),
+            ),
+            GatewayError::Approvals(_) => ErrorObject::new(code::INTERNAL_ERROR, msg),
             GatewayError::Denied { policies, approval, .. } => ErrorObject::with_data(
                 code::GATEWAY_DENIED,
                 msg,
@@ -172,4 +217,18 @@ impl GatewayError {
             ),
         }
     }
+}
+
+/// The error of the call that needed approval, with what became of the approval added to its
+/// data (`data.approval`) and message.
+fn with_approval(cause: ErrorObject, msg: String, approval: serde_json::Value) -> ErrorObject {
+    let mut data: serde_json::Value = cause
+        .data
+        .as_ref()
+        .and_then(|d| serde_json::from_str(d.get()).ok())
+        .unwrap_or_else(|| json!({}));
+    if let Some(m) = data.as_object_mut() {
+        m.insert("approval".into(), approval);
+    }
+    ErrorObject::with_data(cause.code, msg, &data)
 }

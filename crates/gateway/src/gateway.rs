@@ -99,6 +99,8 @@ pub struct Gateway {
     pub keys: Keys,
     /// Counters and histograms for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// Calls waiting for approval now.
+    pub approvals_waiting: crate::approvals::Waiting,
     store: Store,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
@@ -295,6 +297,7 @@ impl Gateway {
             output_scanner: OutputScanner::new(),
             keys,
             metrics: crate::metrics::Metrics::default(),
+            approvals_waiting: crate::approvals::Waiting::default(),
             store,
             cfg,
             upstreams,
@@ -315,6 +318,11 @@ impl Gateway {
     /// The upstreams, in config order.
     pub fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams
+    }
+
+    /// The state database.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// The tool pins.

@@ -18,7 +18,7 @@ use crate::taint::Snapshot;
 use portcullis_core::provenance::clock;
 
 /// The client's name as it introduced itself (`clientInfo.name`), for `principal.client`.
-fn client_name(ctx: &ClientCtx) -> String {
+pub(crate) fn client_name(ctx: &ClientCtx) -> String {
     ctx.meta
         .client_info
         .as_ref()
@@ -180,11 +180,7 @@ pub(crate) fn readable(upstream: &str, name: &str) -> Tool {
 
 fn denied(d: Decision) -> GatewayError {
     let approval = d.outcome == Outcome::NeedsApproval;
-    let reason = if approval {
-        format!("{}; approving calls is not built yet, so this call is denied", d.reason)
-    } else {
-        d.reason
-    };
+    let reason = d.reason;
     GatewayError::Denied {
         reason,
         policies: d.policies,
@@ -207,7 +203,6 @@ fn flow_denied(tool: &Tool, session: &Snapshot) -> GatewayError {
         reason.push_str("; ");
         reason.push_str(&h.to_string());
     }
-    reason.push_str("; approving calls is not built yet, so this call is denied");
     GatewayError::Flow {
         reason,
         hits: session.hits.clone(),
@@ -224,6 +219,9 @@ fn outcome_name(e: &GatewayError) -> &'static str {
         GatewayError::RateLimited(_) => "rate_limited",
         GatewayError::Suspended { .. } => "suspended",
         GatewayError::Held { .. } => "quarantined",
+        GatewayError::NotApproved { .. } => "not_approved",
+        GatewayError::ApprovalTimedOut { .. } => "approval_timed_out",
+        GatewayError::Approvals(_) => "error:approvals",
         _ => "error",
     }
 }

@@ -267,7 +267,19 @@ impl Gateway {
         let arguments: Value = params.get_as("arguments").ok().flatten().unwrap_or_else(|| json!({}));
         let origin = name.clone();
         let limits = self.limits_for(upstream, &original);
-        let verdict = self.judge(ctx, action, &judged, &arguments).and_then(|()| {
+        let verdict = match self.judge(ctx, action, &judged, &arguments) {
+            // A person may let it through: record that it needs approval, then ask and wait.
+            Err(e) if e.needs_approval() && kind == Kind::Tool && self.cfg.approvals.ask => {
+                let needs = Err(e);
+                self.audit_decision(ctx, action, &judged, &arguments, &needs).await?;
+                match needs {
+                    Err(e) => self.seek_approval(ctx, &judged, &arguments, e, out).await.map(|_| ()),
+                    Ok(()) => Ok(()),
+                }
+            }
+            v => v,
+        }
+        .and_then(|()| {
             if kind != Kind::Tool {
                 return Ok(());
             }

@@ -7,6 +7,7 @@
 //! **Architecture invariant:** the store knows rows, not protocols: no MCP, no JSON-RPC, no
 //! policy. Callers pass the clock in, so what is stored is a function of the calls made.
 
+mod approvals;
 mod audit;
 mod keys;
 mod oauth;
@@ -22,6 +23,7 @@ use sqlx::SqlSafeStr as _;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
+pub use approvals::{Approval, ApprovalState};
 pub use audit::{AuditRow, CheckpointRow, MakeCheckpoint};
 pub use keys::ApiKey;
 pub use oauth::Grant;
@@ -48,6 +50,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit checkpoints",
         include_str!("../migrations/0007_audit_checkpoints.sql"),
     ),
+    (8, "approvals", include_str!("../migrations/0008_approvals.sql")),
 ];
 
 /// Why the store could not do what was asked.

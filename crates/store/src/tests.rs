@@ -116,3 +116,85 @@ async fn api_keys_are_stored_by_id_and_revoked() {
     assert!(!s.remove_api_key("a1").await.unwrap());
     assert!(s.api_keys().await.unwrap().is_empty());
 }
+
+fn pending(id: &str, digest: &str, expires_ms: i64) -> Approval {
+    Approval {
+        id: id.into(),
+        principal: "alice".into(),
+        client: "claude".into(),
+        upstream: "mail".into(),
+        tool: "send_message".into(),
+        arguments: "{}".into(),
+        call_digest: digest.into(),
+        reason: "untrusted".into(),
+        created_ms: 10,
+        expires_ms,
+        state: ApprovalState::Pending,
+        decided_by: None,
+        decided_ms: None,
+        note: None,
+        grant_until_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn an_approval_is_decided_once_and_used_once() {
+    let s = Store::memory().await.unwrap();
+    s.create_approval(&pending("a", "d1", 1000)).await.unwrap();
+    assert_eq!(s.pending_approval_for("d1", 20).await.unwrap().as_deref(), Some("a"));
+    assert_eq!(s.pending_approvals(20).await.unwrap(), 1);
+    // Nothing to take while pending.
+    assert_eq!(s.take_approval_for("d1", 20).await.unwrap(), None);
+    assert!(s.decide_approval("a", true, "cli:bob", None, None, 30).await.unwrap());
+    // A replayed or contrary decision does nothing.
+    assert!(!s.decide_approval("a", true, "cli:bob", None, None, 31).await.unwrap());
+    assert!(
+        !s.decide_approval("a", false, "cli:eve", Some("no"), None, 31)
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.take_approval_for("d1", 40).await.unwrap().as_deref(), Some("a"));
+    // Used once.
+    assert_eq!(s.take_approval_for("d1", 41).await.unwrap(), None);
+    assert!(!s.use_approval("a", 41).await.unwrap());
+    assert_eq!(s.approval("a").await.unwrap().unwrap().state, ApprovalState::Used);
+}
+
+#[tokio::test]
+async fn grants_last_until_they_end_and_expiry_and_denial_are_final() {
+    let s = Store::memory().await.unwrap();
+    s.create_approval(&pending("g", "d2", 1000)).await.unwrap();
+    assert!(
+        s.decide_approval("g", true, "web:bob", None, Some(500), 30)
+            .await
+            .unwrap()
+    );
+    for now in [40, 100, 499] {
+        assert_eq!(
+            s.take_approval_for("d2", now).await.unwrap().as_deref(),
+            Some("g"),
+            "{now}"
+        );
+    }
+    assert_eq!(s.take_approval_for("d2", 500).await.unwrap(), None);
+
+    s.create_approval(&pending("x", "d3", 50)).await.unwrap();
+    // Too late to decide.
+    assert!(!s.decide_approval("x", true, "cli:bob", None, None, 60).await.unwrap());
+    assert!(s.expire_approval("x", 60).await.unwrap());
+    assert!(!s.expire_approval("x", 61).await.unwrap());
+
+    s.create_approval(&pending("n", "d4", 1000)).await.unwrap();
+    assert!(
+        s.decide_approval("n", false, "cli:bob", Some("not today"), Some(900), 30)
+            .await
+            .unwrap()
+    );
+    let n = s.approval("n").await.unwrap().unwrap();
+    assert_eq!(
+        (n.state, n.note.as_deref(), n.grant_until_ms),
+        (ApprovalState::Denied, Some("not today"), None)
+    );
+    assert_eq!(s.take_approval_for("d4", 40).await.unwrap(), None);
+    assert_eq!(s.approvals(Some(ApprovalState::Denied), 10).await.unwrap().len(), 1);
+}

@@ -154,7 +154,7 @@ async fn metrics(State(front): State<Arc<HttpFront>>, req: Request) -> Response 
     text(
         StatusCode::OK,
         "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        front.gw.metrics.render(&ups, 0),
+        front.gw.metrics.render(&ups, front.gw.approvals_waiting.get()),
     )
 }
 

@@ -1,0 +1,314 @@
+//! A person in the loop. A tool call that policy or the flow rule says needs approval is
+//! stored as a pending approval and waits (bounded) while a person decides: from a terminal
+//! (`portcullis approve ID` / `portcullis deny ID`), from the admin page, or — when the client
+//! declared the capability — through MCP elicitation in the client's own UI. Whichever
+//! decision lands first counts (one conditional update in the store); an approval for one call
+//! is used once; "this tool with these arguments for N minutes" lets the same call through
+//! until then. Pending approvals are stored, so a restart loses none: a call retried after the
+//! approval goes ahead on it.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use portcullis_core::{Outcome, Params};
+use portcullis_policy::Tool;
+use portcullis_store::{Approval, ApprovalState, StoreError};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::GatewayError;
+use crate::gateway::Gateway;
+use crate::judge::client_name;
+use crate::outbox::Outbox;
+use crate::session::ClientCtx;
+
+/// How often a waiting call looks for a decision.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Calls waiting for approval now (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct Waiting(AtomicI64);
+
+impl Waiting {
+    /// How many.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct Wait<'a>(&'a Waiting);
+
+impl<'a> Wait<'a> {
+    fn new(w: &'a Waiting) -> Wait<'a> {
+        w.0.fetch_add(1, Ordering::Relaxed);
+        Wait(w)
+    }
+}
+
+impl Drop for Wait<'_> {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What identifies a call for approval: principal, upstream, tool and the exact arguments.
+pub fn call_digest(principal: &str, upstream: &str, tool: &str, arguments: &Value) -> String {
+    let canonical = portcullis_core::audit::canonical(&json!({
+        "principal": principal,
+        "upstream": upstream,
+        "tool": tool,
+        "arguments": arguments,
+    }));
+    Sha256::digest(canonical.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 9];
+    rand::fill(&mut b);
+    URL_SAFE_NO_PAD.encode(b).replace(['-', '_'], "x")
+}
+
+fn store_err(e: StoreError) -> GatewayError {
+    GatewayError::Approvals(e.to_string())
+}
+
+/// Whether the client can be asked through elicitation (form mode) on this request.
+fn can_elicit(ctx: &ClientCtx) -> bool {
+    ctx.session.is_some()
+        && ctx
+            .meta
+            .capabilities
+            .get("elicitation")
+            .and_then(Value::as_object)
+            .is_some_and(|e| e.is_empty() || e.contains_key("form"))
+}
+
+impl Gateway {
+    /// Asks a person to approve `tool` with `arguments` for `ctx`'s principal (`why`: the
+    /// policy's or the flow rule's reason) and waits for the answer, at most the configured
+    /// timeout. `Ok(id)`: approved (and, for a one-call approval, used now).
+    pub(crate) async fn seek_approval(
+        &self,
+        ctx: &ClientCtx,
+        tool: &Tool,
+        arguments: &Value,
+        cause: GatewayError,
+        out: &Outbox,
+    ) -> Result<String, GatewayError> {
+        let why = cause.to_string();
+        let why = why.as_str();
+        let store = self.store();
+        let digest = call_digest(&ctx.principal, &tool.upstream, &tool.name, arguments);
+        let now = now_ms();
+        if let Some(id) = store.take_approval_for(&digest, now).await.map_err(store_err)? {
+            self.approval_event(&id, "used", None).await;
+            return Ok(id);
+        }
+        let timeout = self.cfg.approvals.timeout;
+        let id = match store.pending_approval_for(&digest, now).await.map_err(store_err)? {
+            Some(id) => id,
+            None => {
+                let id = new_id();
+                let recorded = crate::audit::recorded_arguments(arguments);
+                let reason = String::from_utf8_lossy(&crate::secrets::scrub(why.as_bytes())).into_owned();
+                store
+                    .create_approval(&Approval {
+                        id: id.clone(),
+                        principal: ctx.principal.clone(),
+                        client: client_name(ctx),
+                        upstream: tool.upstream.clone(),
+                        tool: tool.name.clone(),
+                        arguments: recorded.to_string(),
+                        call_digest: digest.clone(),
+                        reason,
+                        created_ms: now,
+                        expires_ms: now.saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
+                        state: ApprovalState::Pending,
+                        decided_by: None,
+                        decided_ms: None,
+                        note: None,
+                        grant_until_ms: None,
+                    })
+                    .await
+                    .map_err(store_err)?;
+                self.approval_event(&id, "requested", Some(why)).await;
+                id
+            }
+        };
+        tracing::warn!(
+            approval = %id, principal = %ctx.principal, upstream = %tool.upstream, tool = %tool.name,
+            "a call waits for approval: `portcullis approve {id}` or `portcullis deny {id} --reason …` (or the admin page)"
+        );
+        let _waiting = Wait::new(&self.approvals_waiting);
+        let asked = async {
+            if can_elicit(ctx) {
+                self.elicit(ctx, tool, arguments, why, &id, out).await;
+            }
+            std::future::pending::<()>().await;
+        };
+        let decided = self.await_decision(&id, cause);
+        tokio::select! {
+            r = decided => r,
+            () = asked => unreachable_pending(),
+        }
+    }
+
+    /// Polls the store until `id` is decided or expires.
+    async fn await_decision(&self, id: &str, cause: GatewayError) -> Result<String, GatewayError> {
+        let cause = Box::new(cause);
+        let store = self.store();
+        loop {
+            let now = now_ms();
+            let a = store
+                .approval(id)
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| GatewayError::Approvals(format!("approval `{id}` vanished")))?;
+            match a.state {
+                ApprovalState::Approved => {
+                    if store.use_approval(id, now).await.map_err(store_err)? {
+                        let by = a.decided_by.unwrap_or_default();
+                        self.approval_event(id, "approved", Some(&by)).await;
+                        return Ok(id.to_owned());
+                    }
+                    // Another identical call took this one-call approval first.
+                    return Err(GatewayError::NotApproved {
+                        id: id.to_owned(),
+                        by: a.decided_by.unwrap_or_default(),
+                        note: "the approval was used by another identical call; ask again".into(),
+                        cause,
+                    });
+                }
+                ApprovalState::Used => {
+                    return Err(GatewayError::NotApproved {
+                        id: id.to_owned(),
+                        by: a.decided_by.unwrap_or_default(),
+                        note: "the approval was used by another identical call; ask again".into(),
+                        cause,
+                    });
+                }
+                ApprovalState::Denied => {
+                    let by = a.decided_by.unwrap_or_default();
+                    self.approval_event(id, "denied", Some(&by)).await;
+                    return Err(GatewayError::NotApproved {
+                        id: id.to_owned(),
+                        by,
+                        note: a.note.unwrap_or_else(|| "no reason given".into()),
+                        cause,
+                    });
+                }
+                ApprovalState::Expired => return Err(self.timed_out(id, cause).await),
+                ApprovalState::Pending if now >= a.expires_ms => {
+                    store.expire_approval(id, now).await.map_err(store_err)?;
+                    return Err(self.timed_out(id, cause).await);
+                }
+                ApprovalState::Pending => {}
+            }
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                () = self.shutdown.cancelled() => {
+                    return Err(GatewayError::Approvals("the gateway is stopping; the approval stays pending".into()));
+                }
+            }
+        }
+    }
+
+    async fn timed_out(&self, id: &str, cause: Box<GatewayError>) -> GatewayError {
+        self.approval_event(id, "expired", None).await;
+        GatewayError::ApprovalTimedOut {
+            id: id.to_owned(),
+            after: self.cfg.approvals.timeout,
+            cause,
+        }
+    }
+
+    /// Asks the client's user through `elicitation/create` (2025-11-25, form mode) and records
+    /// the answer as a decision (which counts only if none landed before).
+    async fn elicit(&self, ctx: &ClientCtx, tool: &Tool, arguments: &Value, why: &str, id: &str, out: &Outbox) {
+        let shown = crate::audit::recorded_arguments(arguments);
+        let message = format!(
+            "Portcullis: `{}` wants to call `{}` on `{}` with {}.\nIt needs your approval because {}.\nApprove this one call?",
+            client_name(ctx),
+            tool.name,
+            tool.upstream,
+            shown,
+            String::from_utf8_lossy(&crate::secrets::scrub(why.as_bytes()))
+        );
+        let mut p = Params::new();
+        let _ = p.insert("mode", "form");
+        let _ = p.insert("message", &message);
+        let _ = p.insert(
+            "requestedSchema",
+            &json!({
+                "type": "object",
+                "properties": {
+                    "reason": {
+                        "type": "string",
+                        "title": "Reason",
+                        "description": "Why (optional; shown to the assistant when you decline)"
+                    }
+                }
+            }),
+        );
+        let answer = match out.ask("elicitation/create", Some(p)).await {
+            Ok(Outcome::Result(r)) => serde_json::from_str::<Value>(r.get()).unwrap_or(Value::Null),
+            Ok(Outcome::Error(e)) => {
+                tracing::debug!(error = %e.message, "the client refused the elicitation; waiting for another approver");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "no elicitation answer; waiting for another approver");
+                return;
+            }
+        };
+        let by = format!("client:{}", client_name(ctx));
+        let note = answer
+            .pointer("/content/reason")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let approve = match answer.get("action").and_then(Value::as_str) {
+            Some("accept") => true,
+            Some("decline") => false,
+            // Cancelled: the user dismissed it without deciding; others may still decide.
+            _ => return,
+        };
+        let note = note.or_else(|| (!approve).then(|| "declined in the client".to_owned()));
+        if let Err(e) = self
+            .store()
+            .decide_approval(id, approve, &by, note.as_deref(), None, now_ms())
+            .await
+        {
+            tracing::warn!(error = %e, "could not record the elicitation's answer");
+        }
+    }
+
+    /// One audit record per approval event.
+    async fn approval_event(&self, id: &str, event: &str, detail: Option<&str>) {
+        let body = json!({
+            "kind": "approval",
+            "approval": id,
+            "event": event,
+            "detail": detail.map(|d| String::from_utf8_lossy(&crate::secrets::scrub(d.as_bytes())).into_owned()),
+        });
+        if !self.audit.record(body).await {
+            tracing::error!(approval = %id, event, "could not record an approval event");
+        }
+    }
+}
+
+fn unreachable_pending() -> Result<String, GatewayError> {
+    Err(GatewayError::Approvals(
+        "the approval wait ended without a decision".into(),
+    ))
+}
