@@ -17,6 +17,7 @@ macro_rules! out {
     }};
 }
 
+mod admin;
 mod approve;
 mod audit;
 mod call;
@@ -98,6 +99,9 @@ enum Command {
     /// Verify or export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The admin web page: set its password.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// List the calls waiting for a person's approval.
     Approvals(approve::ListArgs),
     /// Approve a waiting call (this call only, or the same call for a while with `--for`).
@@ -194,6 +198,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Connect(args) => connect::connect(args).await,
         Command::Keys(cmd) => keys::run(cmd).await,
         Command::Approvals(args) => approve::list(args).await,
+        Command::Admin(cmd) => admin::run(cmd).await,
         Command::Approve(args) => approve::approve(args).await,
         Command::Deny(args) => approve::deny(args).await,
         Command::Disconnect(args) => connect::disconnect(args).await,
@@ -228,9 +233,38 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         stopper.shutdown.cancel();
     });
+    if let Some(addr) = gw.cfg.admin {
+        start_admin(&gw, addr).await;
+    }
     portcullis_gateway::server::http::serve(gw.clone(), listener).await?;
     gw.stop().await;
     Ok(())
+}
+
+/// Serves the admin page on `addr` and prints its one-time sign-in link. A port that cannot be
+/// bound leaves the gateway running without the page (said in the log).
+async fn start_admin(gw: &Arc<Gateway>, addr: std::net::SocketAddr) {
+    use portcullis_gateway::admin::Admin;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the admin page listens beyond loopback: put it behind TLS");
+    }
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "admin page not served (set `[admin] listen` or `enabled = false`)");
+            return;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    let admin = Admin::new(gw.clone());
+    if let Some(link) = admin.login_link() {
+        eprintln!("portcullis: admin page at http://{local}/ (one-time sign-in: http://{local}{link})");
+    }
+    tokio::spawn(async move {
+        if let Err(e) = portcullis_gateway::admin::serve(admin, listener).await {
+            tracing::error!(error = %e, "admin page stopped");
+        }
+    });
 }
 
 async fn wait_for_signal() {

@@ -85,6 +85,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Approvals of single calls (`[approvals]`).
     pub approvals: ApprovalsConfig,
+    /// The admin web page (`[admin]`): where `portcullis serve` serves it, if anywhere.
+    pub admin: Option<SocketAddr>,
     /// Where the configuration was read from (relative paths resolve against its directory).
     pub source: PathBuf,
 }
@@ -312,7 +314,19 @@ struct RawConfig {
     audit: RawAudit,
     #[serde(default)]
     approvals: RawApprovals,
+    #[serde(default)]
+    admin: RawAdmin,
 }
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    enabled: Option<bool>,
+    listen: Option<Spanned<String>>,
+}
+
+/// The admin page's default address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8788";
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -474,6 +488,20 @@ impl Lowering<'_> {
             vault: self.vault(raw.vault)?,
             anomaly: self.anomaly(raw.anomaly)?,
             oauth: providers,
+            admin: match (raw.admin.enabled, raw.admin.listen) {
+                (Some(false), _) => None,
+                (_, None) => DEFAULT_ADMIN_LISTEN.parse().ok(),
+                (_, Some(l)) => match l.get_ref().parse::<SocketAddr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        return self.err(
+                            l.span(),
+                            "admin.listen",
+                            format!("`{}` is not an address like `127.0.0.1:8788`", l.get_ref()),
+                        );
+                    }
+                },
+            },
             approvals: ApprovalsConfig {
                 ask: raw.approvals.ask.unwrap_or(true),
                 timeout: self.duration(raw.approvals.timeout, "approvals.timeout", Duration::from_secs(120))?,

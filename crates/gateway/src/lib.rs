@@ -5,6 +5,7 @@
 //! encoding) live in `portcullis-core`; this crate moves bytes, owns tasks and processes, and
 //! keeps time.
 
+pub mod admin;
 pub mod approvals;
 pub mod audit;
 pub mod auth;

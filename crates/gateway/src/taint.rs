@@ -45,6 +45,21 @@ pub struct Snapshot {
     pub hits: Vec<Hit>,
 }
 
+/// One session as the admin page shows it.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    /// Its scope (`stdio:…`, `session:…`, `client:…`).
+    pub scope: String,
+    /// Its label's names.
+    pub labels: Vec<String>,
+    /// Whether it holds untrusted content.
+    pub untrusted: bool,
+    /// The first untrusted output it saw.
+    pub first_untrusted: Option<Source>,
+    /// Since its last request.
+    pub idle: Duration,
+}
+
 /// Every session's facts.
 #[derive(Debug)]
 pub struct Sessions {
@@ -146,9 +161,31 @@ impl Sessions {
         }
     }
 
-    /// Forgets a session (it ended, or a person cleared it).
-    pub fn forget(&self, scope: &str) {
-        lock(&self.map).remove(scope);
+    /// Forgets a session (it ended, or a person cleared it); whether it was known.
+    pub fn forget(&self, scope: &str) -> bool {
+        lock(&self.map).remove(scope).is_some()
+    }
+
+    /// Every session's scope, label names, first untrusted source and idle time, most recently
+    /// active first (for the admin page).
+    pub fn list(&self) -> Vec<SessionView> {
+        let now = Instant::now();
+        let map = lock(&self.map);
+        let mut out: Vec<SessionView> = map
+            .iter()
+            .map(|(scope, f)| {
+                let f = lock(f);
+                SessionView {
+                    scope: scope.clone(),
+                    labels: f.label.names().iter().map(|s| (*s).to_owned()).collect(),
+                    untrusted: f.label.is_untrusted(),
+                    first_untrusted: f.first_untrusted.clone(),
+                    idle: now.saturating_duration_since(f.last_seen),
+                }
+            })
+            .collect();
+        out.sort_by_key(|v| v.idle);
+        out
     }
 
     /// The session's facts as a call with `arguments` is judged; provenance is looked up only

@@ -12,6 +12,7 @@ mod audit;
 mod keys;
 mod oauth;
 mod pins;
+mod settings;
 mod vault;
 
 use std::borrow::Cow;
@@ -51,6 +52,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0007_audit_checkpoints.sql"),
     ),
     (8, "approvals", include_str!("../migrations/0008_approvals.sql")),
+    (9, "settings", include_str!("../migrations/0009_settings.sql")),
 ];
 
 /// Why the store could not do what was asked.
