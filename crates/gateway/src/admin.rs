@@ -243,7 +243,10 @@ impl Admin {
             return Err("Not signed in.");
         };
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
             if origin != format!("http://{host}") {
                 tracing::warn!(%origin, "admin page: cross-origin POST refused");
                 return Err("Cross-origin request refused.");
