@@ -315,3 +315,70 @@ async fn a_client_that_can_elicit_is_asked_in_its_own_ui() {
         }
     }
 }
+
+/// A 2026-07-28 `tools/call` from a client that declared elicitation, with `extra` params.
+async fn modern_call(url: &str, to: &str, extra: Value) -> Value {
+    let mut params = json!({
+        "name": "raw__send_message",
+        "arguments": {"to": to},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+            "io.modelcontextprotocol/clientInfo": {"name": "modern-ide", "version": "1"},
+        }
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}).to_string();
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "raw__send_message"),
+    ];
+    post(url, &headers, body).await.response()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_modern_client_is_asked_through_an_input_required_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), "30s");
+    let gw = serve(dir.path(), "30s").await;
+
+    // The first attempt: the question, in the client's own UI.
+    let r = modern_call(&gw.url, "hank@example.com", json!({})).await;
+    let result = &r["result"];
+    assert_eq!(result["resultType"], "input_required", "{r}");
+    let ask = &result["inputRequests"]["portcullis_approval"];
+    assert_eq!(ask["method"], "elicitation/create");
+    assert!(
+        ask["params"]["message"].as_str().unwrap().contains("hank@example.com"),
+        "{r}"
+    );
+    let state = result["requestState"].as_str().unwrap().to_owned();
+    assert_eq!(pending(&config).await.len(), 1);
+
+    // The retry with the person's yes: the call goes through, and the approval is spent.
+    let yes =
+        json!({"requestState": state, "inputResponses": {"portcullis_approval": {"action": "accept", "content": {}}}});
+    let r = modern_call(&gw.url, "hank@example.com", yes.clone()).await;
+    assert_eq!(r["result"]["content"][0]["text"], "sent to hank@example.com", "{r}");
+    let r = modern_call(&gw.url, "hank@example.com", yes).await;
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("used"),
+        "a replayed round: {r}"
+    );
+
+    // The state belongs to that call: presented with other arguments, it is refused.
+    let forged = json!({"requestState": state, "inputResponses": {"portcullis_approval": {"action": "accept"}}});
+    let r = modern_call(&gw.url, "mallory@evil.test", forged).await;
+    assert!(r["error"]["message"].as_str().unwrap().contains("requestState"), "{r}");
+
+    // A no, with its reason.
+    let r = modern_call(&gw.url, "ivan@example.com", json!({})).await;
+    let state = r["result"]["requestState"].as_str().unwrap().to_owned();
+    let no = json!({"requestState": state, "inputResponses": {"portcullis_approval": {"action": "decline", "content": {"reason": "nope"}}}});
+    let r = modern_call(&gw.url, "ivan@example.com", no).await;
+    assert!(r["error"]["message"].as_str().unwrap().contains("nope"), "{r}");
+    assert_eq!(r["error"]["data"]["approval"]["decidedBy"], "client:modern-ide", "{r}");
+}

@@ -24,6 +24,12 @@ use crate::judge::client_name;
 use crate::outbox::Outbox;
 use crate::session::ClientCtx;
 
+/// A call's approval: usable now, or pending.
+enum Opened {
+    Approved(String),
+    Pending(String),
+}
+
 /// How often a waiting call looks for a decision.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -83,15 +89,65 @@ fn store_err(e: StoreError) -> GatewayError {
     GatewayError::Approvals(e.to_string())
 }
 
-/// Whether the client can be asked through elicitation (form mode) on this request.
+/// Whether the client declared elicitation in form mode.
+fn declares_elicitation(ctx: &ClientCtx) -> bool {
+    ctx.meta
+        .capabilities
+        .get("elicitation")
+        .and_then(Value::as_object)
+        .is_some_and(|e| e.is_empty() || e.contains_key("form"))
+}
+
+/// Whether a 2025-11-25 client can be asked through `elicitation/create` on this request.
 fn can_elicit(ctx: &ClientCtx) -> bool {
-    ctx.session.is_some()
-        && ctx
-            .meta
-            .capabilities
-            .get("elicitation")
-            .and_then(Value::as_object)
-            .is_some_and(|e| e.is_empty() || e.contains_key("form"))
+    ctx.session.is_some() && declares_elicitation(ctx)
+}
+
+/// Whether a 2026-07-28 client can be asked through an `input_required` round.
+pub fn can_ask_in_round(ctx: &ClientCtx) -> bool {
+    ctx.era == portcullis_core::mcp::Era::Modern && declares_elicitation(ctx)
+}
+
+/// The prefix of the `requestState` of an approval round.
+pub const ROUND_PREFIX: &str = "pcl-approval.";
+/// The key of the approval question in `inputRequests` / `inputResponses`.
+pub const ROUND_KEY: &str = "portcullis_approval";
+
+fn approval_message(ctx: &ClientCtx, tool: &Tool, arguments: &Value, why: &str) -> String {
+    format!(
+        "Portcullis: `{}` wants to call `{}` on `{}` with {}.\nIt needs your approval because {}.\nApprove this one call?",
+        client_name(ctx),
+        tool.name,
+        tool.upstream,
+        crate::audit::recorded_arguments(arguments),
+        String::from_utf8_lossy(&crate::secrets::scrub(why.as_bytes()))
+    )
+}
+
+fn approval_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "reason": {
+                "type": "string",
+                "title": "Reason",
+                "description": "Why (optional; shown to the assistant when you decline)"
+            }
+        }
+    })
+}
+
+/// What an elicitation answer decides: `Some((approve, note))`, or `None` (cancelled).
+fn answer_of(answer: &Value) -> Option<(bool, Option<String>)> {
+    let note = answer
+        .pointer("/content/reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    match answer.get("action").and_then(Value::as_str) {
+        Some("accept") => Some((true, note)),
+        Some("decline") => Some((false, note.or_else(|| Some("declined in the client".to_owned())))),
+        _ => None,
+    }
 }
 
 impl Gateway {
@@ -108,43 +164,9 @@ impl Gateway {
     ) -> Result<String, GatewayError> {
         let why = cause.to_string();
         let why = why.as_str();
-        let store = self.store();
-        let digest = call_digest(&ctx.principal, &tool.upstream, &tool.name, arguments);
-        let now = now_ms();
-        if let Some(id) = store.take_approval_for(&digest, now).await.map_err(store_err)? {
-            self.approval_event(&id, "used", None).await;
-            return Ok(id);
-        }
-        let timeout = self.cfg.approvals.timeout;
-        let id = match store.pending_approval_for(&digest, now).await.map_err(store_err)? {
-            Some(id) => id,
-            None => {
-                let id = new_id();
-                let recorded = crate::audit::recorded_arguments(arguments);
-                let reason = String::from_utf8_lossy(&crate::secrets::scrub(why.as_bytes())).into_owned();
-                store
-                    .create_approval(&Approval {
-                        id: id.clone(),
-                        principal: ctx.principal.clone(),
-                        client: client_name(ctx),
-                        upstream: tool.upstream.clone(),
-                        tool: tool.name.clone(),
-                        arguments: recorded.to_string(),
-                        call_digest: digest.clone(),
-                        reason,
-                        created_ms: now,
-                        expires_ms: now.saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
-                        state: ApprovalState::Pending,
-                        decided_by: None,
-                        decided_ms: None,
-                        note: None,
-                        grant_until_ms: None,
-                    })
-                    .await
-                    .map_err(store_err)?;
-                self.approval_event(&id, "requested", Some(why)).await;
-                id
-            }
+        let id = match self.open_approval(ctx, tool, arguments, why).await? {
+            Opened::Approved(id) => return Ok(id),
+            Opened::Pending(id) => id,
         };
         tracing::warn!(
             approval = %id, principal = %ctx.principal, upstream = %tool.upstream, tool = %tool.name,
@@ -162,6 +184,117 @@ impl Gateway {
             r = decided => r,
             () = asked => unreachable_pending(),
         }
+    }
+
+    /// The approval a call can go ahead on now (a grant, or one given while nobody waited), or
+    /// the pending one it waits on (found, or made now).
+    async fn open_approval(
+        &self,
+        ctx: &ClientCtx,
+        tool: &Tool,
+        arguments: &Value,
+        why: &str,
+    ) -> Result<Opened, GatewayError> {
+        let store = self.store();
+        let digest = call_digest(&ctx.principal, &tool.upstream, &tool.name, arguments);
+        let now = now_ms();
+        if let Some(id) = store.take_approval_for(&digest, now).await.map_err(store_err)? {
+            self.approval_event(&id, "used", None).await;
+            return Ok(Opened::Approved(id));
+        }
+        if let Some(id) = store.pending_approval_for(&digest, now).await.map_err(store_err)? {
+            return Ok(Opened::Pending(id));
+        }
+        let timeout = self.cfg.approvals.timeout;
+        let id = new_id();
+        let recorded = crate::audit::recorded_arguments(arguments);
+        let reason = String::from_utf8_lossy(&crate::secrets::scrub(why.as_bytes())).into_owned();
+        store
+            .create_approval(&Approval {
+                id: id.clone(),
+                principal: ctx.principal.clone(),
+                client: client_name(ctx),
+                upstream: tool.upstream.clone(),
+                tool: tool.name.clone(),
+                arguments: recorded.to_string(),
+                call_digest: digest,
+                reason,
+                created_ms: now,
+                expires_ms: now.saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)),
+                state: ApprovalState::Pending,
+                decided_by: None,
+                decided_ms: None,
+                note: None,
+                grant_until_ms: None,
+            })
+            .await
+            .map_err(store_err)?;
+        self.approval_event(&id, "requested", Some(why)).await;
+        Ok(Opened::Pending(id))
+    }
+
+    /// The approval round of a 2026-07-28 client: the first attempt gets an `input_required`
+    /// result asking the person in the client's UI (`Ok(Some(result))`); the retry carries the
+    /// answer under `requestState`, which is recorded as a decision (the first one counts; a
+    /// terminal or web decision may have come first), and then the call goes ahead
+    /// (`Ok(None)`) or is refused.
+    pub(crate) async fn approval_round(
+        &self,
+        ctx: &ClientCtx,
+        tool: &Tool,
+        arguments: &Value,
+        cause: GatewayError,
+        params: &Params,
+    ) -> Result<Option<Value>, GatewayError> {
+        let why = cause.to_string();
+        let retry = params
+            .get_str("requestState")
+            .and_then(|s| s.strip_prefix(ROUND_PREFIX).map(str::to_owned));
+        if let Some(id) = retry {
+            let store = self.store();
+            let digest = call_digest(&ctx.principal, &tool.upstream, &tool.name, arguments);
+            // The state names an approval of this principal's same call, or it is refused.
+            match store.approval(&id).await.map_err(store_err)? {
+                Some(a) if a.principal == ctx.principal && a.call_digest == digest => {}
+                _ => return Err(GatewayError::StaleRequestState),
+            }
+            let answer: Option<Value> = params
+                .get_as::<Value>("inputResponses")
+                .ok()
+                .flatten()
+                .and_then(|r| r.get(ROUND_KEY).cloned());
+            if let Some((approve, note)) = answer.as_ref().and_then(answer_of) {
+                let by = format!("client:{}", client_name(ctx));
+                store
+                    .decide_approval(&id, approve, &by, note.as_deref(), None, now_ms())
+                    .await
+                    .map_err(store_err)?;
+            }
+            let _waiting = Wait::new(&self.approvals_waiting);
+            return self.await_decision(&id, cause).await.map(|_| None);
+        }
+        let id = match self.open_approval(ctx, tool, arguments, &why).await? {
+            Opened::Approved(_) => return Ok(None),
+            Opened::Pending(id) => id,
+        };
+        tracing::warn!(
+            approval = %id, principal = %ctx.principal, upstream = %tool.upstream, tool = %tool.name,
+            "asking the client's user to approve a call (or `portcullis approve {id}`)"
+        );
+        Ok(Some(json!({
+            "resultType": "input_required",
+            "inputRequests": {
+                ROUND_KEY: {
+                    "method": "elicitation/create",
+                    "params": {
+                        "mode": "form",
+                        "message": approval_message(ctx, tool, arguments, &why),
+                        "requestedSchema": approval_schema(),
+                    }
+                }
+            },
+            "requestState": format!("{ROUND_PREFIX}{id}"),
+        })))
     }
 
     /// Polls the store until `id` is decided or expires.
@@ -236,31 +369,11 @@ impl Gateway {
     /// Asks the client's user through `elicitation/create` (2025-11-25, form mode) and records
     /// the answer as a decision (which counts only if none landed before).
     async fn elicit(&self, ctx: &ClientCtx, tool: &Tool, arguments: &Value, why: &str, id: &str, out: &Outbox) {
-        let shown = crate::audit::recorded_arguments(arguments);
-        let message = format!(
-            "Portcullis: `{}` wants to call `{}` on `{}` with {}.\nIt needs your approval because {}.\nApprove this one call?",
-            client_name(ctx),
-            tool.name,
-            tool.upstream,
-            shown,
-            String::from_utf8_lossy(&crate::secrets::scrub(why.as_bytes()))
-        );
+        let message = approval_message(ctx, tool, arguments, why);
         let mut p = Params::new();
         let _ = p.insert("mode", "form");
         let _ = p.insert("message", &message);
-        let _ = p.insert(
-            "requestedSchema",
-            &json!({
-                "type": "object",
-                "properties": {
-                    "reason": {
-                        "type": "string",
-                        "title": "Reason",
-                        "description": "Why (optional; shown to the assistant when you decline)"
-                    }
-                }
-            }),
-        );
+        let _ = p.insert("requestedSchema", &approval_schema());
         let answer = match out.ask("elicitation/create", Some(p)).await {
             Ok(Outcome::Result(r)) => serde_json::from_str::<Value>(r.get()).unwrap_or(Value::Null),
             Ok(Outcome::Error(e)) => {
@@ -273,17 +386,10 @@ impl Gateway {
             }
         };
         let by = format!("client:{}", client_name(ctx));
-        let note = answer
-            .pointer("/content/reason")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let approve = match answer.get("action").and_then(Value::as_str) {
-            Some("accept") => true,
-            Some("decline") => false,
-            // Cancelled: the user dismissed it without deciding; others may still decide.
-            _ => return,
+        // Cancelled: the user dismissed it without deciding; others may still decide.
+        let Some((approve, note)) = answer_of(&answer) else {
+            return;
         };
-        let note = note.or_else(|| (!approve).then(|| "declined in the client".to_owned()));
         if let Err(e) = self
             .store()
             .decide_approval(id, approve, &by, note.as_deref(), None, now_ms())

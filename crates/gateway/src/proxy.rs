@@ -273,6 +273,12 @@ impl Gateway {
                 let needs = Err(e);
                 self.audit_decision(ctx, action, &judged, &arguments, &needs).await?;
                 match needs {
+                    Err(e) if crate::approvals::can_ask_in_round(ctx) => {
+                        match self.approval_round(ctx, &judged, &arguments, e, &params).await? {
+                            Some(input_required) => return Ok(Reply::Result(raw(&input_required))),
+                            None => Ok(()),
+                        }
+                    }
                     Err(e) => self.seek_approval(ctx, &judged, &arguments, e, out).await.map(|_| ()),
                     Ok(()) => Ok(()),
                 }
@@ -290,6 +296,14 @@ impl Gateway {
         self.audit_decision(ctx, action, &judged, &arguments, &verdict).await?;
         verdict?;
         let _ = params.insert("name", &original);
+        // The approval round's fields are the gateway's, not the upstream's.
+        if params
+            .get_str("requestState")
+            .is_some_and(|s| s.starts_with(crate::approvals::ROUND_PREFIX))
+        {
+            params.remove("requestState");
+            params.remove("inputResponses");
+        }
         let started = std::time::Instant::now();
         let reply = self.forward(ctx, upstream, &req.method, params, name, out).await?;
         if kind == Kind::Tool {
