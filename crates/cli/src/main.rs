@@ -155,7 +155,15 @@ fn main() -> ExitCode {
         Command::Scan(_) | Command::Tools(_) => "warn,portcullis_gateway::gateway=off",
         _ => "warn",
     };
-    logging::init(cli.log_format, default_filter);
+    // Trace export is configured in the file of `serve` / `stdio`; read it before logging starts
+    // (errors in it are reported again, properly, when the command loads it).
+    let otel = match &cli.command {
+        Command::Serve { config, .. } | Command::Stdio { config } => {
+            Config::load(&config.config).ok().and_then(|c| c.telemetry)
+        }
+        _ => None,
+    };
+    let _telemetry = logging::init(cli.log_format, default_filter, otel.as_ref());
     // One client on stdio: a single-threaded runtime saves a cross-thread wake-up at every hop
     // of a call (measured in BENCHMARKS.md). `serve` answers many clients and uses every core.
     let mut builder = match cli.command {

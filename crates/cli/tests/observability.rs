@@ -110,3 +110,67 @@ async fn metrics_need_a_key_when_clients_authenticate_and_health_does_not() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_reach_an_otlp_receiver() {
+    use base64::Engine as _;
+    use tokio::io::AsyncBufReadExt as _;
+    let mut receiver = tokio::process::Command::new("python3")
+        .arg(repo_root().join("tests/peers/otlp_receiver.py"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(receiver.stdout.take().unwrap()).lines();
+    let port = lines
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("listening ")
+        .to_owned();
+    let rest = format!(
+        "[telemetry]\notlp_endpoint = \"http://127.0.0.1:{port}\"\nservice_name = \"portcullis-test\"\n\n{}",
+        raw_upstream("raw", "")
+    );
+    let mut gw = Served::start_config("data_dir = \"state\"", &rest, &[]).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    assert!(Modern::new(&gw.url).call("raw__pid", json!({})).await["result"].is_object());
+    // A clean stop flushes the spans still queued.
+    let pid = gw.child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), gw.child.wait()).await;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let parts: Vec<&str> = line.splitn(4, ' ').collect();
+        assert_eq!(
+            (parts[0], parts[1], parts[2]),
+            ("POST", "/v1/traces", "application/x-protobuf"),
+            "{line}"
+        );
+        seen.extend(base64::engine::general_purpose::STANDARD.decode(parts[3]).unwrap());
+        let has = |s: &str| seen.windows(s.len()).any(|w| w == s.as_bytes());
+        if [
+            "portcullis-test",
+            "mcp.decision",
+            "tools/call",
+            "raw__pid",
+            "permit",
+            "tools/call pid",
+        ]
+        .iter()
+        .all(|s| has(s))
+        {
+            break;
+        }
+    }
+}

@@ -87,6 +87,8 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// The admin web page (`[admin]`): where `portcullis serve` serves it, if anywhere.
     pub admin: Option<SocketAddr>,
+    /// OpenTelemetry trace export (`[telemetry]`), off unless an endpoint is set.
+    pub telemetry: Option<TelemetryConfig>,
     /// Where the configuration was read from (relative paths resolve against its directory).
     pub source: PathBuf,
 }
@@ -167,6 +169,15 @@ pub struct AnomalyConfig {
     pub suspend: bool,
     /// Where alerts are POSTed as JSON, if anywhere.
     pub webhook: Option<reqwest::Url>,
+}
+
+/// OpenTelemetry trace export (`[telemetry]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP endpoint (traces go to `<endpoint>/v1/traces`, protobuf).
+    pub otlp_endpoint: reqwest::Url,
+    /// `service.name` of the spans.
+    pub service_name: String,
 }
 
 /// Approvals of single calls (`[approvals]`).
@@ -316,6 +327,15 @@ struct RawConfig {
     approvals: RawApprovals,
     #[serde(default)]
     admin: RawAdmin,
+    #[serde(default)]
+    telemetry: RawTelemetry,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    otlp_endpoint: Option<Spanned<String>>,
+    service_name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -498,6 +518,22 @@ impl Lowering<'_> {
                             l.span(),
                             "admin.listen",
                             format!("`{}` is not an address like `127.0.0.1:8788`", l.get_ref()),
+                        );
+                    }
+                },
+            },
+            telemetry: match raw.telemetry.otlp_endpoint {
+                None => None,
+                Some(e) => match reqwest::Url::parse(e.get_ref()) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") => Some(TelemetryConfig {
+                        otlp_endpoint: u,
+                        service_name: raw.telemetry.service_name.unwrap_or_else(|| "portcullis".into()),
+                    }),
+                    _ => {
+                        return self.err(
+                            e.span(),
+                            "telemetry.otlp_endpoint",
+                            "must be an http:// or https:// URL (the OTLP/HTTP receiver, e.g. http://127.0.0.1:4318)",
                         );
                     }
                 },

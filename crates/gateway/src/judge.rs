@@ -242,6 +242,7 @@ impl Gateway {
             Err(e) => (outcome_name(e), e.to_string()),
         };
         self.metrics.decision(&tool.upstream, decision);
+        tracing::Span::current().record("mcp.decision", decision);
         let labels = self.taint.snapshot(ctx, &Value::Null, false).label.names();
         let body = crate::audit::decision_body(
             &ctx.principal,

@@ -95,15 +95,29 @@ pub fn capabilities() -> Value {
 impl Gateway {
     /// Serves one request; always produces a response with the request's id.
     pub async fn handle(&self, ctx: &ClientCtx, req: Request, out: &Outbox) -> Response {
+        use tracing::Instrument as _;
         let id = req.id.clone();
-        match self.dispatch(ctx, req, out).await {
+        // One span per request (exported as an OpenTelemetry span when configured): the
+        // method, who asked, and, for routed calls, the target, the decision and the upstream.
+        let span = tracing::info_span!(
+            "mcp.request",
+            otel.name = %req.method,
+            rpc.method = %req.method,
+            enduser.id = %ctx.principal,
+            mcp.target = tracing::field::Empty,
+            mcp.decision = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let answered = self.dispatch(ctx, req, out).instrument(span.clone()).await;
+        match answered {
             Ok(Reply::Result(r)) => Response::result(id, r),
             Ok(Reply::Upstream(mut r)) => {
                 r.id = Some(id);
                 r
             }
             Err(e) => {
-                tracing::debug!(error = %e, "request refused");
+                span.record("otel.status_code", "ERROR");
+                tracing::debug!(parent: &span, error = %e, "request refused");
                 Response::error(Some(id), e.to_error(ctx.era))
             }
         }
@@ -260,6 +274,7 @@ impl Gateway {
         let Some((upstream, original, judged, base)) = found else {
             return Err(self.unknown_name(kind, &name));
         };
+        tracing::Span::current().record("mcp.target", name.as_str());
         let action = match kind {
             Kind::Tool => Action::CallTool,
             _ => Action::GetPrompt,
@@ -305,7 +320,13 @@ impl Gateway {
             params.remove("inputResponses");
         }
         let started = std::time::Instant::now();
-        let reply = self.forward(ctx, upstream, &req.method, params, name, out).await?;
+        let reply = {
+            use tracing::Instrument as _;
+            let span = tracing::info_span!("mcp.upstream", otel.name = %format!("{} {}", req.method, original), upstream = %judged.upstream);
+            self.forward(ctx, upstream, &req.method, params, name, out)
+                .instrument(span)
+                .await?
+        };
         if kind == Kind::Tool {
             self.charge(&ctx.principal, &limits, reply.result_len());
             self.record_use(upstream, &original, &arguments, reply.result_len());
