@@ -161,6 +161,7 @@ pub struct ToolRow {
     exposed: String,
     upstream: String,
     effect: String,
+    labels: String,
     status: String,
     held: Option<String>,
     diff: Option<String>,
@@ -211,6 +212,14 @@ impl ToolsView {
                 exposed: e.exposed.clone(),
                 upstream,
                 effect: gw.policy_tool(e).effect.as_str().to_owned(),
+                labels: {
+                    let names = gw.base_label(e.upstream, Some(e)).names();
+                    if names.is_empty() {
+                        "trusted".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                },
                 status: status.to_owned(),
                 held,
                 diff,
@@ -275,19 +284,20 @@ pub fn tools(csrf: &str, v: &ToolsView) -> String {
             }
             h2 { "Tools" }
             table class="tools" {
-                thead { tr { th { "Tool" } th { "Upstream" } th { "Effect" } th { "Pin" } th { "Scanner" } } }
+                thead { tr { th { "Tool" } th { "Upstream" } th { "Effect" } th { "Output" } th { "Pin" } th { "Scanner" } } }
                 tbody {
                     @for t in &v.rows {
                         tr class=[t.held.is_some().then_some("held")] {
                             td { code { (t.exposed) } }
                             td { (t.upstream) }
                             td { (t.effect) }
+                            td { (t.labels) }
                             td { (t.status) }
                             td { @for f in &t.findings { div { (f) } } }
                         }
                         @if let (Some(reason), Some(diff)) = (&t.held, &t.diff) {
                             tr class="review" {
-                                td colspan="5" {
+                                td colspan="6" {
                                     p { (reason) }
                                     pre class="diff" { (diff) }
                                     form method="post" action="/tools/approve" {
@@ -357,6 +367,10 @@ impl AuditView {
         }
         let checkpoints = store.audit_checkpoints().await.map(|c| c.len()).unwrap_or(0);
         let want = |k: &str| filters.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        // `since`: the last N minutes.
+        let since = want("since")
+            .and_then(|m| m.parse::<i64>().ok())
+            .map(|m| crate::taint::now_unix().saturating_mul(1000) - m.saturating_mul(60_000));
         let rows = all
             .into_iter()
             .rev()
@@ -366,7 +380,8 @@ impl AuditView {
                 let keep = want("principal").is_none_or(|p| field("principal") == p)
                     && want("tool").is_none_or(|t| field("target").contains(t))
                     && want("decision").is_none_or(|d| field("decision") == d || field("event") == d)
-                    && want("kind").is_none_or(|k| field("kind") == k);
+                    && want("kind").is_none_or(|k| field("kind") == k)
+                    && since.is_none_or(|from| at >= from);
                 keep.then_some((seq, at, v))
             })
             .take(500)
@@ -392,6 +407,7 @@ pub fn audit(filters: &HashMap<String, String>, v: &AuditView) -> String {
                 input name="tool" placeholder="tool" value=(f("tool"));
                 input name="decision" placeholder="decision or event" value=(f("decision"));
                 input name="kind" placeholder="kind" value=(f("kind"));
+                input name="since" type="number" min="1" placeholder="last N minutes" value=(f("since"));
                 button type="submit" { "Filter" }
             }
             table class="audit" {

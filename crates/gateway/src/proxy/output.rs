@@ -89,7 +89,7 @@ fn rewrite_texts(v: &mut Value, f: &dyn Fn(&str) -> Option<String>) -> bool {
 impl Gateway {
     /// The label config and annotations give a result of `upstream` (from the tool `tool`,
     /// when a tool made it), before its content is scanned.
-    pub(crate) fn base_label(&self, upstream: usize, tool: Option<&Entry>) -> Label {
+    pub fn base_label(&self, upstream: usize, tool: Option<&Entry>) -> Label {
         let Some(up) = self.upstreams().get(upstream).map(|u| &u.cfg) else {
             return Label::UNTRUSTED;
         };
