@@ -1,0 +1,204 @@
+//! IMAP: one authenticated session per call (no pooling yet), folders, search, fetch.
+
+use futures::TryStreamExt as _;
+use serde_json::{Value, json};
+
+use crate::config::Settings;
+use crate::render;
+
+/// A mail operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    /// The server could not be reached.
+    #[error("cannot reach the mail server at {0}: {1}")]
+    Connect(String, String),
+    /// The server refused the credentials.
+    #[error("the mail server refused the login for `{0}`")]
+    Auth(String),
+    /// The server answered an error.
+    #[error("the mail server said: {0}")]
+    Server(String),
+    /// The request cannot be expressed safely.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such message.
+    #[error("no message with uid {uid} in `{folder}`")]
+    NotFound {
+        /// The folder.
+        folder: String,
+        /// The uid.
+        uid: u32,
+    },
+}
+
+fn server(e: impl std::fmt::Display) -> MailError {
+    MailError::Server(e.to_string())
+}
+
+type Session = async_imap::Session<tokio::net::TcpStream>;
+
+async fn session(s: &Settings) -> Result<Session, MailError> {
+    let tcp = tokio::net::TcpStream::connect(&s.imap)
+        .await
+        .map_err(|e| MailError::Connect(s.imap.clone(), e.to_string()))?;
+    let mut client = async_imap::Client::new(tcp);
+    // The server's greeting.
+    client
+        .read_response()
+        .await
+        .map_err(|e| MailError::Connect(s.imap.clone(), e.to_string()))?;
+    client
+        .login(&s.user, s.password.as_str())
+        .await
+        .map_err(|_| MailError::Auth(s.user.clone()))
+}
+
+/// An IMAP quoted string; CR and LF cannot be quoted and are refused.
+pub fn quoted(text: &str) -> Result<String, MailError> {
+    if text.contains(['\r', '\n']) {
+        return Err(MailError::Invalid("search text must be one line".into()));
+    }
+    Ok(format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"")))
+}
+
+/// Every folder's name.
+pub async fn folders(s: &Settings) -> Result<Vec<String>, MailError> {
+    let mut session = session(s).await?;
+    let names: Vec<String> = session
+        .list(Some(""), Some("*"))
+        .await
+        .map_err(server)?
+        .map_ok(|n| n.name().to_owned())
+        .try_collect()
+        .await
+        .map_err(server)?;
+    let _ = session.logout().await;
+    Ok(names)
+}
+
+/// What `search_messages` looks for.
+#[derive(Debug, Default)]
+pub struct Query {
+    /// Sender contains.
+    pub from: Option<String>,
+    /// Subject contains.
+    pub subject: Option<String>,
+    /// Anywhere in the message.
+    pub text: Option<String>,
+    /// Only unread ones.
+    pub unseen: bool,
+}
+
+impl Query {
+    /// The IMAP SEARCH criteria, every value quoted.
+    pub fn criteria(&self) -> Result<String, MailError> {
+        let mut parts = Vec::new();
+        for (key, v) in [("FROM", &self.from), ("SUBJECT", &self.subject), ("TEXT", &self.text)] {
+            if let Some(v) = v {
+                parts.push(format!("{key} {}", quoted(v)?));
+            }
+        }
+        if self.unseen {
+            parts.push("UNSEEN".into());
+        }
+        if parts.is_empty() {
+            parts.push("ALL".into());
+        }
+        Ok(parts.join(" "))
+    }
+}
+
+fn header_summary(uid: u32, raw: &[u8]) -> Value {
+    let m = mail_parser::MessageParser::default().parse(raw);
+    let from = m
+        .as_ref()
+        .and_then(|m| m.from())
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap_or_default()
+        .to_owned();
+    json!({
+        "uid": uid,
+        "from": render::visible(&from),
+        "subject": render::visible(m.as_ref().and_then(|m| m.subject()).unwrap_or_default()),
+        "date": m.as_ref().and_then(|m| m.date()).map(|d| d.to_rfc3339()).unwrap_or_default(),
+    })
+}
+
+/// The newest `limit` messages matching `q` in `folder`, newest first.
+pub async fn search(s: &Settings, folder: &str, q: &Query, limit: usize) -> Result<Vec<Value>, MailError> {
+    let criteria = q.criteria()?;
+    let mut session = session(s).await?;
+    session.select(folder).await.map_err(server)?;
+    let mut uids: Vec<u32> = session
+        .uid_search(&criteria)
+        .await
+        .map_err(server)?
+        .into_iter()
+        .collect();
+    uids.sort_unstable_by(|a, b| b.cmp(a));
+    uids.truncate(limit);
+    let mut out = Vec::new();
+    if !uids.is_empty() {
+        let set: Vec<String> = uids.iter().map(u32::to_string).collect();
+        let fetched: Vec<_> = session
+            .uid_fetch(set.join(","), "(UID BODY.PEEK[HEADER])")
+            .await
+            .map_err(server)?
+            .try_collect()
+            .await
+            .map_err(server)?;
+        for f in &fetched {
+            if let (Some(uid), Some(h)) = (f.uid, f.header()) {
+                out.push(header_summary(uid, h));
+            }
+        }
+        out.sort_by_key(|v| std::cmp::Reverse(v["uid"].as_u64()));
+    }
+    let _ = session.logout().await;
+    Ok(out)
+}
+
+/// One message, whole, as raw bytes (without marking it read).
+pub async fn fetch(s: &Settings, folder: &str, uid: u32) -> Result<Vec<u8>, MailError> {
+    let mut session = session(s).await?;
+    session.select(folder).await.map_err(server)?;
+    let fetched: Vec<_> = session
+        .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
+        .await
+        .map_err(server)?
+        .try_collect()
+        .await
+        .map_err(server)?;
+    let _ = session.logout().await;
+    fetched
+        .iter()
+        .find(|f| f.uid == Some(uid))
+        .and_then(|f| f.body())
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| MailError::NotFound {
+            folder: folder.to_owned(),
+            uid,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_values_are_quoted_and_cannot_inject_commands() {
+        let q = Query {
+            from: Some("bob\" OR ALL".into()),
+            subject: Some("a\\b".into()),
+            text: None,
+            unseen: true,
+        };
+        assert_eq!(
+            q.criteria().ok().as_deref(),
+            Some(r#"FROM "bob\" OR ALL" SUBJECT "a\\b" UNSEEN"#)
+        );
+        assert!(quoted("x\r\nA1 DELETE INBOX").is_err());
+        assert_eq!(Query::default().criteria().ok().as_deref(), Some("ALL"));
+    }
+}

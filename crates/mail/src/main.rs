@@ -1,0 +1,91 @@
+//! `portcullis-mail`: an email MCP server over IMAP and SMTP, on stdio. Its credential comes
+//! only from its environment (`MAIL_PASSWORD`, set by Portcullis from the vault); it never
+//! writes one to disk. The profile decides which tools exist.
+
+mod config;
+mod imap;
+mod render;
+mod server;
+mod smtp;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use rmcp::ServiceExt as _;
+
+use crate::config::{PASSWORD_ENV, Profile, Settings};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "portcullis-mail",
+    version,
+    about = "An email MCP server (IMAP + SMTP) for Portcullis"
+)]
+struct Cli {
+    /// The IMAP server, `host:port`.
+    #[arg(long)]
+    imap: String,
+    /// The SMTP submission server, `host:port`.
+    #[arg(long)]
+    smtp: String,
+    /// The account (its address); the password comes from `MAIL_PASSWORD`.
+    #[arg(long)]
+    user: String,
+    /// Which tools exist: `read-only`, or `send` (adds `send_message`).
+    #[arg(long, value_enum, default_value_t = Profile::ReadOnly)]
+    profile: Profile,
+    /// A domain whose senders count as internal in a message's provenance (repeatable).
+    #[arg(long = "internal-domain")]
+    internal_domains: Vec<String>,
+    /// Send only to these domains (repeatable; default: any).
+    #[arg(long = "allow-domain")]
+    allowed_domains: Vec<String>,
+    /// Most recipients of one message.
+    #[arg(long, default_value_t = 10)]
+    max_recipients: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_MAIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = match Settings::new(
+        cli.imap,
+        cli.smtp,
+        cli.user,
+        cli.profile,
+        cli.internal_domains,
+        cli.allowed_domains,
+        cli.max_recipients,
+        std::env::var(PASSWORD_ENV).ok(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("portcullis-mail: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    match serve(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portcullis-mail: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let running = server::Mail::new(settings)
+        .serve(rmcp::transport::stdio())
+        .await
+        .context("cannot start the stdio server")?;
+    running.waiting().await.context("stdio server failed")?;
+    Ok(())
+}
