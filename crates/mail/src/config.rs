@@ -3,13 +3,18 @@
 
 use std::fmt;
 
-/// Which tools exist.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// Which tools exist, beyond the reading ones (profiles add up: `--profile compose --profile
+/// organize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Profile {
     /// Only the reading tools.
     ReadOnly,
-    /// Reading, and sending.
+    /// Adds drafts (`create_draft`); never sends.
+    Compose,
+    /// Adds sending (`send_message`, `reply`, `forward`).
     Send,
+    /// Adds moving, flagging and trashing messages.
+    Organize,
 }
 
 /// The password, never printed.
@@ -40,7 +45,11 @@ pub struct Settings {
     /// Its password or app password.
     pub password: Password,
     /// Which tools exist.
-    pub profile: Profile,
+    pub profiles: Vec<Profile>,
+    /// The folder drafts go to.
+    pub drafts: String,
+    /// The folder trashed messages go to.
+    pub trash: String,
     /// Domains counted as internal in a message's provenance.
     pub internal_domains: Vec<String>,
     /// If set, the only recipient domains `send_message` accepts.
@@ -78,13 +87,18 @@ pub fn is_loopback(addr: &str) -> bool {
 }
 
 impl Settings {
+    /// Whether `p` is among the profiles.
+    pub fn has(&self, p: Profile) -> bool {
+        self.profiles.contains(&p)
+    }
+
     /// Checks the settings and reads the password from the environment.
     #[allow(clippy::too_many_arguments, reason = "one per flag")]
     pub fn new(
         imap: String,
         smtp: String,
         user: String,
-        profile: Profile,
+        profiles: Vec<Profile>,
         internal_domains: Vec<String>,
         allowed_domains: Vec<String>,
         max_recipients: usize,
@@ -103,7 +117,9 @@ impl Settings {
             smtp,
             user,
             password: Password(password),
-            profile,
+            profiles,
+            drafts: "Drafts".into(),
+            trash: "Trash".into(),
             internal_domains: internal_domains.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
             allowed_domains: allowed_domains.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
             max_recipients: max_recipients.max(1),

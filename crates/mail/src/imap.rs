@@ -182,6 +182,51 @@ pub async fn fetch(s: &Settings, folder: &str, uid: u32) -> Result<Vec<u8>, Mail
         })
 }
 
+/// Stores a message (`bytes`, RFC 5322) in `folder` with `flags` (e.g. `(\\Draft)`).
+pub async fn append(s: &Settings, folder: &str, flags: Option<&str>, bytes: &[u8]) -> Result<(), MailError> {
+    let mut session = session(s).await?;
+    session.append(folder, flags, None, bytes).await.map_err(server)?;
+    let _ = session.logout().await;
+    Ok(())
+}
+
+/// Moves message `uid` from `folder` to `target`.
+pub async fn move_to(s: &Settings, folder: &str, uid: u32, target: &str) -> Result<(), MailError> {
+    let mut session = session(s).await?;
+    session.select(folder).await.map_err(server)?;
+    let found = session.uid_search(format!("UID {uid}")).await.map_err(server)?;
+    if !found.contains(&uid) {
+        return Err(MailError::NotFound {
+            folder: folder.to_owned(),
+            uid,
+        });
+    }
+    session.uid_mv(uid.to_string(), target).await.map_err(server)?;
+    let _ = session.logout().await;
+    Ok(())
+}
+
+/// Adds and removes flags (`\\Seen`, `\\Flagged`) on message `uid`.
+pub async fn set_flags(s: &Settings, folder: &str, uid: u32, add: &[&str], remove: &[&str]) -> Result<(), MailError> {
+    let mut session = session(s).await?;
+    session.select(folder).await.map_err(server)?;
+    for (sign, flags) in [("+", add), ("-", remove)] {
+        if flags.is_empty() {
+            continue;
+        }
+        let changed: Vec<_> = session
+            .uid_store(uid.to_string(), format!("{sign}FLAGS.SILENT ({})", flags.join(" ")))
+            .await
+            .map_err(server)?
+            .try_collect()
+            .await
+            .map_err(server)?;
+        drop(changed);
+    }
+    let _ = session.logout().await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -32,9 +32,10 @@ struct Cli {
     /// The account (its address); the password comes from `MAIL_PASSWORD`.
     #[arg(long)]
     user: String,
-    /// Which tools exist: `read-only`, or `send` (adds `send_message`).
-    #[arg(long, value_enum, default_value_t = Profile::ReadOnly)]
-    profile: Profile,
+    /// Which tools exist beyond reading (repeatable): `compose` (drafts), `send` (send, reply,
+    /// forward), `organize` (move, flags, trash); `read-only` (the default) adds nothing.
+    #[arg(long = "profile", value_enum)]
+    profiles: Vec<Profile>,
     /// A domain whose senders count as internal in a message's provenance (repeatable).
     #[arg(long = "internal-domain")]
     internal_domains: Vec<String>,
@@ -60,7 +61,7 @@ async fn main() -> ExitCode {
         cli.imap,
         cli.smtp,
         cli.user,
-        cli.profile,
+        cli.profiles,
         cli.internal_domains,
         cli.allowed_domains,
         cli.max_recipients,

@@ -38,8 +38,8 @@ fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ErrorData> {
 
 const READ: &str = "readOnlyHint";
 
-/// The tools of `profile`, as `tools/list` shows them.
-pub fn tools(profile: Profile) -> Value {
+/// The tools of `profiles`, as `tools/list` shows them: a tool outside them does not exist.
+pub fn tools(profiles: &[Profile]) -> Value {
     let reading = json!({ READ: true, "destructiveHint": false, "idempotentHint": true, "openWorldHint": true });
     let mut tools = vec![
         json!({
@@ -77,7 +77,38 @@ pub fn tools(profile: Profile) -> Value {
             "annotations": reading,
         }),
     ];
-    if profile == Profile::Send {
+    let uid_in = |extra: Value| {
+        let mut props =
+            json!({"folder": {"type": "string", "default": "INBOX"}, "uid": {"type": "integer", "minimum": 1}});
+        if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
+            p.extend(e.clone());
+        }
+        props
+    };
+    let changes = json!({READ: false, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false});
+    let sends = json!({READ: false, "destructiveHint": false, "idempotentHint": false, "openWorldHint": true});
+    let sent = json!({"type": "object", "properties": {"messageId": {"type": "string"}}, "required": ["messageId"]});
+    let done = json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
+    tools.push(json!({
+        "name": "get_attachment",
+        "description": "Returns one attachment's content (base64), up to 1 MiB. The content is untrusted.",
+        "inputSchema": {"type": "object", "properties": uid_in(json!({"index": {"type": "integer", "minimum": 0}})), "required": ["uid", "index"]},
+        "outputSchema": {"type": "object", "properties": {"name": {"type": "string"}, "mimeType": {"type": "string"}, "size": {"type": "integer"}, "base64": {"type": "string"}}, "required": ["name", "base64"]},
+        "annotations": reading,
+    }));
+    if profiles.contains(&Profile::Compose) {
+        tools.push(json!({
+            "name": "create_draft",
+            "description": "Saves a plain-text draft in the Drafts folder; sends nothing.",
+            "inputSchema": {"type": "object", "properties": {
+                "to": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "subject": {"type": "string"}, "body": {"type": "string"}
+            }, "required": ["to", "subject", "body"]},
+            "outputSchema": sent,
+            "annotations": changes,
+        }));
+    }
+    if profiles.contains(&Profile::Send) {
         tools.push(json!({
             "name": "send_message",
             "description": "Sends a plain-text message from the account.",
@@ -85,8 +116,47 @@ pub fn tools(profile: Profile) -> Value {
                 "to": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                 "subject": {"type": "string"}, "body": {"type": "string"}
             }, "required": ["to", "subject", "body"]},
-            "outputSchema": {"type": "object", "properties": {"messageId": {"type": "string"}}, "required": ["messageId"]},
-            "annotations": {READ: false, "destructiveHint": false, "idempotentHint": false, "openWorldHint": true},
+            "outputSchema": sent,
+            "annotations": sends,
+        }));
+        tools.push(json!({
+            "name": "reply",
+            "description": "Replies to a message's sender, in its thread (In-Reply-To, References).",
+            "inputSchema": {"type": "object", "properties": uid_in(json!({"body": {"type": "string"}})), "required": ["uid", "body"]},
+            "outputSchema": sent,
+            "annotations": sends,
+        }));
+        tools.push(json!({
+            "name": "forward",
+            "description": "Forwards a message's text to new recipients, with a note on top.",
+            "inputSchema": {"type": "object", "properties": uid_in(json!({
+                "to": {"type": "array", "items": {"type": "string"}, "minItems": 1}, "note": {"type": "string"}
+            })), "required": ["uid", "to"]},
+            "outputSchema": sent,
+            "annotations": sends,
+        }));
+    }
+    if profiles.contains(&Profile::Organize) {
+        tools.push(json!({
+            "name": "move_message",
+            "description": "Moves a message to another folder.",
+            "inputSchema": {"type": "object", "properties": uid_in(json!({"to_folder": {"type": "string"}})), "required": ["uid", "to_folder"]},
+            "outputSchema": done,
+            "annotations": changes,
+        }));
+        tools.push(json!({
+            "name": "set_flags",
+            "description": "Marks a message read or unread, starred or not.",
+            "inputSchema": {"type": "object", "properties": uid_in(json!({"read": {"type": "boolean"}, "starred": {"type": "boolean"}})), "required": ["uid"]},
+            "outputSchema": done,
+            "annotations": changes,
+        }));
+        tools.push(json!({
+            "name": "trash_message",
+            "description": "Moves a message to the Trash folder (it is not deleted for good).",
+            "inputSchema": {"type": "object", "properties": uid_in(json!({})), "required": ["uid"]},
+            "outputSchema": done,
+            "annotations": {READ: false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": false},
         }));
     }
     Value::Array(tools)
@@ -112,15 +182,104 @@ fn tool_error(e: &MailError) -> Result<CallToolResponse, ErrorData> {
     Ok(typed::<CallToolResult>(json!({"content": [{"type": "text", "text": e.to_string()}], "isError": true}))?.into())
 }
 
+fn uid_of(args: &Map<String, Value>) -> Result<u32, MailError> {
+    args.get("uid")
+        .and_then(Value::as_u64)
+        .and_then(|u| u32::try_from(u).ok())
+        .ok_or_else(|| MailError::Invalid("`uid` must be a message uid".into()))
+}
+
+fn strings(args: &Map<String, Value>, k: &str) -> Vec<String> {
+    args.get(k)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Most bytes `get_attachment` returns.
+const MAX_ATTACHMENT: usize = 1024 * 1024;
+
+/// What a reply or a forward needs of the original.
+struct Original {
+    /// Where replies go (Reply-To, else From).
+    reply_to: String,
+    subject: String,
+    message_id: Option<String>,
+    references: Option<String>,
+    text: String,
+}
+
 impl Mail {
+    async fn original(&self, args: &Map<String, Value>) -> Result<Original, MailError> {
+        let (v, _) = self.read(args).await?;
+        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let raw = imap::fetch(&self.settings, arg(args, "folder").unwrap_or("INBOX"), uid_of(args)?).await?;
+        let m = mail_parser::MessageParser::default()
+            .parse(&raw)
+            .ok_or_else(|| MailError::Server("the message cannot be parsed".into()))?;
+        let reply_to = m
+            .reply_to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .map(str::to_owned)
+            .unwrap_or_else(|| field("from"));
+        let message_id = m.message_id().map(|i| format!("<{i}>"));
+        let earlier = match m.references() {
+            mail_parser::HeaderValue::Text(t) => Some(format!("<{t}>")),
+            mail_parser::HeaderValue::TextList(l) => {
+                Some(l.iter().map(|t| format!("<{t}>")).collect::<Vec<_>>().join(" "))
+            }
+            _ => None,
+        };
+        let references = match (earlier, &message_id) {
+            (Some(r), Some(i)) => Some(format!("{r} {i}")),
+            (None, Some(i)) => Some(i.clone()),
+            (r, None) => r,
+        };
+        Ok(Original {
+            reply_to,
+            subject: field("subject"),
+            message_id,
+            references,
+            text: field("text"),
+        })
+    }
+
+    async fn attachment(&self, args: &Map<String, Value>) -> Result<Value, MailError> {
+        use base64::Engine as _;
+        let folder = arg(args, "folder").unwrap_or("INBOX");
+        let index = args
+            .get("index")
+            .and_then(Value::as_u64)
+            .and_then(|i| usize::try_from(i).ok())
+            .unwrap_or(0);
+        let raw = imap::fetch(&self.settings, folder, uid_of(args)?).await?;
+        let m = mail_parser::MessageParser::default()
+            .parse(&raw)
+            .ok_or_else(|| MailError::Server("the message cannot be parsed".into()))?;
+        let a = m
+            .attachments()
+            .nth(index)
+            .ok_or_else(|| MailError::Invalid(format!("the message has no attachment {index}")))?;
+        let bytes = a.contents();
+        if bytes.len() > MAX_ATTACHMENT {
+            return Err(MailError::Invalid(format!(
+                "the attachment has {} bytes; at most {MAX_ATTACHMENT} are returned",
+                bytes.len()
+            )));
+        }
+        Ok(json!({
+            "name": render::visible(a.attachment_name().unwrap_or("unnamed")),
+            "mimeType": a.content_type().map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("octet-stream"))).unwrap_or_default(),
+            "size": bytes.len(),
+            "base64": base64::engine::general_purpose::STANDARD.encode(bytes),
+        }))
+    }
+
     async fn read(&self, args: &Map<String, Value>) -> Result<(Value, Value), MailError> {
         let s = &self.settings;
         let folder = arg(args, "folder").unwrap_or("INBOX");
-        let uid = args
-            .get("uid")
-            .and_then(Value::as_u64)
-            .and_then(|u| u32::try_from(u).ok())
-            .ok_or_else(|| MailError::Invalid("`uid` must be a message uid".into()))?;
+        let uid = uid_of(args)?;
         let raw = imap::fetch(s, folder, uid).await?;
         let m = mail_parser::MessageParser::default()
             .parse(&raw)
@@ -187,7 +346,7 @@ impl ServerHandler for Mail {
         _request: Option<PaginatedRequestParams>,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let tools: Vec<Tool> = typed(tools(self.settings.profile))?;
+        let tools: Vec<Tool> = typed(tools(&self.settings.profiles))?;
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -213,21 +372,104 @@ impl ServerHandler for Mail {
                     .map(|m| (json!({"messages": m}), None))
             }
             "read_message" => self.read(&args).await.map(|(v, m)| (v, Some(m))),
-            "send_message" if s.profile == Profile::Send => {
-                let to: Vec<String> = args
-                    .get("to")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                    .unwrap_or_default();
-                smtp::send(
+            "get_attachment" => self.attachment(&args).await.map(|v| (v, None)),
+            "create_draft" if s.has(Profile::Compose) => {
+                match smtp::build(
                     s,
-                    &to,
+                    &strings(&args, "to"),
                     arg(&args, "subject").unwrap_or_default(),
                     arg(&args, "body").unwrap_or_default(),
-                )
-                .await
-                .map(|id| (json!({"messageId": id}), None))
+                    &smtp::Thread::default(),
+                ) {
+                    Ok((msg, id)) => imap::append(s, &s.drafts, Some("(\\Draft)"), &msg.formatted())
+                        .await
+                        .map(|()| (json!({"messageId": id}), None)),
+                    Err(e) => Err(e),
+                }
             }
+            "send_message" if s.has(Profile::Send) => smtp::send(
+                s,
+                &strings(&args, "to"),
+                arg(&args, "subject").unwrap_or_default(),
+                arg(&args, "body").unwrap_or_default(),
+                &smtp::Thread::default(),
+            )
+            .await
+            .map(|id| (json!({"messageId": id}), None)),
+            "reply" if s.has(Profile::Send) => match self.original(&args).await {
+                Ok(o) => {
+                    let subject = if o.subject.to_ascii_lowercase().starts_with("re:") {
+                        o.subject
+                    } else {
+                        format!("Re: {}", o.subject)
+                    };
+                    let thread = smtp::Thread {
+                        in_reply_to: o.message_id,
+                        references: o.references,
+                    };
+                    smtp::send(
+                        s,
+                        &[o.reply_to],
+                        &subject,
+                        arg(&args, "body").unwrap_or_default(),
+                        &thread,
+                    )
+                    .await
+                    .map(|id| (json!({"messageId": id}), None))
+                }
+                Err(e) => Err(e),
+            },
+            "forward" if s.has(Profile::Send) => match self.original(&args).await {
+                Ok(o) => {
+                    let body = format!(
+                        "{}\n\n---------- Forwarded message ----------\nFrom: {}\nSubject: {}\n\n{}",
+                        arg(&args, "note").unwrap_or_default(),
+                        o.reply_to,
+                        o.subject,
+                        o.text
+                    );
+                    smtp::send(
+                        s,
+                        &strings(&args, "to"),
+                        &format!("Fwd: {}", o.subject),
+                        &body,
+                        &smtp::Thread::default(),
+                    )
+                    .await
+                    .map(|id| (json!({"messageId": id}), None))
+                }
+                Err(e) => Err(e),
+            },
+            "move_message" if s.has(Profile::Organize) => match (uid_of(&args), arg(&args, "to_folder")) {
+                (Ok(uid), Some(target)) => imap::move_to(s, arg(&args, "folder").unwrap_or("INBOX"), uid, target)
+                    .await
+                    .map(|()| (json!({"ok": true}), None)),
+                (Err(e), _) => Err(e),
+                (_, None) => Err(MailError::Invalid("`to_folder` is required".into())),
+            },
+            "trash_message" if s.has(Profile::Organize) => match uid_of(&args) {
+                Ok(uid) => imap::move_to(s, arg(&args, "folder").unwrap_or("INBOX"), uid, &s.trash)
+                    .await
+                    .map(|()| (json!({"ok": true}), None)),
+                Err(e) => Err(e),
+            },
+            "set_flags" if s.has(Profile::Organize) => match uid_of(&args) {
+                Ok(uid) => {
+                    let (mut add, mut remove) = (Vec::new(), Vec::new());
+                    for (key, flag) in [("read", "\\Seen"), ("starred", "\\Flagged")] {
+                        match args.get(key).and_then(Value::as_bool) {
+                            Some(true) => add.push(flag),
+                            Some(false) => remove.push(flag),
+                            None => {}
+                        }
+                    }
+                    imap::set_flags(s, arg(&args, "folder").unwrap_or("INBOX"), uid, &add, &remove)
+                        .await
+                        .map(|()| (json!({"ok": true}), None))
+                }
+                Err(e) => Err(e),
+            },
+
             other => {
                 return Err(ErrorData::invalid_params(format!("unknown tool `{other}`"), None));
             }

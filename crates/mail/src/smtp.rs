@@ -38,8 +38,23 @@ pub fn recipients(s: &Settings, to: &[String]) -> Result<Vec<Mailbox>, MailError
         .collect()
 }
 
-/// Sends one plain-text message; its Message-ID.
-pub async fn send(s: &Settings, to: &[String], subject: &str, body: &str) -> Result<String, MailError> {
+/// A reply's threading: the `In-Reply-To` and `References` headers.
+#[derive(Debug, Default, Clone)]
+pub struct Thread {
+    /// The Message-ID answered.
+    pub in_reply_to: Option<String>,
+    /// The thread's Message-IDs, oldest first.
+    pub references: Option<String>,
+}
+
+/// Builds a plain-text message from the account; it and its Message-ID.
+pub fn build(
+    s: &Settings,
+    to: &[String],
+    subject: &str,
+    body: &str,
+    thread: &Thread,
+) -> Result<(Message, String), MailError> {
     let rcpt = recipients(s, to)?;
     let from: Mailbox = s
         .user
@@ -54,7 +69,25 @@ pub async fn send(s: &Settings, to: &[String], subject: &str, body: &str) -> Res
     for r in rcpt {
         b = b.to(r);
     }
+    if let Some(r) = &thread.in_reply_to {
+        b = b.in_reply_to(r.clone());
+    }
+    if let Some(r) = &thread.references {
+        b = b.references(r.clone());
+    }
     let msg = b.body(body.to_owned()).map_err(|e| MailError::Invalid(e.to_string()))?;
+    Ok((msg, id))
+}
+
+/// Sends one plain-text message; its Message-ID.
+pub async fn send(
+    s: &Settings,
+    to: &[String],
+    subject: &str,
+    body: &str,
+    thread: &Thread,
+) -> Result<String, MailError> {
+    let (msg, id) = build(s, to, subject, body, thread)?;
     let (host, port) = s
         .smtp
         .rsplit_once(':')

@@ -72,8 +72,10 @@ import smtplib, sys
 from email.message import EmailMessage
 m = EmailMessage()
 m["From"] = "Bob <bob@example.test>"; m["To"] = "alice@example.test"; m["Subject"] = sys.argv[1]
+m["Message-ID"] = "<" + sys.argv[1].replace(" ", ".") + "@supplier.example.test>"
 m.set_content("plain part")
 m.add_alternative(sys.argv[2], subtype="html")
+m.add_attachment(b"%PDF-1.4 invoice 42", maintype="application", subtype="pdf", filename="invoice.pdf")
 with smtplib.SMTP("127.0.0.1", 10026) as s:
     s.send_message(m)
 "#;
@@ -84,6 +86,23 @@ im = imaplib.IMAP4("127.0.0.1", 10143); im.login("bob@example.test", "bobpass");
 print(len(im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()))
 "#;
 
+/// Bob's newest message with `subject`: its In-Reply-To and References headers.
+const THREAD_OF_BOB: &str = r#"
+import imaplib, sys, email
+im = imaplib.IMAP4("127.0.0.1", 10143); im.login("bob@example.test", "bobpass"); im.select("INBOX")
+n = im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()[-1]
+m = email.message_from_bytes(im.fetch(n, "(BODY.PEEK[HEADER])")[1][0][1])
+print(m["In-Reply-To"], "|", m["References"])
+"#;
+
+/// Alice's flags on the message with `subject` in INBOX.
+const FLAGS_OF_ALICE: &str = r#"
+import imaplib, sys
+im = imaplib.IMAP4("127.0.0.1", 10143); im.login("alice@example.test", "alicepass"); im.select("INBOX")
+n = im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()
+print(im.fetch(n[0], "(FLAGS)")[1][0].decode() if n else "gone")
+"#;
+
 struct Mcp {
     _child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
@@ -92,20 +111,22 @@ struct Mcp {
 }
 
 impl Mcp {
-    async fn start(profile: &str, password: &str) -> Mcp {
+    async fn start(profiles: &[&str], password: &str) -> Mcp {
+        let mut args = vec![
+            "--imap",
+            "127.0.0.1:10143",
+            "--smtp",
+            "127.0.0.1:10587",
+            "--user",
+            "alice@example.test",
+            "--internal-domain",
+            "example.test",
+        ];
+        for p in profiles {
+            args.extend(["--profile", p]);
+        }
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis-mail"))
-            .args([
-                "--imap",
-                "127.0.0.1:10143",
-                "--smtp",
-                "127.0.0.1:10587",
-                "--user",
-                "alice@example.test",
-                "--profile",
-                profile,
-                "--internal-domain",
-                "example.test",
-            ])
+            .args(&args)
             .env("MAIL_PASSWORD", password)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -176,7 +197,7 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
         ],
     );
 
-    let mut mail = Mcp::start("send", "alicepass").await;
+    let mut mail = Mcp::start(&["compose", "send", "organize"], "alicepass").await;
     let list = mail.request("tools/list", json!({})).await;
     let names: Vec<&str> = list["result"]["tools"]
         .as_array()
@@ -186,7 +207,19 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
         .collect();
     assert_eq!(
         names,
-        ["list_folders", "search_messages", "read_message", "send_message"]
+        [
+            "list_folders",
+            "search_messages",
+            "read_message",
+            "get_attachment",
+            "create_draft",
+            "send_message",
+            "reply",
+            "forward",
+            "move_message",
+            "set_flags",
+            "trash_message"
+        ]
     );
 
     let folders = mail.call("list_folders", json!({})).await;
@@ -252,6 +285,77 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
         assert!(tokio::time::Instant::now() < deadline, "bob never got it");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The attachment, as it was sent.
+    let r = mail.call("get_attachment", json!({"uid": uid, "index": 0})).await;
+    let a = structured(&r);
+    assert_eq!(
+        (a["name"].as_str(), a["mimeType"].as_str()),
+        (Some("invoice.pdf"), Some("application/pdf")),
+        "{r}"
+    );
+    assert_eq!(a["base64"], "JVBERi0xLjQgaW52b2ljZSA0Mg==");
+
+    // A reply stays in the thread.
+    let r = mail.call("reply", json!({"uid": uid, "body": "Paid."})).await;
+    structured(&r);
+    let replied = format!("Re: {subject}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let original_id = format!("<{}@supplier.example.test>", subject.replace(' ', "."));
+    // Bob is the sender of the original: the reply goes to him.
+    loop {
+        if python(COUNT_BOB, &[&replied]).trim() == "2" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no reply arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let thread = python(THREAD_OF_BOB, &[&replied]);
+    assert_eq!(thread.trim(), format!("{original_id} | {original_id}"), "{thread}");
+
+    // A forward carries the text under a note.
+    let r = mail
+        .call(
+            "forward",
+            json!({"uid": uid, "to": ["bob@example.test"], "note": "FYI"}),
+        )
+        .await;
+    structured(&r);
+    let fwd = format!("Fwd: {subject}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while python(COUNT_BOB, &[&fwd]).trim() != "1" {
+        assert!(tokio::time::Instant::now() < deadline, "no forward arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A draft lands in Drafts and is sent to no one.
+    let draft = format!("Draft {subject}");
+    let r = mail
+        .call(
+            "create_draft",
+            json!({"to": ["carol@example.test"], "subject": draft, "body": "later"}),
+        )
+        .await;
+    structured(&r);
+    let r = mail
+        .call("search_messages", json!({"folder": "Drafts", "subject": draft}))
+        .await;
+    assert_eq!(structured(&r)["messages"].as_array().unwrap().len(), 1, "{r}");
+
+    // Flags, then the trash (not deleted for good).
+    let r = mail
+        .call("set_flags", json!({"uid": uid, "read": true, "starred": true}))
+        .await;
+    structured(&r);
+    let flags = python(FLAGS_OF_ALICE, &[&subject]);
+    assert!(flags.contains("\\Seen") && flags.contains("\\Flagged"), "{flags}");
+    let r = mail.call("trash_message", json!({"uid": uid})).await;
+    structured(&r);
+    assert_eq!(python(FLAGS_OF_ALICE, &[&subject]).trim(), "gone");
+    let r = mail
+        .call("search_messages", json!({"folder": "Trash", "subject": subject}))
+        .await;
+    assert_eq!(structured(&r)["messages"].as_array().unwrap().len(), 1, "{r}");
+
     // Too many or malformed recipients are refused before anything is sent.
     let r = mail
         .call(
@@ -262,7 +366,7 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
     assert_eq!(r["result"]["isError"], true, "{r}");
 
     // The read-only profile has no sending tool at all.
-    let mut ro = Mcp::start("read-only", "alicepass").await;
+    let mut ro = Mcp::start(&[], "alicepass").await;
     let list = ro.request("tools/list", json!({})).await;
     assert!(!list.to_string().contains("send_message"), "{list}");
     let r = ro
@@ -274,7 +378,7 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
     assert!(r["error"].is_object(), "{r}");
 
     // A wrong password: a clear error, no secret in it.
-    let mut wrong = Mcp::start("read-only", "not-the-password").await;
+    let mut wrong = Mcp::start(&[], "not-the-password").await;
     let r = wrong.call("list_folders", json!({})).await;
     assert_eq!(r["result"]["isError"], true, "{r}");
     let text = r.to_string();
