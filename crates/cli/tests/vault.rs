@@ -131,6 +131,27 @@ async fn secrets_reach_only_their_upstream_and_never_leave() {
     assert!(log.contains("LEAKY=[redacted:api_token]"), "{log}");
     assert!(!log.contains(SECRET) && !log.contains(&b64), "{log}");
     assert!(!log.contains("hdr-93KfQ0aLz7Pm2Wd5"), "{log}");
+
+    // The audit log recorded those calls, the secret in their arguments included: scrubbed.
+    let served_config = gw.dir.path().join("portcullis.toml");
+    let (code, audit, err) = cli(
+        &[
+            "audit",
+            "export",
+            "--jsonl",
+            "--config",
+            served_config.to_str().unwrap(),
+        ],
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(audit.contains("mine__echo") || audit.contains("\"echo\""), "{audit}");
+    assert!(audit.contains("[redacted:api_token]"), "{audit}");
+    for form in [SECRET.to_owned(), b64.clone(), hex(SECRET)] {
+        assert!(!audit.contains(&form), "{form} is in the audit log");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
