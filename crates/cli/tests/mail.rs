@@ -51,6 +51,17 @@ impl Drop for MailServer {
             .arg(kit().join("mailtest-down.sh"))
             .arg(self.dir.path())
             .status();
+        // The servers take a moment to exit: wait until the kit's ports are free, so the next
+        // test's servers are the ones answering.
+        for _ in 0..100 {
+            let busy = [10143u16, 10024, 10587, 10026, 10993]
+                .iter()
+                .any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            if !busy {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 
@@ -89,7 +100,7 @@ async fn an_injected_mail_cannot_steer_a_send_through_a_real_mail_server() {
     let key = dir.path().join("master.key");
     let config = dir.path().join("portcullis.toml");
     let tables = format!(
-        "[vault]\nkey_file = {}\n\n[approvals]\nask = false\n\n[upstreams.mail]\ncommand = {}\nargs = [\"--imap\", \"127.0.0.1:10143\", \"--smtp\", \"127.0.0.1:10587\", \"--user\", \"alice@example.test\", \"--profile\", \"send\"]\nenv = {{ MAIL_PASSWORD = \"vault:mail_password\" }}\n",
+        "[vault]\nkey_file = {}\n\n[approvals]\nask = false\n\n[upstreams.mail]\ncommand = {}\nargs = [\"--imap\", \"127.0.0.1:10143\", \"--imap-security\", \"none\", \"--smtp\", \"127.0.0.1:10587\", \"--smtp-security\", \"none\", \"--user\", \"alice@example.test\", \"--profile\", \"send\"]\nenv = {{ MAIL_PASSWORD = \"vault:mail_password\" }}\n",
         toml_str(&key.to_string_lossy()),
         toml_str(&mail_binary().to_string_lossy()),
     );

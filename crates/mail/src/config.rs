@@ -17,6 +17,17 @@ pub enum Profile {
     Organize,
 }
 
+/// How a connection is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Security {
+    /// TLS from the first byte (IMAP 993, SMTP 465).
+    Tls,
+    /// Plain, then STARTTLS before anything else (SMTP submission 587).
+    Starttls,
+    /// None: only for servers on this machine.
+    None,
+}
+
 /// The password, never printed.
 pub struct Password(String);
 
@@ -40,6 +51,12 @@ pub struct Settings {
     pub imap: String,
     /// SMTP submission `host:port`.
     pub smtp: String,
+    /// How the IMAP connection is protected.
+    pub imap_security: Security,
+    /// How the SMTP connection is protected.
+    pub smtp_security: Security,
+    /// Extra trust anchors (PEM), besides the public web roots.
+    pub ca_pem: Option<Vec<u8>>,
     /// The account (also the sender address).
     pub user: String,
     /// Its password or app password.
@@ -66,11 +83,17 @@ pub enum SettingsError {
     /// No password in the environment.
     #[error("no password: set `{0}` in this server's environment (Portcullis sets it from its vault)")]
     NoPassword(&'static str),
-    /// A server that is not on this machine: TLS is required for it, and not built yet.
+    /// A server that is not on this machine, without TLS.
     #[error(
-        "`{0}` is not a loopback address: only loopback servers without TLS are supported so far (TLS is not built yet)"
+        "`{0}` is not a loopback address: a password must not cross a network in clear; use TLS (`--imap-security tls`, `--smtp-security starttls|tls`)"
     )]
     NotLoopback(String),
+    /// IMAP STARTTLS is not offered (implicit TLS on 993 is the standard).
+    #[error("IMAP supports `tls` or `none` (STARTTLS is not supported: use implicit TLS, port 993)")]
+    ImapStarttls,
+    /// The CA file cannot be read.
+    #[error("cannot read the CA file `{0}`: {1}")]
+    CaFile(String, String),
 }
 
 /// The environment variable holding the password.
@@ -95,8 +118,9 @@ impl Settings {
     /// Checks the settings and reads the password from the environment.
     #[allow(clippy::too_many_arguments, reason = "one per flag")]
     pub fn new(
-        imap: String,
-        smtp: String,
+        imap: (String, Security),
+        smtp: (String, Security),
+        ca_file: Option<std::path::PathBuf>,
         user: String,
         profiles: Vec<Profile>,
         internal_domains: Vec<String>,
@@ -104,17 +128,30 @@ impl Settings {
         max_recipients: usize,
         password: Option<String>,
     ) -> Result<Settings, SettingsError> {
-        for a in [&imap, &smtp] {
-            if !is_loopback(a) {
+        let ((imap, imap_security), (smtp, smtp_security)) = (imap, smtp);
+        for (a, sec) in [(&imap, imap_security), (&smtp, smtp_security)] {
+            if sec == Security::None && !is_loopback(a) {
                 return Err(SettingsError::NotLoopback(a.clone()));
             }
         }
+        if imap_security == Security::Starttls {
+            return Err(SettingsError::ImapStarttls);
+        }
+        let ca_pem = match ca_file {
+            Some(p) => {
+                Some(std::fs::read(&p).map_err(|e| SettingsError::CaFile(p.display().to_string(), e.to_string()))?)
+            }
+            None => None,
+        };
         let password = password
             .filter(|p| !p.is_empty())
             .ok_or(SettingsError::NoPassword(PASSWORD_ENV))?;
         Ok(Settings {
             imap,
             smtp,
+            imap_security,
+            smtp_security,
+            ca_pem,
             user,
             password: Password(password),
             profiles,

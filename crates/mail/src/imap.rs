@@ -12,6 +12,9 @@ pub enum MailError {
     /// The server could not be reached.
     #[error("cannot reach the mail server at {0}: {1}")]
     Connect(String, String),
+    /// The TLS handshake failed (an untrusted or mismatched certificate, say).
+    #[error("TLS with {0} failed: {1}")]
+    Tls(String, String),
     /// The server refused the credentials.
     #[error("the mail server refused the login for `{0}`")]
     Auth(String),
@@ -35,13 +38,57 @@ fn server(e: impl std::fmt::Display) -> MailError {
     MailError::Server(e.to_string())
 }
 
-type Session = async_imap::Session<tokio::net::TcpStream>;
+/// A connection, plain or TLS.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug> Io for T {}
+
+type Session = async_imap::Session<Box<dyn Io>>;
+
+/// The TLS client configuration: the public web roots, plus the configured CA file.
+pub fn tls_config(s: &Settings) -> Result<std::sync::Arc<rustls::ClientConfig>, MailError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = &s.ca_pem {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| MailError::Invalid(format!("the CA file: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| MailError::Invalid(format!("the CA file: {e}")))?;
+        }
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| MailError::Invalid(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
+/// The host part of `host:port`.
+pub fn host_of(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']'])
+}
 
 async fn session(s: &Settings) -> Result<Session, MailError> {
     let tcp = tokio::net::TcpStream::connect(&s.imap)
         .await
         .map_err(|e| MailError::Connect(s.imap.clone(), e.to_string()))?;
-    let mut client = async_imap::Client::new(tcp);
+    let io: Box<dyn Io> = match s.imap_security {
+        crate::config::Security::None => Box::new(tcp),
+        _ => {
+            let name = rustls::pki_types::ServerName::try_from(host_of(&s.imap).to_owned())
+                .map_err(|e| MailError::Invalid(format!("`{}`: {e}", s.imap)))?;
+            let tls = tokio_rustls::TlsConnector::from(tls_config(s)?)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| MailError::Tls(s.imap.clone(), e.to_string()))?;
+            Box::new(tls)
+        }
+    };
+    let mut client = async_imap::Client::new(io);
     // The server's greeting.
     client
         .read_response()

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use rmcp::ServiceExt as _;
 
-use crate::config::{PASSWORD_ENV, Profile, Settings};
+use crate::config::{PASSWORD_ENV, Profile, Security, Settings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,6 +29,16 @@ struct Cli {
     /// The SMTP submission server, `host:port`.
     #[arg(long)]
     smtp: String,
+    /// How the IMAP connection is protected: `tls` (port 993) or `none` (loopback only).
+    #[arg(long, value_enum, default_value_t = Security::Tls)]
+    imap_security: Security,
+    /// How the SMTP connection is protected: `starttls` (587), `tls` (465) or `none`
+    /// (loopback only).
+    #[arg(long, value_enum, default_value_t = Security::Starttls)]
+    smtp_security: Security,
+    /// A PEM file of extra trust anchors (a private CA), besides the public web roots.
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
     /// The account (its address); the password comes from `MAIL_PASSWORD`.
     #[arg(long)]
     user: String,
@@ -58,8 +68,9 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let settings = match Settings::new(
-        cli.imap,
-        cli.smtp,
+        (cli.imap, cli.imap_security),
+        (cli.smtp, cli.smtp_security),
+        cli.ca_file,
         cli.user,
         cli.profiles,
         cli.internal_domains,

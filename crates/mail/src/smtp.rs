@@ -3,9 +3,10 @@
 
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 
-use crate::config::Settings;
+use crate::config::{Security, Settings};
 use crate::imap::MailError;
 use crate::render;
 
@@ -93,13 +94,35 @@ pub async fn send(
         .rsplit_once(':')
         .and_then(|(h, p)| p.parse::<u16>().ok().map(|p| (h.to_owned(), p)))
         .ok_or_else(|| MailError::Invalid(format!("`{}` is not host:port", s.smtp)))?;
-    // Plain connection: Settings admits only loopback servers until TLS is built.
-    let mailer = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+    let builder = match s.smtp_security {
+        // Plain: Settings admits it only for a server on this machine.
+        Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+        sec => {
+            let mut params = TlsParameters::builder(host.clone());
+            if let Some(pem) = &s.ca_pem {
+                let cert = Certificate::from_pem(pem).map_err(|e| MailError::Invalid(format!("the CA file: {e}")))?;
+                params = params.add_root_certificate(cert);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| MailError::Tls(s.smtp.clone(), e.to_string()))?;
+            let tls = if sec == Security::Tls {
+                Tls::Wrapper(params)
+            } else {
+                Tls::Required(params)
+            };
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(tls)
+        }
+    };
+    let mailer = builder
         .port(port)
         .credentials(Credentials::new(s.user.clone(), s.password.as_str().to_owned()))
         .build();
     mailer.send(msg).await.map_err(|e| {
-        if e.to_string().to_ascii_lowercase().contains("auth") {
+        let text = e.to_string().to_ascii_lowercase();
+        if e.is_tls() || text.contains("certificate") {
+            MailError::Tls(s.smtp.clone(), e.to_string())
+        } else if text.contains("auth") {
             MailError::Auth(s.user.clone())
         } else {
             MailError::Server(e.to_string())

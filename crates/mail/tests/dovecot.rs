@@ -51,6 +51,17 @@ impl Drop for MailServer {
             .arg(kit().join("mailtest-down.sh"))
             .arg(self.dir.path())
             .status();
+        // The servers take a moment to exit: wait until the kit's ports are free, so the next
+        // test's servers are the ones answering.
+        for _ in 0..100 {
+            let busy = [10143u16, 10024, 10587, 10026, 10993]
+                .iter()
+                .any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
+            if !busy {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 
@@ -112,16 +123,26 @@ struct Mcp {
 
 impl Mcp {
     async fn start(profiles: &[&str], password: &str) -> Mcp {
-        let mut args = vec![
-            "--imap",
-            "127.0.0.1:10143",
-            "--smtp",
-            "127.0.0.1:10587",
-            "--user",
-            "alice@example.test",
-            "--internal-domain",
-            "example.test",
-        ];
+        Mcp::start_with(
+            &[
+                "--imap",
+                "127.0.0.1:10143",
+                "--imap-security",
+                "none",
+                "--smtp",
+                "127.0.0.1:10587",
+                "--smtp-security",
+                "none",
+            ],
+            profiles,
+            password,
+        )
+        .await
+    }
+
+    async fn start_with(servers: &[&str], profiles: &[&str], password: &str) -> Mcp {
+        let mut args: Vec<&str> = servers.to_vec();
+        args.extend(["--user", "alice@example.test", "--internal-domain", "example.test"]);
         for p in profiles {
             args.extend(["--profile", p]);
         }
@@ -386,4 +407,139 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
         text.contains("refused the login") && !text.contains("not-the-password"),
         "{text}"
     );
+}
+
+/// Restarts the kit's Dovecot with `ssl = required`, a certificate signed by a CA made here,
+/// and implicit-TLS IMAP on 10993; returns the CA's PEM file.
+fn require_tls(server: &MailServer) -> PathBuf {
+    let d = server.dir.path();
+    let run = |cmd: &str| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=Portcullis test CA' 2>/dev/null",
+    );
+    run("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null");
+    run(
+        "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf",
+    );
+    run(
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf 2>/dev/null",
+    );
+    run(
+        "kill $(cat dovecot.pid); for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/10143) 2>/dev/null || break; sleep 0.1; done",
+    );
+    let conf = d.join("etc/dovecot.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let text = text
+        .replace(
+            "ssl = no",
+            &format!(
+                "ssl = required\nssl_cert = <{}\nssl_key = <{}",
+                d.join("server.pem").display(),
+                d.join("server.key").display()
+            ),
+        )
+        .replace(
+            "inet_listener imaps {\n    port = 0",
+            "inet_listener imaps {\n    port = 10993",
+        );
+    assert!(text.contains("port = 10993"), "{text}");
+    std::fs::write(&conf, text).unwrap();
+    run(
+        "dovecot -c etc/dovecot.conf -F > dovecot.out 2>&1 & echo $! > dovecot.pid; for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/10993) 2>/dev/null && exit 0; sleep 0.1; done; exit 1",
+    );
+    d.join("ca.pem")
+}
+
+const COUNT_BOB_TLS: &str = r#"
+import imaplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+im = imaplib.IMAP4_SSL("127.0.0.1", 10993, ssl_context=ctx); im.login("bob@example.test", "bobpass"); im.select("INBOX")
+print(len(im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()))
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_is_verified_against_a_real_mail_server() {
+    let server = MailServer::start();
+    let ca = require_tls(&server);
+    let ca = ca.to_str().unwrap();
+    let tls = [
+        "--imap",
+        "127.0.0.1:10993",
+        "--imap-security",
+        "tls",
+        "--smtp",
+        "127.0.0.1:10587",
+        "--smtp-security",
+        "starttls",
+        "--ca-file",
+        ca,
+    ];
+    // Trusting the server's CA: IMAP over TLS, sending over STARTTLS.
+    let mut mail = Mcp::start_with(&tls, &["send"], "alicepass").await;
+    let r = mail.call("list_folders", json!({})).await;
+    assert!(
+        structured(&r)["folders"].as_array().unwrap().contains(&json!("INBOX")),
+        "{r}"
+    );
+    let subject = format!("Over TLS {}", std::process::id());
+    let r = mail
+        .call(
+            "send_message",
+            json!({"to": ["bob@example.test"], "subject": subject, "body": "sealed"}),
+        )
+        .await;
+    structured(&r);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while python(COUNT_BOB_TLS, &[&subject, ca]).trim() != "1" {
+        assert!(tokio::time::Instant::now() < deadline, "bob never got it");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Without that CA the certificate is not trusted: a clear TLS error, nothing sent.
+    let untrusted: Vec<&str> = tls[..8].to_vec();
+    let mut mail = Mcp::start_with(&untrusted, &["send"], "alicepass").await;
+    let r = mail.call("list_folders", json!({})).await;
+    let text = r["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        text.contains("TLS with 127.0.0.1:10993 failed") && text.to_lowercase().contains("certificate"),
+        "{r}"
+    );
+    let r = mail
+        .call(
+            "send_message",
+            json!({"to": ["bob@example.test"], "subject": "x", "body": "y"}),
+        )
+        .await;
+    assert_eq!(r["result"]["isError"], true, "{r}");
+
+    // (Dovecot still accepts a password in clear from 127.0.0.1: it counts loopback as
+    // secure. What our side guarantees is below.)
+    // And no password goes in clear to another machine: refused before any connection.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis-mail"))
+        .args([
+            "--imap",
+            "192.0.2.1:143",
+            "--imap-security",
+            "none",
+            "--smtp",
+            "127.0.0.1:10587",
+            "--user",
+            "alice@example.test",
+        ])
+        .env("MAIL_PASSWORD", "alicepass")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must not cross a network in clear"));
 }
