@@ -5,7 +5,6 @@ use std::io::{IsTerminal as _, Read as _};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use portcullis_store::Store;
 use zeroize::Zeroizing;
 
 use crate::{ConfigArg, EX_CANTCREAT, EX_USAGE};
@@ -45,13 +44,9 @@ fn read_password() -> Result<Zeroizing<String>, String> {
 pub async fn run(cmd: AdminCommand) -> ExitCode {
     match cmd {
         AdminCommand::SetPassword { config } => {
-            let cfg = match crate::load(&config.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let store = match Store::open(&cfg.gateway.data_dir).await {
+            let store = match crate::open_store(&config.config).await {
                 Ok(s) => s,
-                Err(e) => return fail(EX_CANTCREAT, e),
+                Err(code) => return code,
             };
             let password = match read_password() {
                 Ok(p) => p,

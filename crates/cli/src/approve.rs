@@ -60,10 +60,7 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 }
 
 async fn store(config: &ConfigArg) -> Result<Store, ExitCode> {
-    let cfg = crate::load(&config.config)?;
-    Store::open(&cfg.gateway.data_dir)
-        .await
-        .map_err(|e| fail(EX_CANTCREAT, e))
+    crate::open_store(&config.config).await
 }
 
 /// Who is deciding: the local user, as the audit log and the client will see it.

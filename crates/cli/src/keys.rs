@@ -41,10 +41,7 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 }
 
 async fn store(config: &ConfigArg) -> Result<Store, ExitCode> {
-    let cfg = crate::load(&config.config)?;
-    Store::open(&cfg.gateway.data_dir)
-        .await
-        .map_err(|e| fail(EX_CANTCREAT, e))
+    crate::open_store(&config.config).await
 }
 
 fn now_unix() -> i64 {

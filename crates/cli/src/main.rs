@@ -134,6 +134,16 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// Loads the configuration and opens its state database (what `keys`, `approvals` and `admin`
+/// work on); failures are reported and become the exit code.
+async fn open_store(config: &std::path::Path) -> Result<portcullis_store::Store, ExitCode> {
+    let cfg = load(config)?;
+    portcullis_store::Store::open(&cfg.gateway.data_dir).await.map_err(|e| {
+        eprintln!("portcullis: {e}");
+        ExitCode::from(EX_CANTCREAT)
+    })
+}
+
 /// Opens the state database and starts the gateway; a database that cannot be opened is
 /// reported and is exit status 73 (EX_CANTCREAT).
 async fn open(cfg: Config, mode: PinMode) -> Result<Arc<Gateway>, ExitCode> {

@@ -20,14 +20,8 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-const POLICY: &str = r#"
-@id("everything-else")
-permit (principal, action, resource) when { resource.name != "send_message" };
-
-@id("sends-need-approval")
-@approval("required")
-permit (principal, action == Action::"call_tool", resource) when { resource.name == "send_message" };
-"#;
+/// Sends need a person's approval; everything else is permitted.
+const POLICY: &str = SENDS_NEED_APPROVAL;
 
 const PASSWORD: &str = "correct horse battery staple";
 

@@ -21,14 +21,8 @@ use common::*;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
-const POLICY: &str = r#"
-@id("everything-else")
-permit (principal, action, resource) when { resource.name != "send_message" };
-
-@id("sends-need-approval")
-@approval("required")
-permit (principal, action == Action::"call_tool", resource) when { resource.name == "send_message" };
-"#;
+/// Sends need a person's approval; everything else is permitted.
+const POLICY: &str = SENDS_NEED_APPROVAL;
 
 /// Tables for a gateway whose sends need approval, on `state`.
 fn tables(dir: &Path, timeout: &str) -> String {

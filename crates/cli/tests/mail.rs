@@ -20,50 +20,10 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-fn kit() -> PathBuf {
-    repo_root().join("../shared/mail-test")
-}
+#[path = "../../mail/tests/kit/mod.rs"]
+mod kit;
 
-struct MailServer {
-    dir: tempfile::TempDir,
-}
-
-impl MailServer {
-    fn start() -> MailServer {
-        let dir = tempfile::tempdir().unwrap();
-        let out = std::process::Command::new("bash")
-            .arg(kit().join("mailtest-up.sh"))
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mail kit: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        MailServer { dir }
-    }
-}
-
-impl Drop for MailServer {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("sh")
-            .arg(kit().join("mailtest-down.sh"))
-            .arg(self.dir.path())
-            .status();
-        // The servers take a moment to exit: wait until the kit's ports are free, so the next
-        // test's servers are the ones answering.
-        for _ in 0..100 {
-            let busy = [10143u16, 10024, 10587, 10026, 10993]
-                .iter()
-                .any(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok());
-            if !busy {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-    }
-}
+use kit::MailServer;
 
 const DELIVER: &str = r#"
 import smtplib, sys

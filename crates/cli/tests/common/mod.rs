@@ -509,3 +509,14 @@ pub fn spawn_stdio(
     let lines = BufReader::new(child.stdout.take().unwrap()).lines();
     (child, stdin, lines)
 }
+
+/// A policy under which `send_message` needs a person's approval and everything else is
+/// permitted (the approval and admin-page tests).
+pub const SENDS_NEED_APPROVAL: &str = r#"
+@id("everything-else")
+permit (principal, action, resource) when { resource.name != "send_message" };
+
+@id("sends-need-approval")
+@approval("required")
+permit (principal, action == Action::"call_tool", resource) when { resource.name == "send_message" };
+"#;
