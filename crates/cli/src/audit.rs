@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use portcullis_core::audit::Broken;
 use portcullis_core::audit::checkpoint::{self, Checkpoint, VerifyingKey};
-use portcullis_core::audit::{Broken, Row, Verifier};
 use portcullis_gateway::config::Config;
 use portcullis_gateway::secrets;
 use portcullis_store::Store;
@@ -17,8 +17,6 @@ use crate::{EX_CANTCREAT, EX_USAGE};
 
 /// Exit code when the chain is broken.
 const EX_DATAERR: u8 = 65;
-/// Records read per page.
-const PAGE: i64 = 10_000;
 
 /// `portcullis audit …`.
 #[derive(Subcommand, Debug)]
@@ -122,43 +120,29 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
     };
     let covered: BTreeSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
     let mut hashes: HashMap<i64, String> = HashMap::new();
-    let mut verifier = Verifier::new();
-    let mut after = 0;
-    loop {
-        let rows = match store.audit_rows(after, PAGE).await {
-            Ok(r) => r,
-            Err(e) => return fail(EX_CANTCREAT, e),
-        };
-        let Some(last) = rows.last() else { break };
-        after = last.seq;
-        for r in rows {
-            let row = Row {
-                seq: r.seq,
-                at_ms: r.at_ms,
-                body: r.body,
-                prev: r.prev,
-                hash: r.hash,
-            };
-            if export {
-                let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or(serde_json::Value::Null);
-                outln!(
-                    "{}",
-                    serde_json::json!({"seq": row.seq, "at_ms": row.at_ms, "record": body, "prev": row.prev, "hash": row.hash})
-                );
-                continue;
-            }
-            if let Err(broken) = verifier.push(&row) {
-                return tampered(&broken, verifier.verified());
-            }
-            if covered.contains(&row.seq) {
-                hashes.insert(row.seq, row.hash.clone());
-            }
+    let walked = portcullis_gateway::audit::walk(&store, |row| {
+        if export {
+            let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or(serde_json::Value::Null);
+            outln!(
+                "{}",
+                serde_json::json!({"seq": row.seq, "at_ms": row.at_ms, "record": body, "prev": row.prev, "hash": row.hash})
+            );
+        } else if covered.contains(&row.seq) {
+            hashes.insert(row.seq, row.hash.clone());
         }
-    }
+    })
+    .await;
+    let walked = match walked {
+        Ok(w) => w,
+        Err(e) => return fail(EX_CANTCREAT, e),
+    };
     if export {
         return ExitCode::SUCCESS;
     }
-    let head = verifier.verified();
+    if let Some(broken) = &walked.broken {
+        return tampered(broken, walked.verified);
+    }
+    let head = walked.verified;
     let key = match public_key {
         Some(text) => match checkpoint::decode_public(&text) {
             Some(k) => Some(k),

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 
 use maud::{DOCTYPE, Markup, html};
-use portcullis_core::audit::{Row, Verifier};
 use portcullis_core::catalog::{Entry, Kind};
 use portcullis_core::pin;
 use portcullis_core::scan::{Scanner, Severity};
@@ -329,42 +328,22 @@ const AUDIT_WINDOW: i64 = 2000;
 impl AuditView {
     /// Reads the newest records (filtered) and verifies the whole chain.
     pub async fn build(store: &Store, filters: &HashMap<String, String>) -> AuditView {
-        let mut verifier = Verifier::new();
-        let mut chain = String::new();
-        let mut after = 0;
-        let mut all: Vec<(i64, i64, String)> = Vec::new();
-        loop {
-            let rows = match store.audit_rows(after, 10_000).await {
-                Ok(r) => r,
-                Err(e) => {
-                    chain = format!("cannot read: {e}");
-                    break;
-                }
-            };
-            let Some(last) = rows.last() else { break };
-            after = last.seq;
-            for r in rows {
-                let row = Row {
-                    seq: r.seq,
-                    at_ms: r.at_ms,
-                    body: r.body,
-                    prev: r.prev,
-                    hash: r.hash,
-                };
-                if chain.is_empty()
-                    && let Err(b) = verifier.push(&row)
-                {
-                    chain = format!("BROKEN: {b}");
-                }
-                all.push((row.seq, row.at_ms, row.body));
-                if all.len() > usize::try_from(AUDIT_WINDOW).unwrap_or(2000) {
-                    all.remove(0);
-                }
+        let window = usize::try_from(AUDIT_WINDOW).unwrap_or(2000);
+        let mut all: std::collections::VecDeque<(i64, i64, String)> = std::collections::VecDeque::with_capacity(window);
+        let walked = crate::audit::walk(store, |row| {
+            if all.len() == window {
+                all.pop_front();
             }
-        }
-        if chain.is_empty() {
-            chain = format!("intact: {} records", verifier.verified());
-        }
+            all.push_back((row.seq, row.at_ms, row.body.clone()));
+        })
+        .await;
+        let chain = match walked {
+            Err(e) => format!("cannot read: {e}"),
+            Ok(w) => match w.broken {
+                Some(b) => format!("BROKEN: {b}"),
+                None => format!("intact: {} records", w.verified),
+            },
+        };
         let checkpoints = store.audit_checkpoints().await.map(|c| c.len()).unwrap_or(0);
         let want = |k: &str| filters.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         // `since`: the last N minutes.
