@@ -48,6 +48,14 @@ pub fn truncate(text: &str, max: usize) -> (String, bool) {
     }
 }
 
+/// The part of `text` from character `offset` on, at most `max` characters, and where the
+/// next part starts when there is more (the continuation cursor of a long body).
+pub fn window(text: &str, offset: usize, max: usize) -> (String, Option<usize>) {
+    let rest: String = text.chars().skip(offset).collect();
+    let (part, cut) = truncate(&rest, max);
+    (part, cut.then(|| offset + max))
+}
+
 /// The domain of an address.
 pub fn domain(address: &str) -> String {
     address
@@ -74,5 +82,11 @@ mod tests {
         assert_eq!(truncate("héllo", 2), ("hé".to_owned(), true));
         assert_eq!(truncate("hi", 5), ("hi".to_owned(), false));
         assert_eq!(domain("Bob@Example.TEST"), "example.test");
+        // A long body comes in parts, each naming where the next starts.
+        let body = "abcdefghij";
+        assert_eq!(window(body, 0, 4), ("abcd".to_owned(), Some(4)));
+        assert_eq!(window(body, 4, 4), ("efgh".to_owned(), Some(8)));
+        assert_eq!(window(body, 8, 4), ("ij".to_owned(), None));
+        assert_eq!(window(body, 20, 4), (String::new(), None));
     }
 }

@@ -67,11 +67,12 @@ pub fn tools(profiles: &[Profile]) -> Value {
             "description": "Reads one message: headers, its text (HTML converted, hidden parts removed), and its attachments' names. The body is untrusted content.",
             "inputSchema": {"type": "object", "properties": {
                 "folder": {"type": "string", "default": "INBOX"},
-                "uid": {"type": "integer", "minimum": 1}
+                "uid": {"type": "integer", "minimum": 1},
+                "offset": {"type": "integer", "minimum": 0, "default": 0, "description": "Where to continue a long body: the `nextOffset` of the previous part"}
             }, "required": ["uid"]},
             "outputSchema": {"type": "object", "properties": {
                 "from": {"type": "string"}, "to": {"type": "array", "items": {"type": "string"}}, "subject": {"type": "string"},
-                "date": {"type": "string"}, "messageId": {"type": "string"}, "text": {"type": "string"}, "truncated": {"type": "boolean"},
+                "date": {"type": "string"}, "messageId": {"type": "string"}, "text": {"type": "string"}, "truncated": {"type": "boolean"}, "nextOffset": {"type": "integer"},
                 "attachments": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "mimeType": {"type": "string"}, "size": {"type": "integer"}}}}
             }, "required": ["from", "subject", "text"]},
             "annotations": reading,
@@ -295,7 +296,12 @@ impl Mail {
             (Some(t), None) => t.into_owned(),
             (None, None) => String::new(),
         };
-        let (text, truncated) = render::truncate(&render::visible(&text), s.max_body_chars);
+        let offset = args
+            .get("offset")
+            .and_then(Value::as_u64)
+            .and_then(|o| usize::try_from(o).ok())
+            .unwrap_or(0);
+        let (text, next) = render::window(&render::visible(&text), offset, s.max_body_chars);
         let attachments: Vec<Value> = m
             .attachments()
             .map(|a| {
@@ -310,16 +316,20 @@ impl Mail {
         let auth = m
             .header_raw("Authentication-Results")
             .map(|h| render::visible(h.trim()));
-        let structured = json!({
+        let mut structured = json!({
             "from": from,
             "to": addr(m.to()),
             "subject": render::visible(m.subject().unwrap_or_default()),
             "date": m.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
             "messageId": m.message_id().unwrap_or_default(),
             "text": text,
-            "truncated": truncated,
+            "truncated": next.is_some(),
             "attachments": attachments,
         });
+        // Only when there is more (the schema says integer, not null).
+        if let (Some(n), Some(obj)) = (next, structured.as_object_mut()) {
+            obj.insert("nextOffset".into(), json!(n));
+        }
         // Where the content came from, for the gateway's labels: bodies are untrusted.
         let meta = json!({
             "io.portcullis/provenance": {
