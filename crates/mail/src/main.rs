@@ -55,6 +55,9 @@ struct Cli {
     /// Most recipients of one message.
     #[arg(long, default_value_t = 10)]
     max_recipients: usize,
+    /// Serve Streamable HTTP at `http://ADDR/mcp` (loopback only) instead of stdio.
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
@@ -84,7 +87,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    match serve(settings).await {
+    let served = match cli.http {
+        Some(addr) if !addr.ip().is_loopback() => {
+            eprintln!("portcullis-mail: --http `{addr}` is not a loopback address");
+            return ExitCode::from(64);
+        }
+        Some(addr) => serve_http(settings, addr).await,
+        None => serve(settings).await,
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("portcullis-mail: {e:#}");
@@ -100,4 +111,42 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .context("cannot start the stdio server")?;
     running.waiting().await.context("stdio server failed")?;
     Ok(())
+}
+
+/// Streamable HTTP at `/mcp` (rmcp's service: 2025-11-25 sessions and 2026-07-28 requests),
+/// until SIGTERM or Ctrl-C.
+async fn serve_http(settings: Settings, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+    use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on `{addr}`"))?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mail = server::Mail::new(settings);
+    let service = StreamableHttpService::new(
+        move || Ok(mail.clone()),
+        std::sync::Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_cancellation_token(shutdown.clone()),
+    );
+    let app = axum::Router::new().route_service("/mcp", service);
+    eprintln!("portcullis-mail: serving MCP at http://{}/mcp", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop_signal().await;
+            shutdown.cancel();
+        })
+        .await
+        .context("http server failed")
+}
+
+async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    } else {
+        let _ = interrupt.await;
+    }
 }
