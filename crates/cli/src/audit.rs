@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 use portcullis_core::audit::Broken;
-use portcullis_core::audit::checkpoint::{self, Checkpoint, VerifyingKey};
+use portcullis_core::audit::checkpoint::{self, VerifyingKey};
 use portcullis_gateway::config::Config;
 use portcullis_gateway::secrets;
 use portcullis_store::Store;
@@ -104,18 +104,8 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
             Err(e) => fail(EX_USAGE, e),
         };
     }
-    let checkpoints: Vec<Checkpoint> = match store.audit_checkpoints().await {
-        Ok(rows) => rows
-            .into_iter()
-            .map(|c| Checkpoint {
-                seq: c.seq,
-                hash: c.hash,
-                at_ms: c.at_ms,
-                prev: c.prev,
-                key_id: c.key_id,
-                signature: c.signature,
-            })
-            .collect(),
+    let checkpoints = match portcullis_gateway::audit::checkpoints(&store).await {
+        Ok(c) => c,
         Err(e) => return fail(EX_CANTCREAT, e),
     };
     let covered: BTreeSet<i64> = checkpoints.iter().map(|c| c.seq).collect();

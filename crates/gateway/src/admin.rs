@@ -90,17 +90,13 @@ fn password_matches(stored: &str, password: &str) -> bool {
     if argon2_into(password.as_bytes(), &salt, &mut got).is_err() {
         return false;
     }
-    hash.len() == 32 && got.iter().zip(&hash).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    crate::auth::same(got.as_ref(), &hash)
 }
 
 fn token() -> String {
     let mut b = [0u8; 32];
     rand::fill(&mut b);
     URL_SAFE_NO_PAD.encode(b)
-}
-
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn now_ms() -> i64 {
@@ -253,7 +249,7 @@ impl Admin {
             }
         }
         match fields.get("csrf") {
-            Some(t) if same(t, &csrf) => Ok(()),
+            Some(t) if crate::auth::same(t.as_bytes(), csrf.as_bytes()) => Ok(()),
             _ => {
                 tracing::warn!("admin page: POST without a valid CSRF token refused");
                 Err("Missing or wrong form token (CSRF).")
@@ -360,7 +356,7 @@ async fn login_link(State(admin): Shared, Path(t): Path<String>) -> Response {
     let ok = {
         let mut link = lock(&admin.link);
         match link.as_deref() {
-            Some(expected) if same(expected, &t) => {
+            Some(expected) if crate::auth::same(expected.as_bytes(), t.as_bytes()) => {
                 *link = None;
                 true
             }

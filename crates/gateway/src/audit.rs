@@ -296,6 +296,23 @@ async fn commit(
     (head, ok)
 }
 
+/// Every signed checkpoint in the store, in order, as the verifier reads them.
+pub async fn checkpoints(store: &Store) -> Result<Vec<checkpoint::Checkpoint>, StoreError> {
+    Ok(store
+        .audit_checkpoints()
+        .await?
+        .into_iter()
+        .map(|c| checkpoint::Checkpoint {
+            seq: c.seq,
+            hash: c.hash,
+            at_ms: c.at_ms,
+            prev: c.prev,
+            key_id: c.key_id,
+            signature: c.signature,
+        })
+        .collect())
+}
+
 /// Records read per page when walking the whole log.
 const WALK_PAGE: i64 = 10_000;
 

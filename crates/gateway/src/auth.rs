@@ -74,8 +74,8 @@ pub fn parse(token: &str) -> Option<(&str, &str)> {
     (ok(id, 12) && ok(secret, 43)).then_some((id, secret))
 }
 
-/// Whether two digests are equal, in time independent of where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
+/// Whether two secrets (digests, tokens) are equal, in time independent of where they differ.
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -120,28 +120,10 @@ pub fn references(u: &UpstreamConfig) -> Vec<Reference> {
 /// A URL's password, percent-decoded.
 pub fn url_password(url: &reqwest::Url) -> Option<String> {
     let p = url.password()?;
-    let bytes: Vec<u8> = percent_decode(p);
-    String::from_utf8(bytes).ok()
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        let hex = |j: usize| b.get(j).and_then(|h| char::from(*h).to_digit(16));
-        match (c, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                i += 3;
-            }
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
+    percent_encoding::percent_decode_str(p)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
 }
 
 /// A reference that could not be resolved.
