@@ -28,25 +28,36 @@ pub enum Security {
     None,
 }
 
-/// The password, never printed.
-pub struct Password(String);
+/// A credential, never printed: a password (or app password), or an OAuth access token.
+pub enum Credential {
+    /// `LOGIN` / SMTP `AUTH PLAIN`.
+    Password(String),
+    /// A bearer token: SASL `XOAUTH2` for IMAP and SMTP, `Authorization: Bearer` for the
+    /// Gmail API.
+    Token(String),
+}
 
-impl Password {
+impl Credential {
     /// The value, for the login.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn secret(&self) -> &str {
+        match self {
+            Credential::Password(s) | Credential::Token(s) => s,
+        }
     }
 }
 
-impl fmt::Debug for Password {
+impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password(<redacted>)")
+        match self {
+            Credential::Password(_) => f.write_str("Password(<redacted>)"),
+            Credential::Token(_) => f.write_str("Token(<redacted>)"),
+        }
     }
 }
 
-/// Everything the server needs.
+/// How the IMAP and SMTP servers are reached, and with which credential.
 #[derive(Debug)]
-pub struct Settings {
+pub struct Servers {
     /// IMAP `host:port`.
     pub imap: String,
     /// SMTP submission `host:port`.
@@ -57,15 +68,22 @@ pub struct Settings {
     pub smtp_security: Security,
     /// Extra trust anchors (PEM), besides the public web roots.
     pub ca_pem: Option<Vec<u8>>,
+    /// The account name for the login.
+    pub user: String,
+    /// Its password, app password or access token.
+    pub credential: Credential,
+}
+
+/// Everything the server needs, whatever the backend.
+#[derive(Debug)]
+pub struct Settings {
     /// The account (also the sender address).
     pub user: String,
-    /// Its password or app password.
-    pub password: Password,
     /// Which tools exist.
     pub profiles: Vec<Profile>,
-    /// The folder drafts go to.
+    /// The folder drafts go to (IMAP).
     pub drafts: String,
-    /// The folder trashed messages go to.
+    /// The folder trashed messages go to (IMAP).
     pub trash: String,
     /// Domains counted as internal in a message's provenance.
     pub internal_domains: Vec<String>,
@@ -75,17 +93,19 @@ pub struct Settings {
     pub max_recipients: usize,
     /// Longest body returned before it is cut.
     pub max_body_chars: usize,
+    /// Largest attachment accepted for sending, in bytes (decoded).
+    pub max_attachment_bytes: usize,
 }
 
 /// Why the settings are not usable.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// No password in the environment.
-    #[error("no password: set `{0}` in this server's environment (Portcullis sets it from its vault)")]
-    NoPassword(&'static str),
+    /// No credential in the environment.
+    #[error("no credential: set `{0}` in this server's environment (Portcullis sets it from its vault)")]
+    NoCredential(&'static str),
     /// A server that is not on this machine, without TLS.
     #[error(
-        "`{0}` is not a loopback address: a password must not cross a network in clear; use TLS (`--imap-security tls`, `--smtp-security starttls|tls`)"
+        "`{0}` is not a loopback address: a credential must not cross a network in clear; use TLS (`--imap-security tls`, `--smtp-security starttls|tls`, an https Gmail API URL)"
     )]
     NotLoopback(String),
     /// IMAP STARTTLS is not offered (implicit TLS on 993 is the standard).
@@ -94,10 +114,18 @@ pub enum SettingsError {
     /// The CA file cannot be read.
     #[error("cannot read the CA file `{0}`: {1}")]
     CaFile(String, String),
+    /// A flag the backend needs is missing.
+    #[error("`--{0}` is required with the {1} backend")]
+    Missing(&'static str, &'static str),
+    /// The Gmail API URL is not usable.
+    #[error("`{0}` is not an http(s) URL without credentials, query or fragment")]
+    ApiUrl(String),
 }
 
-/// The environment variable holding the password.
+/// The environment variable holding the password or app password.
 pub const PASSWORD_ENV: &str = "MAIL_PASSWORD";
+/// The environment variable holding an OAuth access token.
+pub const TOKEN_ENV: &str = "MAIL_ACCESS_TOKEN";
 
 /// Whether `host:port` names this machine.
 pub fn is_loopback(addr: &str) -> bool {
@@ -109,25 +137,43 @@ pub fn is_loopback(addr: &str) -> bool {
             .is_ok_and(|a| a.is_loopback())
 }
 
-impl Settings {
-    /// Whether `p` is among the profiles.
-    pub fn has(&self, p: Profile) -> bool {
-        self.profiles.contains(&p)
+/// Reads the CA file, if one is named.
+pub fn read_ca(ca_file: Option<std::path::PathBuf>) -> Result<Option<Vec<u8>>, SettingsError> {
+    match ca_file {
+        Some(p) => std::fs::read(&p)
+            .map(Some)
+            .map_err(|e| SettingsError::CaFile(p.display().to_string(), e.to_string())),
+        None => Ok(None),
     }
+}
 
-    /// Checks the settings and reads the password from the environment.
-    #[allow(clippy::too_many_arguments, reason = "one per flag")]
+/// The credential from the environment values: an access token when `oauth`, else a password.
+pub fn credential(oauth: bool, password: Option<String>, token: Option<String>) -> Result<Credential, SettingsError> {
+    let (value, env) = if oauth {
+        (token, TOKEN_ENV)
+    } else {
+        (password, PASSWORD_ENV)
+    };
+    let value = value
+        .filter(|v| !v.is_empty())
+        .ok_or(SettingsError::NoCredential(env))?;
+    Ok(if oauth {
+        Credential::Token(value)
+    } else {
+        Credential::Password(value)
+    })
+}
+
+impl Servers {
+    /// Checks where the servers are: without TLS, only on this machine; IMAP without
+    /// STARTTLS.
     pub fn new(
         imap: (String, Security),
         smtp: (String, Security),
-        ca_file: Option<std::path::PathBuf>,
+        ca_pem: Option<Vec<u8>>,
         user: String,
-        profiles: Vec<Profile>,
-        internal_domains: Vec<String>,
-        allowed_domains: Vec<String>,
-        max_recipients: usize,
-        password: Option<String>,
-    ) -> Result<Settings, SettingsError> {
+        credential: Credential,
+    ) -> Result<Servers, SettingsError> {
         let ((imap, imap_security), (smtp, smtp_security)) = (imap, smtp);
         for (a, sec) in [(&imap, imap_security), (&smtp, smtp_security)] {
             if sec == Security::None && !is_loopback(a) {
@@ -137,23 +183,52 @@ impl Settings {
         if imap_security == Security::Starttls {
             return Err(SettingsError::ImapStarttls);
         }
-        let ca_pem = match ca_file {
-            Some(p) => {
-                Some(std::fs::read(&p).map_err(|e| SettingsError::CaFile(p.display().to_string(), e.to_string()))?)
-            }
-            None => None,
-        };
-        let password = password
-            .filter(|p| !p.is_empty())
-            .ok_or(SettingsError::NoPassword(PASSWORD_ENV))?;
-        Ok(Settings {
+        Ok(Servers {
             imap,
             smtp,
             imap_security,
             smtp_security,
             ca_pem,
             user,
-            password: Password(password),
+            credential,
+        })
+    }
+}
+
+/// Checks the Gmail API's base URL: https, or http only on this machine; no user, query or
+/// fragment. Returns it without a trailing slash.
+pub fn gmail_api(url: &str) -> Result<String, SettingsError> {
+    let bad = || SettingsError::ApiUrl(url.to_owned());
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') || rest.contains(['?', '#']) {
+        return Err(bad());
+    }
+    match scheme {
+        "https" => {}
+        "http" if is_loopback(authority) || is_loopback(&format!("{authority}:0")) => {}
+        "http" => return Err(SettingsError::NotLoopback(url.to_owned())),
+        _ => return Err(bad()),
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+impl Settings {
+    /// Whether `p` is among the profiles.
+    pub fn has(&self, p: Profile) -> bool {
+        self.profiles.contains(&p)
+    }
+
+    /// The settings every backend shares.
+    pub fn new(
+        user: String,
+        profiles: Vec<Profile>,
+        internal_domains: Vec<String>,
+        allowed_domains: Vec<String>,
+        max_recipients: usize,
+    ) -> Settings {
+        Settings {
+            user,
             profiles,
             drafts: "Drafts".into(),
             trash: "Trash".into(),
@@ -161,6 +236,50 @@ impl Settings {
             allowed_domains: allowed_domains.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
             max_recipients: max_recipients.max(1),
             max_body_chars: 20_000,
-        })
+            max_attachment_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gmail_api_url_is_https_or_loopback() {
+        assert_eq!(
+            gmail_api("https://gmail.googleapis.com/").ok().as_deref(),
+            Some("https://gmail.googleapis.com")
+        );
+        assert!(gmail_api("http://127.0.0.1:8080").is_ok());
+        assert!(gmail_api("http://localhost").is_ok());
+        assert!(matches!(
+            gmail_api("http://gmail.googleapis.com"),
+            Err(SettingsError::NotLoopback(_))
+        ));
+        for bad in [
+            "ftp://x",
+            "https://u:p@x",
+            "https://x/?q=1",
+            "gmail.googleapis.com",
+            "https://",
+        ] {
+            assert!(gmail_api(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_credential_comes_from_the_right_variable_and_is_never_printed() {
+        assert!(matches!(
+            credential(false, None, Some("t".into())),
+            Err(SettingsError::NoCredential(PASSWORD_ENV))
+        ));
+        assert!(matches!(
+            credential(true, Some("p".into()), Some(String::new())),
+            Err(SettingsError::NoCredential(TOKEN_ENV))
+        ));
+        let c = credential(true, None, Some("ya29.secret".into())).unwrap_or(Credential::Password(String::new()));
+        assert_eq!(c.secret(), "ya29.secret");
+        assert!(!format!("{c:?}").contains("secret"));
     }
 }

@@ -1,38 +1,15 @@
-//! IMAP: one authenticated session per call (no pooling yet), folders, search, fetch.
+//! IMAP + SMTP, for any provider: LOGIN with a password or app password, or SASL XOAUTH2
+//! with an access token. Authenticated IMAP sessions are kept for reuse (a few, checked with
+//! NOOP before each use, dropped after an error or a long idle), without IDLE.
+
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt as _;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::config::Settings;
-use crate::render;
-
-/// A mail operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum MailError {
-    /// The server could not be reached.
-    #[error("cannot reach the mail server at {0}: {1}")]
-    Connect(String, String),
-    /// The TLS handshake failed (an untrusted or mismatched certificate, say).
-    #[error("TLS with {0} failed: {1}")]
-    Tls(String, String),
-    /// The server refused the credentials.
-    #[error("the mail server refused the login for `{0}`")]
-    Auth(String),
-    /// The server answered an error.
-    #[error("the mail server said: {0}")]
-    Server(String),
-    /// The request cannot be expressed safely.
-    #[error("{0}")]
-    Invalid(String),
-    /// No such message.
-    #[error("no message with uid {uid} in `{folder}`")]
-    NotFound {
-        /// The folder.
-        folder: String,
-        /// The uid.
-        uid: u32,
-    },
-}
+use crate::backend::{Backend, Fetched, Flags, MailError, MsgRef, Naming, Outgoing, Query};
+use crate::config::{Credential, Servers};
+use crate::{render, smtp};
 
 fn server(e: impl std::fmt::Display) -> MailError {
     MailError::Server(e.to_string())
@@ -44,13 +21,13 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::
 
 type Session = async_imap::Session<Box<dyn Io>>;
 
-/// The TLS client configuration: the public web roots, plus the configured CA file.
-pub fn tls_config(s: &Settings) -> Result<std::sync::Arc<rustls::ClientConfig>, MailError> {
+/// The TLS client configuration: the public web roots, plus the extra anchors (PEM).
+pub fn tls_config(ca_pem: Option<&[u8]>) -> Result<std::sync::Arc<rustls::ClientConfig>, MailError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(pem) = &s.ca_pem {
+    if let Some(pem) = ca_pem {
         for cert in CertificateDer::pem_slice_iter(pem) {
             let cert = cert.map_err(|e| MailError::Invalid(format!("the CA file: {e}")))?;
             roots
@@ -72,16 +49,41 @@ pub fn host_of(addr: &str) -> &str {
     addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']'])
 }
 
-async fn session(s: &Settings) -> Result<Session, MailError> {
-    let tcp = tokio::net::TcpStream::connect(&s.imap)
+/// SASL XOAUTH2's initial client response (the format Google and Microsoft document).
+pub fn xoauth2(user: &str, token: &str) -> String {
+    format!("user={user}\x01auth=Bearer {token}\x01\x01")
+}
+
+/// Answers the XOAUTH2 exchange: the token first; an empty response to the error challenge
+/// that follows a refusal, so the server ends the exchange with its NO.
+struct XOAuth2(Option<String>);
+
+impl async_imap::Authenticator for XOAuth2 {
+    type Response = String;
+
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        self.0.take().unwrap_or_default()
+    }
+}
+
+/// Longest wait for a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest an idle session is kept.
+const IDLE_FOR: Duration = Duration::from_secs(120);
+/// Most idle sessions kept.
+const POOL: usize = 4;
+
+async fn connect(s: &Servers) -> Result<Session, MailError> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&s.imap))
         .await
+        .map_err(|_| MailError::Connect(s.imap.clone(), "timed out".into()))?
         .map_err(|e| MailError::Connect(s.imap.clone(), e.to_string()))?;
     let io: Box<dyn Io> = match s.imap_security {
         crate::config::Security::None => Box::new(tcp),
         _ => {
             let name = rustls::pki_types::ServerName::try_from(host_of(&s.imap).to_owned())
                 .map_err(|e| MailError::Invalid(format!("`{}`: {e}", s.imap)))?;
-            let tls = tokio_rustls::TlsConnector::from(tls_config(s)?)
+            let tls = tokio_rustls::TlsConnector::from(tls_config(s.ca_pem.as_deref())?)
                 .connect(name, tcp)
                 .await
                 .map_err(|e| MailError::Tls(s.imap.clone(), e.to_string()))?;
@@ -94,10 +96,11 @@ async fn session(s: &Settings) -> Result<Session, MailError> {
         .read_response()
         .await
         .map_err(|e| MailError::Connect(s.imap.clone(), e.to_string()))?;
-    client
-        .login(&s.user, s.password.as_str())
-        .await
-        .map_err(|_| MailError::Auth(s.user.clone()))
+    match &s.credential {
+        Credential::Password(p) => client.login(&s.user, p).await,
+        Credential::Token(t) => client.authenticate("XOAUTH2", XOAuth2(Some(xoauth2(&s.user, t)))).await,
+    }
+    .map_err(|_| MailError::Auth(s.user.clone()))
 }
 
 /// An IMAP quoted string; CR and LF cannot be quoted and are refused.
@@ -108,170 +111,238 @@ pub fn quoted(text: &str) -> Result<String, MailError> {
     Ok(format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"")))
 }
 
-/// Every folder's name.
-pub async fn folders(s: &Settings) -> Result<Vec<String>, MailError> {
-    let mut session = session(s).await?;
-    let names: Vec<String> = session
-        .list(Some(""), Some("*"))
-        .await
-        .map_err(server)?
-        .map_ok(|n| n.name().to_owned())
-        .try_collect()
-        .await
-        .map_err(server)?;
-    let _ = session.logout().await;
-    Ok(names)
-}
-
-/// What `search_messages` looks for.
-#[derive(Debug, Default)]
-pub struct Query {
-    /// Sender contains.
-    pub from: Option<String>,
-    /// Subject contains.
-    pub subject: Option<String>,
-    /// Anywhere in the message.
-    pub text: Option<String>,
-    /// Only unread ones.
-    pub unseen: bool,
-}
-
-impl Query {
-    /// The IMAP SEARCH criteria, every value quoted.
-    pub fn criteria(&self) -> Result<String, MailError> {
-        let mut parts = Vec::new();
-        for (key, v) in [("FROM", &self.from), ("SUBJECT", &self.subject), ("TEXT", &self.text)] {
-            if let Some(v) = v {
-                parts.push(format!("{key} {}", quoted(v)?));
-            }
-        }
-        if self.unseen {
-            parts.push("UNSEEN".into());
-        }
-        if parts.is_empty() {
-            parts.push("ALL".into());
-        }
-        Ok(parts.join(" "))
+/// The IMAP SEARCH criteria of `q`, every value quoted.
+pub fn criteria(q: &Query) -> Result<String, MailError> {
+    if q.native.is_some() {
+        return Err(MailError::Invalid(
+            "`query` is Gmail's search language; over IMAP use from, subject, text and unseen".into(),
+        ));
     }
+    let mut parts = Vec::new();
+    for (key, v) in [("FROM", &q.from), ("SUBJECT", &q.subject), ("TEXT", &q.text)] {
+        if let Some(v) = v {
+            parts.push(format!("{key} {}", quoted(v)?));
+        }
+    }
+    if q.unseen {
+        parts.push("UNSEEN".into());
+    }
+    if parts.is_empty() {
+        parts.push("ALL".into());
+    }
+    Ok(parts.join(" "))
 }
 
 fn header_summary(uid: u32, raw: &[u8]) -> Value {
-    let m = mail_parser::MessageParser::default().parse(raw);
-    let from = m
-        .as_ref()
-        .and_then(|m| m.from())
-        .and_then(|a| a.first())
-        .and_then(|a| a.address())
-        .unwrap_or_default()
-        .to_owned();
-    json!({
-        "uid": uid,
-        "from": render::visible(&from),
-        "subject": render::visible(m.as_ref().and_then(|m| m.subject()).unwrap_or_default()),
-        "date": m.as_ref().and_then(|m| m.date()).map(|d| d.to_rfc3339()).unwrap_or_default(),
-    })
+    let mut out = Map::new();
+    out.insert("uid".into(), json!(uid));
+    out.extend(render::summary(raw));
+    Value::Object(out)
 }
 
-/// The newest `limit` messages matching `q` in `folder`, newest first.
-pub async fn search(s: &Settings, folder: &str, q: &Query, limit: usize) -> Result<Vec<Value>, MailError> {
-    let criteria = q.criteria()?;
-    let mut session = session(s).await?;
-    session.select(folder).await.map_err(server)?;
-    let mut uids: Vec<u32> = session
-        .uid_search(&criteria)
-        .await
-        .map_err(server)?
-        .into_iter()
-        .collect();
-    uids.sort_unstable_by(|a, b| b.cmp(a));
-    uids.truncate(limit);
-    let mut out = Vec::new();
-    if !uids.is_empty() {
-        let set: Vec<String> = uids.iter().map(u32::to_string).collect();
-        let fetched: Vec<_> = session
-            .uid_fetch(set.join(","), "(UID BODY.PEEK[HEADER])")
-            .await
-            .map_err(server)?
-            .try_collect()
-            .await
-            .map_err(server)?;
-        for f in &fetched {
-            if let (Some(uid), Some(h)) = (f.uid, f.header()) {
-                out.push(header_summary(uid, h));
+fn uid_of(m: &MsgRef) -> Result<u32, MailError> {
+    m.id.parse()
+        .map_err(|_| MailError::Invalid(format!("`{}` is not a message uid", m.id)))
+}
+
+fn not_found(m: &MsgRef) -> MailError {
+    MailError::NotFound(format!("no message with uid {} in `{}`", m.id, m.folder))
+}
+
+/// The IMAP + SMTP backend: the servers, and the idle IMAP sessions kept for reuse.
+#[derive(Debug)]
+pub struct ImapSmtp {
+    servers: Servers,
+    drafts: String,
+    trash: String,
+    idle: tokio::sync::Mutex<Vec<(Session, Instant)>>,
+}
+
+impl ImapSmtp {
+    /// The backend over `servers`, with these Drafts and Trash folders.
+    pub fn new(servers: Servers, drafts: String, trash: String) -> ImapSmtp {
+        ImapSmtp {
+            servers,
+            drafts,
+            trash,
+            idle: tokio::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An authenticated session: a kept one that still answers NOOP, else a new one.
+    async fn session(&self) -> Result<Session, MailError> {
+        loop {
+            let kept = self.idle.lock().await.pop();
+            match kept {
+                Some((mut session, since)) if since.elapsed() < IDLE_FOR => {
+                    if session.noop().await.is_ok() {
+                        return Ok(session);
+                    }
+                }
+                Some(_) => {}
+                None => return connect(&self.servers).await,
             }
         }
-        out.sort_by_key(|v| std::cmp::Reverse(v["uid"].as_u64()));
     }
-    let _ = session.logout().await;
-    Ok(out)
-}
 
-/// One message, whole, as raw bytes (without marking it read).
-pub async fn fetch(s: &Settings, folder: &str, uid: u32) -> Result<Vec<u8>, MailError> {
-    let mut session = session(s).await?;
-    session.select(folder).await.map_err(server)?;
-    let fetched: Vec<_> = session
-        .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
-        .await
-        .map_err(server)?
-        .try_collect()
-        .await
-        .map_err(server)?;
-    let _ = session.logout().await;
-    fetched
-        .iter()
-        .find(|f| f.uid == Some(uid))
-        .and_then(|f| f.body())
-        .map(<[u8]>::to_vec)
-        .ok_or_else(|| MailError::NotFound {
-            folder: folder.to_owned(),
-            uid,
-        })
-}
-
-/// Stores a message (`bytes`, RFC 5322) in `folder` with `flags` (e.g. `(\\Draft)`).
-pub async fn append(s: &Settings, folder: &str, flags: Option<&str>, bytes: &[u8]) -> Result<(), MailError> {
-    let mut session = session(s).await?;
-    session.append(folder, flags, None, bytes).await.map_err(server)?;
-    let _ = session.logout().await;
-    Ok(())
-}
-
-/// Moves message `uid` from `folder` to `target`.
-pub async fn move_to(s: &Settings, folder: &str, uid: u32, target: &str) -> Result<(), MailError> {
-    let mut session = session(s).await?;
-    session.select(folder).await.map_err(server)?;
-    let found = session.uid_search(format!("UID {uid}")).await.map_err(server)?;
-    if !found.contains(&uid) {
-        return Err(MailError::NotFound {
-            folder: folder.to_owned(),
-            uid,
-        });
-    }
-    session.uid_mv(uid.to_string(), target).await.map_err(server)?;
-    let _ = session.logout().await;
-    Ok(())
-}
-
-/// Adds and removes flags (`\\Seen`, `\\Flagged`) on message `uid`.
-pub async fn set_flags(s: &Settings, folder: &str, uid: u32, add: &[&str], remove: &[&str]) -> Result<(), MailError> {
-    let mut session = session(s).await?;
-    session.select(folder).await.map_err(server)?;
-    for (sign, flags) in [("+", add), ("-", remove)] {
-        if flags.is_empty() {
-            continue;
+    /// Keeps a session that finished its work cleanly, for the next call. (A session that
+    /// failed is dropped where it failed, so nothing half-done is reused.)
+    async fn keep(&self, session: Session) {
+        let mut idle = self.idle.lock().await;
+        if idle.len() < POOL {
+            idle.push((session, Instant::now()));
         }
-        let changed: Vec<_> = session
-            .uid_store(uid.to_string(), format!("{sign}FLAGS.SILENT ({})", flags.join(" ")))
+    }
+
+    /// Selects `m`'s folder and checks the message is there.
+    async fn select(&self, session: &mut Session, m: &MsgRef) -> Result<u32, MailError> {
+        let uid = uid_of(m)?;
+        session.select(&m.folder).await.map_err(server)?;
+        let found = session.uid_search(format!("UID {uid}")).await.map_err(server)?;
+        if !found.contains(&uid) {
+            return Err(not_found(m));
+        }
+        Ok(uid)
+    }
+
+    async fn append(&self, folder: &str, flags: Option<&str>, bytes: &[u8]) -> Result<(), MailError> {
+        let mut session = self.session().await?;
+        session.append(folder, flags, None, bytes).await.map_err(server)?;
+        self.keep(session).await;
+        Ok(())
+    }
+}
+
+impl Backend for ImapSmtp {
+    const NAMING: Naming = Naming::Uid;
+    const DESCRIPTION: &'static str = "Email over IMAP and SMTP.";
+
+    async fn folders(&self) -> Result<Vec<String>, MailError> {
+        let mut session = self.session().await?;
+        let names: Vec<String> = session
+            .list(Some(""), Some("*"))
+            .await
+            .map_err(server)?
+            .map_ok(|n| n.name().to_owned())
+            .try_collect()
+            .await
+            .map_err(server)?;
+        self.keep(session).await;
+        Ok(names)
+    }
+
+    async fn search(&self, folder: &str, q: &Query, limit: usize) -> Result<Vec<Value>, MailError> {
+        let criteria = criteria(q)?;
+        let mut session = self.session().await?;
+        session.select(folder).await.map_err(server)?;
+        let mut uids: Vec<u32> = session
+            .uid_search(&criteria)
+            .await
+            .map_err(server)?
+            .into_iter()
+            .collect();
+        uids.sort_unstable_by(|a, b| b.cmp(a));
+        uids.truncate(limit);
+        let mut out = Vec::new();
+        if !uids.is_empty() {
+            let set: Vec<String> = uids.iter().map(u32::to_string).collect();
+            let fetched: Vec<_> = session
+                .uid_fetch(set.join(","), "(UID BODY.PEEK[HEADER])")
+                .await
+                .map_err(server)?
+                .try_collect()
+                .await
+                .map_err(server)?;
+            for f in &fetched {
+                if let (Some(uid), Some(h)) = (f.uid, f.header()) {
+                    out.push(header_summary(uid, h));
+                }
+            }
+            out.sort_by_key(|v| std::cmp::Reverse(v["uid"].as_u64()));
+        }
+        self.keep(session).await;
+        Ok(out)
+    }
+
+    async fn fetch(&self, m: &MsgRef) -> Result<Fetched, MailError> {
+        let uid = uid_of(m)?;
+        let mut session = self.session().await?;
+        session.select(&m.folder).await.map_err(server)?;
+        let fetched: Vec<_> = session
+            .uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")
             .await
             .map_err(server)?
             .try_collect()
             .await
             .map_err(server)?;
-        drop(changed);
+        self.keep(session).await;
+        fetched
+            .iter()
+            .find(|f| f.uid == Some(uid))
+            .and_then(|f| f.body())
+            .map(|raw| Fetched {
+                raw: raw.to_vec(),
+                thread: None,
+            })
+            .ok_or_else(|| not_found(m))
     }
-    let _ = session.logout().await;
-    Ok(())
+
+    async fn save_draft(&self, out: &Outgoing) -> Result<Map<String, Value>, MailError> {
+        self.append(&self.drafts, Some("(\\Draft)"), &out.message.formatted())
+            .await?;
+        Ok(Map::new())
+    }
+
+    async fn send(&self, out: &Outgoing) -> Result<Map<String, Value>, MailError> {
+        smtp::send(&self.servers, &out.message).await?;
+        Ok(Map::new())
+    }
+
+    async fn move_to(&self, m: &MsgRef, target: &str) -> Result<(), MailError> {
+        let mut session = self.session().await?;
+        let uid = self.select(&mut session, m).await?;
+        session.uid_mv(uid.to_string(), target).await.map_err(server)?;
+        self.keep(session).await;
+        Ok(())
+    }
+
+    async fn set_flags(&self, m: &MsgRef, flags: &Flags) -> Result<(), MailError> {
+        if !flags.add_labels.is_empty() || !flags.remove_labels.is_empty() {
+            return Err(MailError::Invalid(
+                "labels are a Gmail feature; IMAP has folders".into(),
+            ));
+        }
+        let (mut add, mut remove) = (Vec::new(), Vec::new());
+        for (set, flag) in [(flags.read, "\\Seen"), (flags.starred, "\\Flagged")] {
+            match set {
+                Some(true) => add.push(flag),
+                Some(false) => remove.push(flag),
+                None => {}
+            }
+        }
+        let mut session = self.session().await?;
+        let uid = self.select(&mut session, m).await?;
+        for (sign, flags) in [("+", add), ("-", remove)] {
+            if flags.is_empty() {
+                continue;
+            }
+            let changed: Vec<_> = session
+                .uid_store(uid.to_string(), format!("{sign}FLAGS.SILENT ({})", flags.join(" ")))
+                .await
+                .map_err(server)?
+                .try_collect()
+                .await
+                .map_err(server)?;
+            drop(changed);
+        }
+        self.keep(session).await;
+        Ok(())
+    }
+
+    async fn trash(&self, m: &MsgRef) -> Result<(), MailError> {
+        let trash = self.trash.clone();
+        self.move_to(m, &trash).await
+    }
 }
 
 #[cfg(test)]
@@ -283,14 +354,27 @@ mod tests {
         let q = Query {
             from: Some("bob\" OR ALL".into()),
             subject: Some("a\\b".into()),
-            text: None,
             unseen: true,
+            ..Query::default()
         };
         assert_eq!(
-            q.criteria().ok().as_deref(),
+            criteria(&q).ok().as_deref(),
             Some(r#"FROM "bob\" OR ALL" SUBJECT "a\\b" UNSEEN"#)
         );
         assert!(quoted("x\r\nA1 DELETE INBOX").is_err());
-        assert_eq!(Query::default().criteria().ok().as_deref(), Some("ALL"));
+        assert_eq!(criteria(&Query::default()).ok().as_deref(), Some("ALL"));
+        let native = Query {
+            native: Some("is:unread".into()),
+            ..Query::default()
+        };
+        assert!(criteria(&native).is_err());
+    }
+
+    #[test]
+    fn xoauth2_is_the_documented_initial_response() {
+        assert_eq!(
+            xoauth2("alice@example.test", "ya29.t"),
+            "user=alice@example.test\u{1}auth=Bearer ya29.t\u{1}\u{1}"
+        );
     }
 }

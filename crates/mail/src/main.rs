@@ -1,8 +1,11 @@
-//! `portcullis-mail`: an email MCP server over IMAP and SMTP, on stdio. Its credential comes
-//! only from its environment (`MAIL_PASSWORD`, set by Portcullis from the vault); it never
-//! writes one to disk. The profile decides which tools exist.
+//! `portcullis-mail`: an email MCP server over IMAP + SMTP or the Gmail API, on stdio or
+//! Streamable HTTP. Its credential comes only from its environment (`MAIL_PASSWORD`, or
+//! `MAIL_ACCESS_TOKEN` for OAuth; set by Portcullis from the vault); it never writes one to
+//! disk. The profile decides which tools exist.
 
+mod backend;
 mod config;
+mod gmail;
 mod imap;
 mod render;
 mod server;
@@ -14,21 +17,51 @@ use anyhow::Context as _;
 use clap::Parser;
 use rmcp::ServiceExt as _;
 
-use crate::config::{PASSWORD_ENV, Profile, Security, Settings};
+use crate::backend::Backend;
+use crate::config::{PASSWORD_ENV, Profile, Security, Servers, Settings, SettingsError, TOKEN_ENV};
+
+/// Where the mail is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    /// Any provider's IMAP and SMTP submission servers.
+    Imap,
+    /// Gmail, through the Gmail API (least-privilege OAuth scopes).
+    Gmail,
+}
+
+/// How IMAP and SMTP logins are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Auth {
+    /// A password or app password from `MAIL_PASSWORD`.
+    Password,
+    /// SASL XOAUTH2 with an access token from `MAIL_ACCESS_TOKEN` (Outlook and others).
+    Xoauth2,
+}
 
 #[derive(Parser, Debug)]
 #[command(
     name = "portcullis-mail",
     version,
-    about = "An email MCP server (IMAP + SMTP) for Portcullis"
+    about = "An email MCP server (IMAP + SMTP, or the Gmail API) for Portcullis"
 )]
 struct Cli {
-    /// The IMAP server, `host:port`.
+    /// Where the mail is: `imap` (IMAP + SMTP, any provider) or `gmail` (the Gmail API, with
+    /// an OAuth access token from `MAIL_ACCESS_TOKEN`).
+    #[arg(long, value_enum, default_value_t = Kind::Imap)]
+    backend: Kind,
+    /// The IMAP server, `host:port` (imap backend).
     #[arg(long)]
-    imap: String,
-    /// The SMTP submission server, `host:port`.
+    imap: Option<String>,
+    /// The SMTP submission server, `host:port` (imap backend).
     #[arg(long)]
-    smtp: String,
+    smtp: Option<String>,
+    /// How IMAP and SMTP logins are made: `password` (`MAIL_PASSWORD`) or `xoauth2`
+    /// (`MAIL_ACCESS_TOKEN`).
+    #[arg(long, value_enum, default_value_t = Auth::Password)]
+    auth: Auth,
+    /// The Gmail API's base URL (gmail backend); http only on loopback.
+    #[arg(long, default_value = gmail::GOOGLE)]
+    gmail_api: String,
     /// How the IMAP connection is protected: `tls` (port 993) or `none` (loopback only).
     #[arg(long, value_enum, default_value_t = Security::Tls)]
     imap_security: Security,
@@ -39,7 +72,7 @@ struct Cli {
     /// A PEM file of extra trust anchors (a private CA), besides the public web roots.
     #[arg(long)]
     ca_file: Option<std::path::PathBuf>,
-    /// The account (its address); the password comes from `MAIL_PASSWORD`.
+    /// The account (its address); the credential comes from the environment.
     #[arg(long)]
     user: String,
     /// Which tools exist beyond reading (repeatable): `compose` (drafts), `send` (send, reply,
@@ -70,30 +103,26 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let settings = match Settings::new(
-        (cli.imap, cli.imap_security),
-        (cli.smtp, cli.smtp_security),
-        cli.ca_file,
-        cli.user,
-        cli.profiles,
-        cli.internal_domains,
-        cli.allowed_domains,
+    if let Some(addr) = cli.http.filter(|a| !a.ip().is_loopback()) {
+        eprintln!("portcullis-mail: --http `{addr}` is not a loopback address");
+        return ExitCode::from(64);
+    }
+    let settings = Settings::new(
+        cli.user.clone(),
+        cli.profiles.clone(),
+        cli.internal_domains.clone(),
+        cli.allowed_domains.clone(),
         cli.max_recipients,
-        std::env::var(PASSWORD_ENV).ok(),
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("portcullis-mail: {e}");
-            return ExitCode::from(64);
-        }
-    };
-    let served = match cli.http {
-        Some(addr) if !addr.ip().is_loopback() => {
-            eprintln!("portcullis-mail: --http `{addr}` is not a loopback address");
-            return ExitCode::from(64);
-        }
-        Some(addr) => serve_http(settings, addr).await,
-        None => serve(settings).await,
+    );
+    let served = match cli.backend {
+        Kind::Imap => match imap_backend(&cli, &settings) {
+            Ok(b) => run(settings, b, cli.http).await,
+            Err(e) => return usage(&e),
+        },
+        Kind::Gmail => match gmail_backend(&cli) {
+            Ok(b) => run(settings, b, cli.http).await,
+            Err(e) => return usage(&e),
+        },
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,
@@ -104,8 +133,50 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let running = server::Mail::new(settings)
+fn usage(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("portcullis-mail: {e}");
+    ExitCode::from(64)
+}
+
+fn imap_backend(cli: &Cli, settings: &Settings) -> Result<imap::ImapSmtp, SettingsError> {
+    let imap = cli.imap.clone().ok_or(SettingsError::Missing("imap", "imap"))?;
+    let smtp = cli.smtp.clone().ok_or(SettingsError::Missing("smtp", "imap"))?;
+    let credential = config::credential(
+        cli.auth == Auth::Xoauth2,
+        std::env::var(PASSWORD_ENV).ok(),
+        std::env::var(TOKEN_ENV).ok(),
+    )?;
+    let servers = Servers::new(
+        (imap, cli.imap_security),
+        (smtp, cli.smtp_security),
+        config::read_ca(cli.ca_file.clone())?,
+        cli.user.clone(),
+        credential,
+    )?;
+    Ok(imap::ImapSmtp::new(
+        servers,
+        settings.drafts.clone(),
+        settings.trash.clone(),
+    ))
+}
+
+fn gmail_backend(cli: &Cli) -> anyhow::Result<gmail::Gmail> {
+    let base = config::gmail_api(&cli.gmail_api)?;
+    let token = config::credential(true, None, std::env::var(TOKEN_ENV).ok())?;
+    let ca = config::read_ca(cli.ca_file.clone())?;
+    Ok(gmail::Gmail::new(base, cli.user.clone(), token, ca.as_deref())?)
+}
+
+async fn run<B: Backend>(settings: Settings, backend: B, http: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let mail = server::Mail::new(settings, backend);
+    match http {
+        Some(addr) => serve_http(mail, addr).await,
+        None => serve(mail).await,
+    }
+}
+
+async fn serve<B: Backend>(mail: server::Mail<B>) -> anyhow::Result<()> {
+    let running = mail
         .serve(rmcp::transport::stdio())
         .await
         .context("cannot start the stdio server")?;
@@ -115,14 +186,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// Streamable HTTP at `/mcp` (rmcp's service: 2025-11-25 sessions and 2026-07-28 requests),
 /// until SIGTERM or Ctrl-C.
-async fn serve_http(settings: Settings, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+async fn serve_http<B: Backend>(mail: server::Mail<B>, addr: std::net::SocketAddr) -> anyhow::Result<()> {
     use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on `{addr}`"))?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let mail = server::Mail::new(settings);
     let service = StreamableHttpService::new(
         move || Ok(mail.clone()),
         std::sync::Arc::new(LocalSessionManager::default()),

@@ -64,6 +64,34 @@ pub fn domain(address: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A message's `from` (address), `subject` and `date` (RFC 3339) from its header block, safe
+/// to show: invisible characters removed.
+pub fn summary(raw: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    let m = mail_parser::MessageParser::default().parse(raw);
+    let from = m
+        .as_ref()
+        .and_then(|m| m.from())
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .unwrap_or_default()
+        .to_owned();
+    let mut out = serde_json::Map::new();
+    out.insert("from".into(), visible(&from).into());
+    out.insert(
+        "subject".into(),
+        visible(m.as_ref().and_then(|m| m.subject()).unwrap_or_default()).into(),
+    );
+    out.insert(
+        "date".into(),
+        m.as_ref()
+            .and_then(|m| m.date())
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_default()
+            .into(),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,14 @@
 //! Sending through authenticated submission. Recipients are checked first: well-formed, not
 //! too many, and within the allowed domains when a list is configured.
 
-use lettre::message::Mailbox;
-use lettre::transport::smtp::authentication::Credentials;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Message, Tokio1Executor};
 
-use crate::config::{Security, Settings};
-use crate::imap::MailError;
+use crate::backend::{MailError, Outgoing};
+use crate::config::{Credential, Security, Servers, Settings};
 use crate::render;
 
 /// The recipients as mailboxes, or why they are refused.
@@ -39,24 +40,76 @@ pub fn recipients(s: &Settings, to: &[String]) -> Result<Vec<Mailbox>, MailError
         .collect()
 }
 
-/// A reply's threading: the `In-Reply-To` and `References` headers.
+/// A reply's threading: the `In-Reply-To` and `References` headers, and the backend's
+/// conversation (Gmail's `threadId`).
 #[derive(Debug, Default, Clone)]
 pub struct Thread {
     /// The Message-ID answered.
     pub in_reply_to: Option<String>,
     /// The thread's Message-IDs, oldest first.
     pub references: Option<String>,
+    /// The backend's conversation.
+    pub id: Option<String>,
 }
 
-/// Builds a plain-text message from the account; it and its Message-ID.
+/// A file to attach, given as content in the call (never as a path).
+#[derive(Debug)]
+pub struct Attachment {
+    /// Its file name, as the recipient sees it.
+    pub name: String,
+    /// Its media type.
+    pub content_type: ContentType,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Attachment {
+    /// An attachment from a call's `{name, mimeType, base64}`, checked: a plain file name
+    /// (no folders, no control characters), a valid media type, valid base64.
+    pub fn from_call(name: &str, mime: Option<&str>, base64: &str) -> Result<Attachment, MailError> {
+        use base64::Engine as _;
+        if name.is_empty()
+            || name.len() > 255
+            || name.contains(['/', '\\'])
+            || name.chars().any(char::is_control)
+            || name == "."
+            || name == ".."
+        {
+            return Err(MailError::Invalid(format!(
+                "attachment name `{}` must be a plain file name",
+                name.escape_default()
+            )));
+        }
+        let content_type = ContentType::parse(mime.unwrap_or("application/octet-stream"))
+            .map_err(|_| MailError::Invalid(format!("`{}` is not a media type", mime.unwrap_or_default())))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(base64.trim())
+            .map_err(|e| MailError::Invalid(format!("attachment `{name}`: not base64 ({e})")))?;
+        Ok(Attachment {
+            name: name.to_owned(),
+            content_type,
+            bytes,
+        })
+    }
+}
+
+/// Builds a plain-text message from the account, with its attachments, ready to leave.
 pub fn build(
     s: &Settings,
     to: &[String],
     subject: &str,
     body: &str,
     thread: &Thread,
-) -> Result<(Message, String), MailError> {
+    attachments: Vec<Attachment>,
+) -> Result<Outgoing, MailError> {
     let rcpt = recipients(s, to)?;
+    let total: usize = attachments.iter().map(|a| a.bytes.len()).sum();
+    if total > s.max_attachment_bytes {
+        return Err(MailError::Invalid(format!(
+            "the attachments have {total} bytes; at most {} may be sent",
+            s.max_attachment_bytes
+        )));
+    }
     let from: Mailbox = s
         .user
         .parse()
@@ -76,19 +129,26 @@ pub fn build(
     if let Some(r) = &thread.references {
         b = b.references(r.clone());
     }
-    let msg = b.body(body.to_owned()).map_err(|e| MailError::Invalid(e.to_string()))?;
-    Ok((msg, id))
+    let msg = if attachments.is_empty() {
+        b.body(body.to_owned())
+    } else {
+        let mut parts = MultiPart::mixed().singlepart(SinglePart::plain(body.to_owned()));
+        for a in attachments {
+            parts = parts.singlepart(lettre::message::Attachment::new(a.name).body(a.bytes, a.content_type));
+        }
+        b.multipart(parts)
+    }
+    .map_err(|e| MailError::Invalid(e.to_string()))?;
+    Ok(Outgoing {
+        message: msg,
+        message_id: id,
+        thread: thread.id.clone(),
+    })
 }
 
-/// Sends one plain-text message; its Message-ID.
-pub async fn send(
-    s: &Settings,
-    to: &[String],
-    subject: &str,
-    body: &str,
-    thread: &Thread,
-) -> Result<String, MailError> {
-    let (msg, id) = build(s, to, subject, body, thread)?;
+/// Sends one message through authenticated submission: a password with PLAIN/LOGIN, an
+/// access token with XOAUTH2.
+pub async fn send(s: &Servers, msg: &Message) -> Result<(), MailError> {
     let (host, port) = s
         .smtp
         .rsplit_once(':')
@@ -114,11 +174,17 @@ pub async fn send(
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(tls)
         }
     };
+    let mechanisms = match s.credential {
+        Credential::Password(_) => vec![Mechanism::Plain, Mechanism::Login],
+        Credential::Token(_) => vec![Mechanism::Xoauth2],
+    };
     let mailer = builder
         .port(port)
-        .credentials(Credentials::new(s.user.clone(), s.password.as_str().to_owned()))
+        .timeout(Some(std::time::Duration::from_secs(30)))
+        .credentials(Credentials::new(s.user.clone(), s.credential.secret().to_owned()))
+        .authentication(mechanisms)
         .build();
-    mailer.send(msg).await.map_err(|e| {
+    mailer.send(msg.clone()).await.map_err(|e| {
         let text = e.to_string().to_ascii_lowercase();
         if e.is_tls() || text.contains("certificate") {
             MailError::Tls(s.smtp.clone(), e.to_string())
@@ -128,7 +194,7 @@ pub async fn send(
             MailError::Server(e.to_string())
         }
     })?;
-    Ok(id)
+    Ok(())
 }
 
 fn now_nanos() -> u128 {
