@@ -12,15 +12,15 @@
 )]
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use serde_json::json;
 
 mod kit;
+mod stdio;
 
 use kit::MailServer;
+use stdio::{Mcp, structured};
 
 /// Python: deliver a message to alice by plain SMTP (as an MX would), or count bob's messages
 /// with `subject` over IMAP.
@@ -71,16 +71,11 @@ n = im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()
 print(im.fetch(n[0], "(FLAGS)")[1][0].decode() if n else "gone")
 "#;
 
-struct Mcp {
-    _child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    next: u64,
-}
+struct Mail;
 
-impl Mcp {
+impl Mail {
     async fn start(profiles: &[&str], password: &str) -> Mcp {
-        Mcp::start_with(
+        Mail::start_with(
             &[
                 "--imap",
                 "127.0.0.1:10143",
@@ -103,64 +98,8 @@ impl Mcp {
         for p in profiles {
             args.extend(["--profile", p]);
         }
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis-mail"))
-            .args(&args)
-            .env("MAIL_PASSWORD", password)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut m = Mcp {
-            _child: child,
-            stdin,
-            lines,
-            next: 1,
-        };
-        let init = m
-            .request(
-                "initialize",
-                json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}),
-            )
-            .await;
-        assert!(init["result"].is_object(), "{init}");
-        m.stdin
-            .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
-            .await
-            .unwrap();
-        m
+        Mcp::spawn(&args, &[("MAIL_PASSWORD", password)]).await
     }
-
-    async fn request(&mut self, method: &str, params: Value) -> Value {
-        let id = self.next;
-        self.next += 1;
-        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.stdin.write_all(format!("{msg}\n").as_bytes()).await.unwrap();
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if v["id"] == id {
-                return v;
-            }
-        }
-    }
-
-    async fn call(&mut self, tool: &str, args: Value) -> Value {
-        self.request("tools/call", json!({"name": tool, "arguments": args}))
-            .await
-    }
-}
-
-fn structured(r: &Value) -> &Value {
-    assert!(r["result"]["isError"] != json!(true), "{r}");
-    &r["result"]["structuredContent"]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -175,7 +114,7 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
         ],
     );
 
-    let mut mail = Mcp::start(&["compose", "send", "organize"], "alicepass").await;
+    let mut mail = Mail::start(&["compose", "send", "organize"], "alicepass").await;
     let list = mail.request("tools/list", json!({})).await;
     let names: Vec<&str> = list["result"]["tools"]
         .as_array()
@@ -344,7 +283,7 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
     assert_eq!(r["result"]["isError"], true, "{r}");
 
     // The read-only profile has no sending tool at all.
-    let mut ro = Mcp::start(&[], "alicepass").await;
+    let mut ro = Mail::start(&[], "alicepass").await;
     let list = ro.request("tools/list", json!({})).await;
     assert!(!list.to_string().contains("send_message"), "{list}");
     let r = ro
@@ -356,7 +295,7 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
     assert!(r["error"].is_object(), "{r}");
 
     // A wrong password: a clear error, no secret in it.
-    let mut wrong = Mcp::start(&[], "not-the-password").await;
+    let mut wrong = Mail::start(&[], "not-the-password").await;
     let r = wrong.call("list_folders", json!({})).await;
     assert_eq!(r["result"]["isError"], true, "{r}");
     let text = r.to_string();
@@ -440,7 +379,7 @@ async fn tls_is_verified_against_a_real_mail_server() {
         ca,
     ];
     // Trusting the server's CA: IMAP over TLS, sending over STARTTLS.
-    let mut mail = Mcp::start_with(&tls, &["send"], "alicepass").await;
+    let mut mail = Mail::start_with(&tls, &["send"], "alicepass").await;
     let r = mail.call("list_folders", json!({})).await;
     assert!(
         structured(&r)["folders"].as_array().unwrap().contains(&json!("INBOX")),
@@ -462,7 +401,7 @@ async fn tls_is_verified_against_a_real_mail_server() {
 
     // Without that CA the certificate is not trusted: a clear TLS error, nothing sent.
     let untrusted: Vec<&str> = tls[..8].to_vec();
-    let mut mail = Mcp::start_with(&untrusted, &["send"], "alicepass").await;
+    let mut mail = Mail::start_with(&untrusted, &["send"], "alicepass").await;
     let r = mail.call("list_folders", json!({})).await;
     let text = r["result"]["content"][0]["text"]
         .as_str()
