@@ -188,7 +188,11 @@ pub async fn send(s: &Servers, msg: &Message) -> Result<(), MailError> {
         let text = e.to_string().to_ascii_lowercase();
         if e.is_tls() || text.contains("certificate") {
             MailError::Tls(s.smtp.clone(), e.to_string())
-        } else if text.contains("auth") {
+        } else if text.contains("auth")
+            // A refused XOAUTH2 token comes back as a 334 challenge carrying the error, which
+            // lettre reports as a client error.
+            || (matches!(s.credential, Credential::Token(_)) && e.is_client() && text.contains("challenge"))
+        {
             MailError::Auth(s.user.clone())
         } else {
             MailError::Server(e.to_string())

@@ -20,7 +20,7 @@ mod kit;
 mod stdio;
 
 use kit::MailServer;
-use stdio::{Mcp, structured};
+use stdio::{Mcp, structured, tool_error};
 
 /// Python: deliver a message to alice by plain SMTP (as an MX would), or count bob's messages
 /// with `subject` over IMAP.
@@ -309,15 +309,7 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
 /// and implicit-TLS IMAP on 10993; returns the CA's PEM file.
 fn require_tls(server: &MailServer) -> PathBuf {
     let d = server.dir.path();
-    let run = |cmd: &str| {
-        let out = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(cmd)
-            .current_dir(d)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
-    };
+    let run = |cmd: &str| in_kit(server, cmd);
     run(
         "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=Portcullis test CA' 2>/dev/null",
     );
@@ -328,30 +320,181 @@ fn require_tls(server: &MailServer) -> PathBuf {
     run(
         "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf 2>/dev/null",
     );
-    run(
+    restart_dovecot(server, 10993, |text| {
+        let text = text
+            .replace(
+                "ssl = no",
+                &format!(
+                    "ssl = required\nssl_cert = <{}\nssl_key = <{}",
+                    d.join("server.pem").display(),
+                    d.join("server.key").display()
+                ),
+            )
+            .replace(
+                "inet_listener imaps {\n    port = 0",
+                "inet_listener imaps {\n    port = 10993",
+            );
+        assert!(text.contains("port = 10993"), "{text}");
+        text
+    });
+    d.join("ca.pem")
+}
+
+/// Runs `cmd` with bash in the kit's folder.
+fn in_kit(server: &MailServer, cmd: &str) {
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(server.dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Restarts the kit's Dovecot with its config changed by `edit`; waits for `port`.
+fn restart_dovecot(server: &MailServer, port: u16, edit: impl FnOnce(String) -> String) {
+    in_kit(
+        server,
         "kill $(cat dovecot.pid); for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/10143) 2>/dev/null || break; sleep 0.1; done",
     );
-    let conf = d.join("etc/dovecot.conf");
-    let text = std::fs::read_to_string(&conf).unwrap();
-    let text = text
-        .replace(
-            "ssl = no",
-            &format!(
-                "ssl = required\nssl_cert = <{}\nssl_key = <{}",
-                d.join("server.pem").display(),
-                d.join("server.key").display()
-            ),
+    let conf = server.dir.path().join("etc/dovecot.conf");
+    let text = edit(std::fs::read_to_string(&conf).unwrap());
+    std::fs::write(&conf, text).unwrap();
+    in_kit(
+        server,
+        &format!(
+            "dovecot -c etc/dovecot.conf -F > dovecot.out 2>&1 & echo $! > dovecot.pid; for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && exit 0; sleep 0.1; done; exit 1"
+        ),
+    );
+}
+
+/// A token introspection endpoint (RFC 7662) on loopback for Dovecot's oauth2 passdb: one
+/// token is alice's, every other is inactive.
+const INTROSPECT: &str = r#"
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+        ok = form.get("token", [""])[0] == sys.argv[1]
+        body = json.dumps({"active": True, "username": "alice@example.test", "scope": "mail"} if ok else {"active": False}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+s = HTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+/// A child process, killed when dropped (also when a test fails).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Makes Dovecot (IMAP and submission) accept SASL XOAUTH2, checking tokens at an
+/// introspection endpoint that knows `token`; returns that endpoint's process.
+fn accept_xoauth2(server: &MailServer, token: &str) -> Killed {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", INTROSPECT, token])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let ext = server.dir.path().join("etc/dovecot-oauth2.conf.ext");
+    std::fs::write(
+        &ext,
+        format!(
+            "introspection_mode = post\nintrospection_url = http://127.0.0.1:{}/introspect\nusername_attribute = username\nactive_attribute = active\nactive_value = true\n",
+            port.trim()
+        ),
+    )
+    .unwrap();
+    restart_dovecot(server, 10143, |text| {
+        text.replace(
+            "auth_mechanisms = plain login",
+            "auth_mechanisms = plain login xoauth2 oauthbearer",
         )
         .replace(
-            "inet_listener imaps {\n    port = 0",
-            "inet_listener imaps {\n    port = 10993",
-        );
-    assert!(text.contains("port = 10993"), "{text}");
-    std::fs::write(&conf, text).unwrap();
-    run(
-        "dovecot -c etc/dovecot.conf -F > dovecot.out 2>&1 & echo $! > dovecot.pid; for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/10993) 2>/dev/null && exit 0; sleep 0.1; done; exit 1",
-    );
-    d.join("ca.pem")
+            "passdb {",
+            &format!(
+                "passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {}\n}}\npassdb {{",
+                ext.display()
+            ),
+        )
+    });
+    child
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn xoauth2_logs_in_to_a_real_mail_server() {
+    let server = MailServer::start();
+    let _introspect = accept_xoauth2(&server, "ya29.alice-token");
+    let subject = format!("XOAUTH2 {}", std::process::id());
+    python(DELIVER, &[&subject, "<p>hello</p>"]);
+    let servers = [
+        "--imap",
+        "127.0.0.1:10143",
+        "--imap-security",
+        "none",
+        "--smtp",
+        "127.0.0.1:10587",
+        "--smtp-security",
+        "none",
+        "--auth",
+        "xoauth2",
+        "--user",
+        "alice@example.test",
+        "--profile",
+        "send",
+    ];
+    let mut mail = Mcp::spawn(&servers, &[("MAIL_ACCESS_TOKEN", "ya29.alice-token")]).await;
+    // IMAP: AUTHENTICATE XOAUTH2, checked by Dovecot at the introspection endpoint.
+    let r = mail.call("search_messages", json!({"subject": subject})).await;
+    assert_eq!(structured(&r)["messages"].as_array().unwrap().len(), 1, "{r}");
+    // SMTP submission: AUTH XOAUTH2 too.
+    let sent = format!("Sent with a token {}", std::process::id());
+    let r = mail
+        .call(
+            "send_message",
+            json!({"to": ["bob@example.test"], "subject": sent, "body": "hi"}),
+        )
+        .await;
+    structured(&r);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while python(COUNT_BOB, &[&sent]).trim() != "1" {
+        assert!(tokio::time::Instant::now() < deadline, "bob never got it");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A token the provider does not vouch for: a login refusal, on both protocols.
+    let mut wrong = Mcp::spawn(&servers, &[("MAIL_ACCESS_TOKEN", "ya29.revoked")]).await;
+    let r = wrong.call("list_folders", json!({})).await;
+    assert!(tool_error(&r).contains("refused the login"), "{r}");
+    let r = wrong
+        .call(
+            "send_message",
+            json!({"to": ["bob@example.test"], "subject": "no", "body": "no"}),
+        )
+        .await;
+    assert!(tool_error(&r).contains("refused the login"), "{r}");
+    // Without the variable, the server does not start.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis-mail"))
+        .args(servers)
+        .env_remove("MAIL_ACCESS_TOKEN")
+        .env("MAIL_PASSWORD", "alicepass")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MAIL_ACCESS_TOKEN"));
 }
 
 const COUNT_BOB_TLS: &str = r#"
