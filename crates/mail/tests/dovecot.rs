@@ -432,7 +432,7 @@ fn accept_xoauth2(server: &MailServer, token: &str) -> Killed {
             ),
         )
     });
-    child
+    Killed(child)
 }
 
 #[tokio::test(flavor = "multi_thread")]
