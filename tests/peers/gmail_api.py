@@ -27,6 +27,9 @@ What it simplifies: one user (`me` or the configured address); the q language co
 words; pages are at most --page-size long so that callers must follow `nextPageToken`.
 
 Usage: gmail_api.py --port 0 --user alice@example.test --token TOKEN=SCOPE,SCOPE ...
+                    [--introspect URL]
+With `--introspect`, a token not given with --token is checked at that RFC 7662 endpoint (as
+client `api` / `api-secret`, as Google checks its own tokens): active, and its `scope`.
 Prints `listening on PORT` once ready. Loopback only.
 """
 
@@ -210,6 +213,23 @@ class Mailbox:
         return True
 
 
+def introspect(url, token):
+    """The scopes of an active token, per the authorization server; None if inactive."""
+    import urllib.parse
+    import urllib.request
+
+    req = urllib.request.Request(
+        url,
+        data=urllib.parse.urlencode({"token": token}).encode(),
+        headers={"Authorization": "Basic " + base64.b64encode(b"api:api-secret").decode()},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        answer = json.load(r)
+    if not answer.get("active"):
+        return None
+    return set(answer.get("scope", "").split())
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ESF"
@@ -240,6 +260,8 @@ class Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else None
         scopes = self.server.tokens.get(token)
+        if scopes is None and token and self.server.introspect:
+            scopes = introspect(self.server.introspect, token)
         if scopes is None:
             raise ApiError(
                 401,
@@ -408,6 +430,7 @@ def main():
     ap.add_argument("--token", action="append", default=[], help="TOKEN=SCOPE,SCOPE")
     ap.add_argument("--page-size", type=int, default=3)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--introspect")
     args = ap.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.box = Mailbox(args.user)
@@ -417,6 +440,7 @@ def main():
         server.tokens[token] = {s if s.startswith("http") else G + s for s in scopes.split(",") if s}
     server.page_size = args.page_size
     server.verbose = args.verbose
+    server.introspect = args.introspect
     server.calls = []
     print("listening on %d" % server.server_address[1], flush=True)
     server.serve_forever()

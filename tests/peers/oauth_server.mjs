@@ -10,7 +10,8 @@
 // Prints `listening <issuer>` once ready, then one line per event the tests watch:
 // `token <grant_type> <scope>` for each token issued, `revoked grant` when a grant is revoked.
 //
-// Usage: node oauth_server.mjs [--ttl SECONDS] [--deny]
+// Usage: node oauth_server.mjs [--ttl SECONDS] [--deny] [--scopes "SCOPE SCOPE ..."]
+// (`--scopes` replaces the API's scopes, e.g. with Gmail's scope URLs.)
 
 import http from 'node:http';
 import Provider from 'oidc-provider';
@@ -22,6 +23,7 @@ const flag = (name, dflt) => {
 };
 const TTL = Number(flag('--ttl', '3600'));
 const DENY = args.includes('--deny');
+const SCOPES = flag('--scopes', 'mail.read mail.send mail.delete');
 
 const server = http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -62,7 +64,7 @@ const provider = new Provider(issuer, {
       getResourceServerInfo: (_ctx, indicator) => {
         if (indicator !== RESOURCE) throw new Error(`unknown resource ${indicator}`);
         return {
-          scope: 'mail.read mail.send mail.delete',
+          scope: SCOPES,
           audience: RESOURCE,
           accessTokenTTL: TTL,
           accessTokenFormat: 'opaque',

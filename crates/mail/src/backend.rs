@@ -16,6 +16,11 @@ pub enum MailError {
     /// The TLS handshake failed (an untrusted or mismatched certificate, say).
     #[error("TLS with {0} failed: {1}")]
     Tls(String, String),
+    /// The credential is not in the environment.
+    #[error(
+        "no credential: `{0}` is not set in this server's environment (Portcullis sets it from its vault, or from `portcullis connect`)"
+    )]
+    NoCredential(&'static str),
     /// The server refused the credentials.
     #[error("the mail server refused the login for `{0}`")]
     Auth(String),

@@ -35,13 +35,18 @@ pub enum Credential {
     /// A bearer token: SASL `XOAUTH2` for IMAP and SMTP, `Authorization: Bearer` for the
     /// Gmail API.
     Token(String),
+    /// Not in the environment (the variable named): the server still starts and lists its
+    /// tools (so `portcullis connect` can compute the scopes before there is a token); every
+    /// call that needs the mailbox says what is missing.
+    Missing(&'static str),
 }
 
 impl Credential {
-    /// The value, for the login.
-    pub fn secret(&self) -> &str {
+    /// The value, for the login; what is missing, if it is.
+    pub fn secret(&self) -> Result<&str, crate::backend::MailError> {
         match self {
-            Credential::Password(s) | Credential::Token(s) => s,
+            Credential::Password(s) | Credential::Token(s) => Ok(s),
+            Credential::Missing(env) => Err(crate::backend::MailError::NoCredential(env)),
         }
     }
 }
@@ -51,6 +56,7 @@ impl fmt::Debug for Credential {
         match self {
             Credential::Password(_) => f.write_str("Password(<redacted>)"),
             Credential::Token(_) => f.write_str("Token(<redacted>)"),
+            Credential::Missing(env) => write!(f, "Missing({env})"),
         }
     }
 }
@@ -100,9 +106,6 @@ pub struct Settings {
 /// Why the settings are not usable.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// No credential in the environment.
-    #[error("no credential: set `{0}` in this server's environment (Portcullis sets it from its vault)")]
-    NoCredential(&'static str),
     /// A server that is not on this machine, without TLS.
     #[error(
         "`{0}` is not a loopback address: a credential must not cross a network in clear; use TLS (`--imap-security tls`, `--smtp-security starttls|tls`, an https Gmail API URL)"
@@ -147,21 +150,19 @@ pub fn read_ca(ca_file: Option<std::path::PathBuf>) -> Result<Option<Vec<u8>>, S
     }
 }
 
-/// The credential from the environment values: an access token when `oauth`, else a password.
-pub fn credential(oauth: bool, password: Option<String>, token: Option<String>) -> Result<Credential, SettingsError> {
+/// The credential from the environment values: an access token when `oauth`, else a password;
+/// `Missing` (naming the variable) when it is not there.
+pub fn credential(oauth: bool, password: Option<String>, token: Option<String>) -> Credential {
     let (value, env) = if oauth {
         (token, TOKEN_ENV)
     } else {
         (password, PASSWORD_ENV)
     };
-    let value = value
-        .filter(|v| !v.is_empty())
-        .ok_or(SettingsError::NoCredential(env))?;
-    Ok(if oauth {
-        Credential::Token(value)
-    } else {
-        Credential::Password(value)
-    })
+    match value.filter(|v| !v.is_empty()) {
+        Some(v) if oauth => Credential::Token(v),
+        Some(v) => Credential::Password(v),
+        None => Credential::Missing(env),
+    }
 }
 
 impl Servers {
@@ -272,14 +273,13 @@ mod tests {
     fn the_credential_comes_from_the_right_variable_and_is_never_printed() {
         assert!(matches!(
             credential(false, None, Some("t".into())),
-            Err(SettingsError::NoCredential(PASSWORD_ENV))
+            Credential::Missing(PASSWORD_ENV)
         ));
-        assert!(matches!(
-            credential(true, Some("p".into()), Some(String::new())),
-            Err(SettingsError::NoCredential(TOKEN_ENV))
-        ));
-        let c = credential(true, None, Some("ya29.secret".into())).unwrap_or(Credential::Password(String::new()));
-        assert_eq!(c.secret(), "ya29.secret");
+        let missing = credential(true, Some("p".into()), Some(String::new()));
+        assert!(matches!(missing, Credential::Missing(TOKEN_ENV)));
+        assert!(missing.secret().is_err_and(|e| e.to_string().contains(TOKEN_ENV)));
+        let c = credential(true, None, Some("ya29.secret".into()));
+        assert_eq!(c.secret().ok(), Some("ya29.secret"));
         assert!(!format!("{c:?}").contains("secret"));
     }
 }

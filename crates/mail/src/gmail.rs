@@ -150,7 +150,7 @@ impl Gmail {
                 None => self.http.get(url),
             };
             let resp = req
-                .bearer_auth(self.token.secret())
+                .bearer_auth(self.token.secret()?)
                 .send()
                 .await
                 .map_err(|e| self.unreachable(&e))?;

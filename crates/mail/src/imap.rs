@@ -74,6 +74,7 @@ const IDLE_FOR: Duration = Duration::from_secs(120);
 const POOL: usize = 4;
 
 async fn connect(s: &Servers) -> Result<Session, MailError> {
+    let secret = s.credential.secret()?;
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&s.imap))
         .await
         .map_err(|_| MailError::Connect(s.imap.clone(), "timed out".into()))?
@@ -96,9 +97,12 @@ async fn connect(s: &Servers) -> Result<Session, MailError> {
         .read_response()
         .await
         .map_err(|e| MailError::Connect(s.imap.clone(), e.to_string()))?;
-    match &s.credential {
-        Credential::Password(p) => client.login(&s.user, p).await,
-        Credential::Token(t) => client.authenticate("XOAUTH2", XOAuth2(Some(xoauth2(&s.user, t)))).await,
+    if matches!(s.credential, Credential::Token(_)) {
+        client
+            .authenticate("XOAUTH2", XOAuth2(Some(xoauth2(&s.user, secret))))
+            .await
+    } else {
+        client.login(&s.user, secret).await
     }
     .map_err(|_| MailError::Auth(s.user.clone()))
 }

@@ -145,7 +145,8 @@ fn imap_backend(cli: &Cli, settings: &Settings) -> Result<imap::ImapSmtp, Settin
         cli.auth == Auth::Xoauth2,
         std::env::var(PASSWORD_ENV).ok(),
         std::env::var(TOKEN_ENV).ok(),
-    )?;
+    );
+    warn_if_missing(&credential);
     let servers = Servers::new(
         (imap, cli.imap_security),
         (smtp, cli.smtp_security),
@@ -162,9 +163,18 @@ fn imap_backend(cli: &Cli, settings: &Settings) -> Result<imap::ImapSmtp, Settin
 
 fn gmail_backend(cli: &Cli) -> anyhow::Result<gmail::Gmail> {
     let base = config::gmail_api(&cli.gmail_api)?;
-    let token = config::credential(true, None, std::env::var(TOKEN_ENV).ok())?;
+    let token = config::credential(true, None, std::env::var(TOKEN_ENV).ok());
+    warn_if_missing(&token);
     let ca = config::read_ca(cli.ca_file.clone())?;
     Ok(gmail::Gmail::new(base, cli.user.clone(), token, ca.as_deref())?)
+}
+
+/// A missing credential is not fatal (the tools can be listed, which `portcullis connect`
+/// needs before there is a token), but it is said at once.
+fn warn_if_missing(c: &config::Credential) {
+    if let config::Credential::Missing(env) = c {
+        eprintln!("portcullis-mail: `{env}` is not set: the tools are listed, but every call will fail until it is");
+    }
 }
 
 async fn run<B: Backend>(settings: Settings, backend: B, http: Option<std::net::SocketAddr>) -> anyhow::Result<()> {

