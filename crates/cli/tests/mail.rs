@@ -185,3 +185,137 @@ async fn portcullis_mail_over_streamable_http_through_a_real_mail_server() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Bob's messages with subject `argv[1]`, counted over IMAP.
+const COUNT_BOB: &str = r#"
+import imaplib, sys
+im = imaplib.IMAP4("127.0.0.1", 10143); im.login("bob@example.test", "bobpass"); im.select("INBOX")
+print(len(im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()))
+"#;
+
+/// The README's walkthrough, as a new user would do it: the loopback mail kit, the mail
+/// password in the vault, portcullis-mail behind `portcullis stdio`, and the MCP Inspector's CLI
+/// as the client, which lists the tools, searches, reads and sends.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_inspector_searches_reads_and_sends_through_portcullis_and_a_real_mail_server() {
+    let _mail = MailServer::start();
+    let subject = format!("Lunch {}", std::process::id());
+    let deliver = r#"
+import smtplib, sys
+from email.message import EmailMessage
+m = EmailMessage()
+m["From"] = "Bob <bob@example.test>"; m["To"] = "alice@example.test"; m["Subject"] = sys.argv[1]
+m.set_content("Shall we meet at noon?")
+with smtplib.SMTP("127.0.0.1", 10026) as s:
+    s.send_message(m)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", deliver, &subject])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("master.key");
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gateway]\ndata_dir = {}\n\n[vault]\nkey_file = {}\n\n[upstreams.mail]\ncommand = {}\nargs = [\"--imap\", \"127.0.0.1:10143\", \"--imap-security\", \"none\", \"--smtp\", \"127.0.0.1:10587\", \"--smtp-security\", \"none\", \"--user\", \"alice@example.test\", \"--profile\", \"send\"]\nenv = {{ MAIL_PASSWORD = \"vault:mail_password\" }}\n",
+            toml_str(&dir.path().join("state").to_string_lossy()),
+            toml_str(&key.to_string_lossy()),
+            toml_str(&mail_binary().to_string_lossy()),
+        ),
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let (code, _, err) = run_portcullis(
+        &["vault", "init", "--key-file", key.to_str().unwrap(), "--config", c],
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_portcullis(&["vault", "set", "mail_password", "--config", c], "alicepass\n", &[]).await;
+    assert_eq!(code, 0, "{err}");
+
+    let bin = portcullis();
+    let bin = bin.to_string_lossy();
+    let env = format!("PORTCULLIS_CONFIG={c}");
+    let inspect = |method: &'static str, tool: Option<(&'static str, Value)>| {
+        let (bin, env) = (bin.to_string(), env.clone());
+        async move {
+            let mut args = vec!["-e".to_owned(), env, "--method".into(), method.into()];
+            if let Some((name, json)) = tool {
+                args.extend([
+                    "--tool-name".into(),
+                    name.into(),
+                    "--tool-args-json".into(),
+                    json.to_string(),
+                ]);
+            }
+            args.extend(["--".into(), bin, "stdio".into()]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (ok, out, err) = inspector(&args).await;
+            assert!(ok, "inspector {method} failed: {err}");
+            serde_json::from_str::<Value>(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+        }
+    };
+
+    let tools = inspect("tools/list", None).await;
+    let names: Vec<&str> = tools["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    for t in ["mail__search_messages", "mail__read_message", "mail__send_message"] {
+        assert!(names.contains(&t), "{names:?}");
+    }
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let uid = loop {
+        let found = inspect(
+            "tools/call",
+            Some(("mail__search_messages", json!({"subject": subject}))),
+        )
+        .await;
+        if let Some(uid) = found["structuredContent"]["messages"][0]["uid"].as_u64() {
+            break uid;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never delivered: {found}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let read = inspect("tools/call", Some(("mail__read_message", json!({"uid": uid})))).await;
+    assert_eq!(read["structuredContent"]["from"], "bob@example.test", "{read}");
+    assert!(
+        read["structuredContent"]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("noon"),
+        "{read}"
+    );
+
+    let answer = format!("Re: {subject}");
+    let sent = inspect(
+        "tools/call",
+        Some((
+            "mail__send_message",
+            json!({"to": ["bob@example.test"], "subject": answer, "body": "Noon works."}),
+        )),
+    )
+    .await;
+    assert!(sent["structuredContent"]["messageId"].is_string(), "{sent}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = std::process::Command::new("python3")
+            .args(["-c", COUNT_BOB, &answer])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bob never got the answer");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
