@@ -70,8 +70,8 @@ impl async_imap::Authenticator for XOAuth2 {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest an idle session is kept.
 const IDLE_FOR: Duration = Duration::from_secs(120);
-/// Most idle sessions kept.
-const POOL: usize = 4;
+/// Idle sessions kept by default.
+pub const POOL: usize = 4;
 
 async fn connect(s: &Servers) -> Result<Session, MailError> {
     let secret = s.credential.secret()?;
@@ -160,16 +160,19 @@ pub struct ImapSmtp {
     drafts: String,
     trash: String,
     idle: tokio::sync::Mutex<Vec<(Session, Instant)>>,
+    keep_at_most: usize,
 }
 
 impl ImapSmtp {
-    /// The backend over `servers`, with these Drafts and Trash folders.
-    pub fn new(servers: Servers, drafts: String, trash: String) -> ImapSmtp {
+    /// The backend over `servers`, with these Drafts and Trash folders, keeping at most
+    /// `pool` idle sessions (0: a new session for every call).
+    pub fn new(servers: Servers, drafts: String, trash: String, pool: usize) -> ImapSmtp {
         ImapSmtp {
             servers,
             drafts,
             trash,
             idle: tokio::sync::Mutex::new(Vec::new()),
+            keep_at_most: pool,
         }
     }
 
@@ -189,12 +192,16 @@ impl ImapSmtp {
         }
     }
 
-    /// Keeps a session that finished its work cleanly, for the next call. (A session that
-    /// failed is dropped where it failed, so nothing half-done is reused.)
-    async fn keep(&self, session: Session) {
+    /// Keeps a session that finished its work cleanly, for the next call (a session that
+    /// failed is dropped where it failed, so nothing half-done is reused); one not kept is
+    /// logged out.
+    async fn keep(&self, mut session: Session) {
         let mut idle = self.idle.lock().await;
-        if idle.len() < POOL {
+        if idle.len() < self.keep_at_most {
             idle.push((session, Instant::now()));
+        } else {
+            drop(idle);
+            let _ = session.logout().await;
         }
     }
 

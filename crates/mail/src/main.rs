@@ -88,6 +88,9 @@ struct Cli {
     /// Most recipients of one message.
     #[arg(long, default_value_t = 10)]
     max_recipients: usize,
+    /// Idle IMAP sessions kept for the next calls (0: log in for every call).
+    #[arg(long, default_value_t = imap::POOL)]
+    imap_pool: usize,
     /// Serve Streamable HTTP at `http://ADDR/mcp` (loopback only) instead of stdio.
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
@@ -158,6 +161,7 @@ fn imap_backend(cli: &Cli, settings: &Settings) -> Result<imap::ImapSmtp, Settin
         servers,
         settings.drafts.clone(),
         settings.trash.clone(),
+        cli.imap_pool,
     ))
 }
 

@@ -509,6 +509,82 @@ im = imaplib.IMAP4_SSL("127.0.0.1", 10993, ssl_context=ctx); im.login("bob@examp
 print(len(im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()))
 "#;
 
+/// How many IMAP logins alice made, per Dovecot's log, once it has `expected` (its log
+/// process writes a moment later) or after 3 s.
+async fn logins(server: &MailServer, expected: usize) -> usize {
+    let count = || {
+        std::fs::read_to_string(server.dir.path().join("dovecot.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("imap-login: Info: Login: user=<alice@example.test>"))
+            .count()
+    };
+    for _ in 0..30 {
+        if count() >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A moment more, so a count that overshoots is seen.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imap_sessions_are_kept_and_renewed_against_a_real_mail_server() {
+    let server = MailServer::start();
+    let subject = format!("Pool {}", std::process::id());
+    python(DELIVER, &[&subject, "<p>hi</p>"]);
+    let mut mail = Mail::start(&["organize"], "alicepass").await;
+    let found = mail.call("search_messages", json!({"subject": subject})).await;
+    let uid = structured(&found)["messages"][0]["uid"].as_u64().unwrap();
+    for _ in 0..5 {
+        structured(&mail.call("read_message", json!({"uid": uid})).await);
+        structured(&mail.call("list_folders", json!({})).await);
+    }
+    structured(&mail.call("set_flags", json!({"uid": uid, "starred": true})).await);
+    // Twelve calls, one after another: one login.
+    assert_eq!(logins(&server, 1).await, 1);
+
+    // The server drops alice's connections: the kept session fails its NOOP and is replaced.
+    in_kit(&server, "doveadm -c etc/dovecot.conf kick alice@example.test");
+    structured(&mail.call("read_message", json!({"uid": uid})).await);
+    assert_eq!(logins(&server, 2).await, 2);
+
+    // A failed command drops its session; the next call logs in afresh and works.
+    let e = tool_error(
+        &mail
+            .call("read_message", json!({"folder": "No such folder", "uid": 1}))
+            .await,
+    );
+    assert!(e.contains("mail server said"), "{e}");
+    structured(&mail.call("read_message", json!({"uid": uid})).await);
+    assert_eq!(logins(&server, 3).await, 3);
+
+    // With --imap-pool 0, every call logs in.
+    let mut fresh = Mail::start_with(
+        &[
+            "--imap",
+            "127.0.0.1:10143",
+            "--imap-security",
+            "none",
+            "--smtp",
+            "127.0.0.1:10587",
+            "--smtp-security",
+            "none",
+            "--imap-pool",
+            "0",
+        ],
+        &[],
+        "alicepass",
+    )
+    .await;
+    for _ in 0..3 {
+        structured(&fresh.call("list_folders", json!({})).await);
+    }
+    assert_eq!(logins(&server, 6).await, 6);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_is_verified_against_a_real_mail_server() {
     let server = MailServer::start();
