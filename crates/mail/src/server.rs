@@ -471,7 +471,8 @@ impl<B: Backend> Mail<B> {
         } else {
             self.backend.send(&out).await?
         };
-        result.insert("messageId".into(), json!(out.message_id));
+        // As `read_message` shows it: without the angle brackets.
+        result.insert("messageId".into(), json!(out.message_id.trim_matches(['<', '>'])));
         Ok(Value::Object(result))
     }
 
