@@ -33,6 +33,14 @@ pub enum MailError {
     /// The request cannot be expressed safely.
     #[error("{0}")]
     Invalid(String),
+    /// The mail server did not answer in time.
+    #[error("no answer from the mail server within {secs} s{}", if *.sending { "; the message may or may not have gone out: look in Sent before trying again" } else { "" })]
+    Timeout {
+        /// The limit.
+        secs: u64,
+        /// Whether the call was sending (its outcome is unknown).
+        sending: bool,
+    },
     /// No such message (or folder, or label).
     #[error("{0}")]
     NotFound(String),

@@ -101,6 +101,8 @@ pub struct Settings {
     pub max_body_chars: usize,
     /// Largest attachment accepted for sending, in bytes (decoded).
     pub max_attachment_bytes: usize,
+    /// Longest a tool call may take, connecting included.
+    pub timeout: std::time::Duration,
 }
 
 /// Why the settings are not usable.
@@ -215,11 +217,6 @@ pub fn gmail_api(url: &str) -> Result<String, SettingsError> {
 }
 
 impl Settings {
-    /// Whether `p` is among the profiles.
-    pub fn has(&self, p: Profile) -> bool {
-        self.profiles.contains(&p)
-    }
-
     /// The settings every backend shares.
     pub fn new(
         user: String,
@@ -238,6 +235,7 @@ impl Settings {
             max_recipients: max_recipients.max(1),
             max_body_chars: 20_000,
             max_attachment_bytes: 10 * 1024 * 1024,
+            timeout: std::time::Duration::from_secs(60),
         }
     }
 }

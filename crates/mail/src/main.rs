@@ -88,6 +88,9 @@ struct Cli {
     /// Most recipients of one message.
     #[arg(long, default_value_t = 10)]
     max_recipients: usize,
+    /// Longest a tool call may take, in seconds, connecting included.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
     /// Idle IMAP sessions kept for the next calls (0: log in for every call).
     #[arg(long, default_value_t = imap::POOL)]
     imap_pool: usize,
@@ -110,13 +113,14 @@ async fn main() -> ExitCode {
         eprintln!("portcullis-mail: --http `{addr}` is not a loopback address");
         return ExitCode::from(64);
     }
-    let settings = Settings::new(
+    let mut settings = Settings::new(
         cli.user.clone(),
         cli.profiles.clone(),
         cli.internal_domains.clone(),
         cli.allowed_domains.clone(),
         cli.max_recipients,
     );
+    settings.timeout = std::time::Duration::from_secs(cli.timeout);
     let served = match cli.backend {
         Kind::Imap => match imap_backend(&cli, &settings) {
             Ok(b) => run(settings, b, cli.http).await,

@@ -24,6 +24,8 @@ use crate::smtp::{self, Attachment, Thread};
 pub struct Mail<B> {
     settings: Arc<Settings>,
     backend: Arc<B>,
+    /// The tools the profiles include.
+    tool_names: Arc<Vec<String>>,
 }
 
 impl<B> Clone for Mail<B> {
@@ -31,6 +33,7 @@ impl<B> Clone for Mail<B> {
         Mail {
             settings: Arc::clone(&self.settings),
             backend: Arc::clone(&self.backend),
+            tool_names: Arc::clone(&self.tool_names),
         }
     }
 }
@@ -38,9 +41,16 @@ impl<B> Clone for Mail<B> {
 impl<B: Backend> Mail<B> {
     /// A server over `settings` and `backend`.
     pub fn new(settings: Settings, backend: B) -> Mail<B> {
+        let tool_names = tools(&settings.profiles, B::NAMING)
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
+            .collect();
         Mail {
             settings: Arc::new(settings),
             backend: Arc::new(backend),
+            tool_names: Arc::new(tool_names),
         }
     }
 }
@@ -597,21 +607,18 @@ impl<B: Backend> ServerHandler for Mail<B> {
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.clone().unwrap_or_default();
         let s = &self.settings;
-        let outcome = match request.name.as_ref() {
-            "list_folders" => self.backend.folders().await.map(|f| (json!({"folders": f}), None)),
-            "search_messages" => self.search(&args).await.map(|v| (v, None)),
-            "read_message" => self.read(&args).await.map(|(v, m)| (v, Some(m))),
-            "get_attachment" => self.attachment(&args).await.map(|v| (v, None)),
-            "create_draft" if s.has(Profile::Compose) => self.new_message(&args, true).await.map(|v| (v, None)),
-            "send_message" if s.has(Profile::Send) => self.new_message(&args, false).await.map(|v| (v, None)),
-            "reply" if s.has(Profile::Send) => self.reply(&args).await.map(|v| (v, None)),
-            "forward" if s.has(Profile::Send) => self.forward(&args).await.map(|v| (v, None)),
-            tool @ ("move_message" | "trash_message" | "set_flags") if s.has(Profile::Organize) => {
-                self.organize(tool, &args).await.map(|v| (v, None))
-            }
-            other => {
-                return Err(ErrorData::invalid_params(format!("unknown tool `{other}`"), None));
-            }
+        let tool = request.name.as_ref();
+        // A tool outside the profiles does not exist.
+        if !self.tool_names.iter().any(|t| t == tool) {
+            return Err(ErrorData::invalid_params(format!("unknown tool `{tool}`"), None));
+        }
+        let outcome = match tokio::time::timeout(s.timeout, self.run(tool, &args)).await {
+            Ok(outcome) => outcome,
+            // Dropping the call drops its connection too: nothing half-done is reused.
+            Err(_) => Err(MailError::Timeout {
+                secs: s.timeout.as_secs(),
+                sending: matches!(tool, "send_message" | "reply" | "forward"),
+            }),
         };
         match outcome {
             Ok((v, meta)) => ok(v, meta),
@@ -619,6 +626,24 @@ impl<B: Backend> ServerHandler for Mail<B> {
                 tracing::warn!(tool = %request.name, error = %e, "tool failed");
                 tool_error(&e)
             }
+        }
+    }
+}
+
+impl<B: Backend> Mail<B> {
+    /// Runs a tool the profiles include.
+    async fn run(&self, tool: &str, args: &Map<String, Value>) -> Result<(Value, Option<Value>), MailError> {
+        match tool {
+            "list_folders" => self.backend.folders().await.map(|f| (json!({"folders": f}), None)),
+            "search_messages" => self.search(args).await.map(|v| (v, None)),
+            "read_message" => self.read(args).await.map(|(v, m)| (v, Some(m))),
+            "get_attachment" => self.attachment(args).await.map(|v| (v, None)),
+            "create_draft" => self.new_message(args, true).await.map(|v| (v, None)),
+            "send_message" => self.new_message(args, false).await.map(|v| (v, None)),
+            "reply" => self.reply(args).await.map(|v| (v, None)),
+            "forward" => self.forward(args).await.map(|v| (v, None)),
+            "move_message" | "trash_message" | "set_flags" => self.organize(tool, args).await.map(|v| (v, None)),
+            other => Err(MailError::Invalid(format!("unknown tool `{other}`"))),
         }
     }
 }
