@@ -20,7 +20,7 @@ mod kit;
 mod stdio;
 
 use kit::MailServer;
-use stdio::{Mcp, structured, tool_error};
+use stdio::{Mcp, Transport, structured, tool_error};
 
 /// Python: deliver a message to alice by plain SMTP (as an MX would), or count bob's messages
 /// with `subject` over IMAP.
@@ -73,37 +73,53 @@ print(im.fetch(n[0], "(FLAGS)")[1][0].decode() if n else "gone")
 
 struct Mail;
 
+/// The kit's servers, plaintext on loopback.
+const KIT: [&str; 8] = [
+    "--imap",
+    "127.0.0.1:10143",
+    "--imap-security",
+    "none",
+    "--smtp",
+    "127.0.0.1:10587",
+    "--smtp-security",
+    "none",
+];
+
 impl Mail {
     async fn start(profiles: &[&str], password: &str) -> Mcp {
-        Mail::start_with(
-            &[
-                "--imap",
-                "127.0.0.1:10143",
-                "--imap-security",
-                "none",
-                "--smtp",
-                "127.0.0.1:10587",
-                "--smtp-security",
-                "none",
-            ],
-            profiles,
-            password,
-        )
-        .await
+        Mail::start_on(Transport::Stdio, profiles, password).await
+    }
+
+    async fn start_on(transport: Transport, profiles: &[&str], password: &str) -> Mcp {
+        Mail::start_with_on(transport, &KIT, profiles, password).await
     }
 
     async fn start_with(servers: &[&str], profiles: &[&str], password: &str) -> Mcp {
+        Mail::start_with_on(Transport::Stdio, servers, profiles, password).await
+    }
+
+    async fn start_with_on(transport: Transport, servers: &[&str], profiles: &[&str], password: &str) -> Mcp {
         let mut args: Vec<&str> = servers.to_vec();
         args.extend(["--user", "alice@example.test", "--internal-domain", "example.test"]);
         for p in profiles {
             args.extend(["--profile", p]);
         }
-        Mcp::spawn(&args, &[("MAIL_PASSWORD", password)]).await
+        Mcp::spawn_on(transport, &args, &[("MAIL_PASSWORD", password)]).await
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn reads_searches_and_sends_through_a_real_mail_server() {
+async fn reads_searches_and_sends_through_a_real_mail_server_over_stdio() {
+    reads_searches_and_sends(Transport::Stdio).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_searches_and_sends_through_a_real_mail_server_over_streamable_http() {
+    reads_searches_and_sends(Transport::Http).await;
+}
+
+/// Every tool against the real server, over `transport`.
+async fn reads_searches_and_sends(transport: Transport) {
     let _server = MailServer::start();
     let subject = format!("Invoice {}", std::process::id());
     python(
@@ -114,7 +130,7 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
         ],
     );
 
-    let mut mail = Mail::start(&["compose", "send", "organize"], "alicepass").await;
+    let mut mail = Mail::start_on(transport, &["compose", "send", "organize"], "alicepass").await;
     let list = mail.request("tools/list", json!({})).await;
     let names: Vec<&str> = list["result"]["tools"]
         .as_array()
@@ -279,7 +295,7 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
     assert_eq!(r["result"]["isError"], true, "{r}");
 
     // The read-only profile has no sending tool at all.
-    let mut ro = Mail::start(&[], "alicepass").await;
+    let mut ro = Mail::start_on(transport, &[], "alicepass").await;
     let list = ro.request("tools/list", json!({})).await;
     assert!(!list.to_string().contains("send_message"), "{list}");
     let r = ro
@@ -291,7 +307,7 @@ async fn reads_searches_and_sends_through_a_real_mail_server() {
     assert!(r["error"].is_object(), "{r}");
 
     // A wrong password: a clear error, no secret in it.
-    let mut wrong = Mail::start(&[], "not-the-password").await;
+    let mut wrong = Mail::start_on(transport, &[], "not-the-password").await;
     let r = wrong.call("list_folders", json!({})).await;
     assert_eq!(r["result"]["isError"], true, "{r}");
     let text = r.to_string();

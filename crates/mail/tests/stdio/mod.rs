@@ -1,5 +1,5 @@
-//! portcullis-mail as a child process speaking MCP on stdio, for the tests: initialize, then
-//! requests and tool calls.
+//! portcullis-mail as a child process speaking MCP, for the tests — on stdio, or on Streamable
+//! HTTP (`--http`, a 2025-11-25 session) — initialize, then requests and tool calls.
 
 #![allow(dead_code, reason = "each test binary uses part of it")]
 
@@ -9,11 +9,32 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
-/// A running portcullis-mail on stdio.
+/// Which transport a test speaks.
+#[derive(Clone, Copy, Debug)]
+pub enum Transport {
+    /// Lines on stdin and stdout.
+    Stdio,
+    /// Streamable HTTP on a loopback port.
+    Http,
+}
+
+/// How requests reach the server.
+enum Channel {
+    Stdio {
+        stdin: tokio::process::ChildStdin,
+        lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    },
+    Http {
+        client: reqwest::Client,
+        url: String,
+        session: Option<String>,
+    },
+}
+
+/// A running portcullis-mail.
 pub struct Mcp {
     _child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    channel: Channel,
     next: u64,
 }
 
@@ -21,8 +42,23 @@ impl Mcp {
     /// Starts portcullis-mail with `args` and `env` (nothing else of ours is inherited) and
     /// initializes an MCP session.
     pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Mcp {
+        Mcp::spawn_on(Transport::Stdio, args, env).await
+    }
+
+    /// As `spawn`, on `transport`.
+    pub async fn spawn_on(transport: Transport, args: &[&str], env: &[(&str, &str)]) -> Mcp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = args.to_vec();
+        if let Transport::Http = transport {
+            args.extend(["--http", listen.as_str()]);
+        }
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis-mail"))
-            .args(args)
+            .args(&args)
             .env_remove("MAIL_PASSWORD")
             .env_remove("MAIL_ACCESS_TOKEN")
             .envs(env.iter().copied())
@@ -32,12 +68,29 @@ impl Mcp {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let channel = match transport {
+            Transport::Stdio => Channel::Stdio {
+                stdin: child.stdin.take().unwrap(),
+                lines: BufReader::new(child.stdout.take().unwrap()).lines(),
+            },
+            Transport::Http => {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+                while tokio::net::TcpStream::connect(&listen).await.is_err() {
+                    assert!(tokio::time::Instant::now() < deadline, "--http never listened");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                // reqwest is built without a default TLS provider; plain http needs one anyway.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Channel::Http {
+                    client: reqwest::Client::new(),
+                    url: format!("http://{listen}/mcp"),
+                    session: None,
+                }
+            }
+        };
         let mut m = Mcp {
             _child: child,
-            stdin,
-            lines,
+            channel,
             next: 1,
         };
         let init = m
@@ -47,11 +100,57 @@ impl Mcp {
             )
             .await;
         assert!(init["result"].is_object(), "{init}");
-        m.stdin
-            .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
-            .await
-            .unwrap();
+        m.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
         m
+    }
+
+    /// Sends one message; the response to it, if it is a request.
+    async fn send(&mut self, msg: Value) -> Option<Value> {
+        let id = msg.get("id").cloned();
+        match &mut self.channel {
+            Channel::Stdio { stdin, lines } => {
+                stdin.write_all(format!("{msg}\n").as_bytes()).await.unwrap();
+                let id = id?;
+                loop {
+                    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .unwrap();
+                    let v: Value = serde_json::from_str(&line).unwrap();
+                    if v["id"] == id {
+                        return Some(v);
+                    }
+                }
+            }
+            Channel::Http { client, url, session } => {
+                let mut req = client
+                    .post(url.as_str())
+                    .header("Content-Type", "application/json")
+                    .header("Accept", "application/json, text/event-stream")
+                    .header("MCP-Protocol-Version", "2025-11-25");
+                if let Some(s) = session.as_deref() {
+                    req = req.header("Mcp-Session-Id", s);
+                }
+                let resp = tokio::time::timeout(Duration::from_secs(30), req.body(msg.to_string()).send())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                if let Some(s) = resp.headers().get("mcp-session-id") {
+                    *session = Some(s.to_str().unwrap().to_owned());
+                }
+                let status = resp.status();
+                let body = resp.text().await.unwrap();
+                let id = id?;
+                assert!(status.is_success(), "{status}: {body}");
+                // JSON, or an event stream whose data lines carry it.
+                std::iter::once(body.as_str())
+                    .chain(body.lines().filter_map(|l| l.strip_prefix("data:")))
+                    .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+                    .find(|v| v["id"] == id)
+            }
+        }
     }
 
     /// One request; its response.
@@ -59,18 +158,9 @@ impl Mcp {
         let id = self.next;
         self.next += 1;
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        self.stdin.write_all(format!("{msg}\n").as_bytes()).await.unwrap();
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            let v: Value = serde_json::from_str(&line).unwrap();
-            if v["id"] == id {
-                return v;
-            }
-        }
+        self.send(msg)
+            .await
+            .unwrap_or_else(|| panic!("no response to {method}"))
     }
 
     /// One tool call; its response.
