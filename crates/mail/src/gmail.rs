@@ -215,22 +215,13 @@ impl Gmail {
             .unwrap_or_default())
     }
 
-    /// The ids of labels named `names` (by name, any case, or by id).
+    /// The ids of labels named `names` (by name, any case, or by id); asks for the labels
+    /// only when there is a name to resolve.
     async fn label_ids(&self, names: &[&str]) -> Result<Vec<String>, MailError> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
-        let labels = self.labels().await?;
-        names
-            .iter()
-            .map(|n| {
-                labels
-                    .iter()
-                    .find(|(id, name)| id == n || name.eq_ignore_ascii_case(n))
-                    .map(|(id, _)| id.clone())
-                    .ok_or_else(|| MailError::NotFound(format!("Gmail has no label named `{n}`")))
-            })
-            .collect()
+        resolve(&self.labels().await?, names)
     }
 
     async fn summary(&self, id: String) -> Result<Value, MailError> {
@@ -271,6 +262,20 @@ impl Gmail {
         }
         v
     }
+}
+
+/// The ids of the labels named `names` (by name, any case, or by id) among `labels`.
+fn resolve(labels: &[(String, String)], names: &[&str]) -> Result<Vec<String>, MailError> {
+    names
+        .iter()
+        .map(|n| {
+            labels
+                .iter()
+                .find(|(id, name)| id == n || name.eq_ignore_ascii_case(n))
+                .map(|(id, _)| id.clone())
+                .ok_or_else(|| MailError::NotFound(format!("Gmail has no label named `{n}`")))
+        })
+        .collect()
 }
 
 /// What a path names, for a 404's message.
@@ -394,11 +399,15 @@ impl Backend for Gmail {
 
     async fn set_flags(&self, m: &MsgRef, flags: &Flags) -> Result<(), MailError> {
         let path = Self::message_path(m, "/modify")?;
-        fn names(v: &[String]) -> Vec<&str> {
-            v.iter().map(String::as_str).collect()
-        }
-        let mut add = self.label_ids(&names(&flags.add_labels)).await?;
-        let mut remove = self.label_ids(&names(&flags.remove_labels)).await?;
+        let add: Vec<&str> = flags.add_labels.iter().map(String::as_str).collect();
+        let remove: Vec<&str> = flags.remove_labels.iter().map(String::as_str).collect();
+        // One look at the labels for both lists.
+        let (mut add, mut remove) = if add.is_empty() && remove.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let labels = self.labels().await?;
+            (resolve(&labels, &add)?, resolve(&labels, &remove)?)
+        };
         match flags.read {
             Some(true) => remove.push("UNREAD".into()),
             Some(false) => add.push("UNREAD".into()),

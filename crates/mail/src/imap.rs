@@ -351,8 +351,7 @@ impl Backend for ImapSmtp {
     }
 
     async fn trash(&self, m: &MsgRef) -> Result<(), MailError> {
-        let trash = self.trash.clone();
-        self.move_to(m, &trash).await
+        self.move_to(m, &self.trash).await
     }
 }
 
