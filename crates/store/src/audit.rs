@@ -83,16 +83,20 @@ impl Store {
         rows: &[AuditRow],
         checkpoint: Option<&MakeCheckpoint<'_>>,
     ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // One multi-row INSERT per chunk: a single statement is atomic by itself, so a batch
+        // without a checkpoint (and of at most one chunk) needs no BEGIN / COMMIT round trips,
+        // which were most of a lone caller's wait.
+        let chunks: Vec<&[AuditRow]> = rows.chunks(ROWS_PER_STATEMENT).collect();
+        if checkpoint.is_none() && chunks.len() == 1 {
+            insert_rows(&self.pool, rows).await?;
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await?;
-        for r in rows {
-            sqlx::query("INSERT INTO audit_records (seq, at_ms, body, prev, hash) VALUES (?, ?, ?, ?, ?)")
-                .bind(r.seq)
-                .bind(r.at_ms)
-                .bind(&r.body)
-                .bind(&r.prev)
-                .bind(&r.hash)
-                .execute(&mut *tx)
-                .await?;
+        for chunk in chunks {
+            insert_rows(&mut *tx, chunk).await?;
         }
         if let (Some(make), Some(last)) = (checkpoint, rows.last()) {
             let prev = last_checkpoint(&mut tx).await?;
@@ -161,4 +165,23 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
+}
+
+/// Rows per INSERT: 5 bound values each, well inside SQLite's limit on variables.
+const ROWS_PER_STATEMENT: usize = 512;
+
+/// Inserts `rows` with one statement.
+async fn insert_rows<'e, E>(executor: E, rows: &[AuditRow]) -> Result<(), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO audit_records (seq, at_ms, body, prev, hash) ");
+    q.push_values(rows, |mut b, r| {
+        b.push_bind(r.seq)
+            .push_bind(r.at_ms)
+            .push_bind(&r.body)
+            .push_bind(&r.prev)
+            .push_bind(&r.hash);
+    });
+    q.build().execute(executor).await.map(drop)
 }

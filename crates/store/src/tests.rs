@@ -198,3 +198,36 @@ async fn grants_last_until_they_end_and_expiry_and_denial_are_final() {
     assert_eq!(s.take_approval_for("d4", 40).await.unwrap(), None);
     assert_eq!(s.approvals(Some(ApprovalState::Denied), 10).await.unwrap().len(), 1);
 }
+
+fn audit_rows(seqs: impl IntoIterator<Item = i64>) -> Vec<AuditRow> {
+    seqs.into_iter()
+        .map(|seq| AuditRow {
+            seq,
+            at_ms: seq,
+            body: format!("{{\"n\":{seq}}}"),
+            prev: format!("h{}", seq - 1),
+            hash: format!("h{seq}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_audit_batch_lands_whole_or_not_at_all() {
+    let s = Store::memory().await.unwrap();
+    s.append_audit(&audit_rows(1..=3)).await.unwrap();
+    // One statement (a small batch): a clash in its middle keeps none of it.
+    let mut clash = audit_rows(4..=6);
+    clash[1].seq = 2;
+    assert!(s.append_audit(&clash).await.is_err());
+    assert_eq!(s.audit_head().await.unwrap(), Some((3, "h3".to_owned())));
+    // Several statements (past one chunk), in one transaction: the same.
+    let mut big = audit_rows(4..=1200);
+    big[1100].seq = 3;
+    assert!(s.append_audit(&big).await.is_err());
+    assert_eq!(s.audit_head().await.unwrap(), Some((3, "h3".to_owned())));
+    // And both shapes land whole when nothing clashes.
+    s.append_audit(&audit_rows(4..=6)).await.unwrap();
+    s.append_audit(&audit_rows(7..=1200)).await.unwrap();
+    assert_eq!(s.audit_rows(0, 5000).await.unwrap().len(), 1200);
+    assert_eq!(s.audit_head().await.unwrap(), Some((1200, "h1200".to_owned())));
+}
