@@ -327,6 +327,8 @@ struct Original {
     subject: String,
     thread: Thread,
     text: String,
+    /// Its attachments, to go along with a forward.
+    attachments: Vec<Attachment>,
 }
 
 fn parse(raw: &[u8]) -> Result<mail_parser::Message<'_>, MailError> {
@@ -366,7 +368,23 @@ impl<B: Backend> Mail<B> {
             (None, Some(i)) => Some(i.clone()),
             (r, None) => r,
         };
+        let attachments = m
+            .attachments()
+            .enumerate()
+            .map(|(i, a)| {
+                use lettre::message::header::ContentType;
+                let content_type = ContentType::parse(&mime_of(a))
+                    .or_else(|_| ContentType::parse("application/octet-stream"))
+                    .map_err(|e| MailError::Invalid(e.to_string()))?;
+                Ok(Attachment {
+                    name: smtp::file_name(a.attachment_name().unwrap_or_default(), i),
+                    content_type,
+                    bytes: a.contents().to_vec(),
+                })
+            })
+            .collect::<Result<_, MailError>>()?;
         Ok(Original {
+            attachments,
             reply_to,
             subject: field("subject"),
             thread: Thread {
@@ -538,7 +556,7 @@ impl<B: Backend> Mail<B> {
             &format!("Fwd: {}", o.subject),
             &body,
             &Thread::default(),
-            Vec::new(),
+            o.attachments,
         );
         self.deliver(out, false).await
     }

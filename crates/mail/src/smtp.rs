@@ -93,6 +93,26 @@ impl Attachment {
     }
 }
 
+/// A received attachment's name made safe to send on: the visible characters, no folders, no
+/// control characters; `attachment-N` when nothing is left.
+pub fn file_name(name: &str, index: usize) -> String {
+    let clean: String = render::visible(name)
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(255)
+        .collect();
+    match clean.trim() {
+        "" | "." | ".." => format!("attachment-{}", index + 1),
+        t => t.to_owned(),
+    }
+}
+
 /// Builds a plain-text message from the account, with its attachments, ready to leave.
 pub fn build(
     s: &Settings,
@@ -207,4 +227,18 @@ fn now_nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn received_attachment_names_are_made_plain_file_names() {
+        assert_eq!(file_name("invoice.pdf", 0), "invoice.pdf");
+        assert_eq!(file_name("../../etc/passwd", 0), ".._.._etc_passwd");
+        assert_eq!(file_name("a\u{200B}b\r\n.txt", 0), "ab__.txt");
+        assert_eq!(file_name("", 1), "attachment-2");
+        assert_eq!(file_name("..", 0), "attachment-1");
+    }
 }

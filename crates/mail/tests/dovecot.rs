@@ -63,6 +63,15 @@ m = email.message_from_bytes(im.fetch(n, "(BODY.PEEK[HEADER])")[1][0][1])
 print(m["In-Reply-To"], "|", m["References"])
 "#;
 
+/// Bob's newest message with `subject`: its attachments' names and sizes.
+const ATTACHMENTS_OF_BOB: &str = r#"
+import imaplib, sys, email, email.policy
+im = imaplib.IMAP4("127.0.0.1", 10143); im.login("bob@example.test", "bobpass"); im.select("INBOX")
+n = im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()[-1]
+m = email.message_from_bytes(im.fetch(n, "(BODY.PEEK[])")[1][0][1], policy=email.policy.default)
+print(" ".join("%s %d" % (p.get_filename(), len(p.get_content())) for p in m.iter_attachments()))
+"#;
+
 /// Alice's flags on the message with `subject` in INBOX.
 const FLAGS_OF_ALICE: &str = r#"
 import imaplib, sys
@@ -241,7 +250,7 @@ async fn reads_searches_and_sends(transport: Transport) {
     let thread = python(THREAD_OF_BOB, &[&replied]);
     assert_eq!(thread.trim(), format!("{original_id} | {original_id}"), "{thread}");
 
-    // A forward carries the text under a note.
+    // A forward carries the text under a note, and the attachments.
     let r = mail
         .call(
             "forward",
@@ -255,6 +264,7 @@ async fn reads_searches_and_sends(transport: Transport) {
         assert!(tokio::time::Instant::now() < deadline, "no forward arrived");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    assert_eq!(python(ATTACHMENTS_OF_BOB, &[&fwd]).trim(), "invoice.pdf 19");
 
     // A draft lands in Drafts and is sent to no one.
     let draft = format!("Draft {subject}");

@@ -296,6 +296,11 @@ async fn replies_stay_in_the_thread_and_each_profile_needs_only_its_scope() {
         .await;
     let fwd = inspect(&g, structured(&forwarded)["id"].as_str().unwrap());
     assert_eq!(fwd["subject"], "Fwd: Invoice 42");
+    assert_eq!(
+        fwd["attachments"],
+        json!(["invoice.pdf"]),
+        "a forward carries the attachments"
+    );
     // A path is not content: nothing is read from this machine's disk.
     let e = tool_error(
         &mail
