@@ -159,6 +159,8 @@ pub struct ImapSmtp {
     servers: Servers,
     drafts: String,
     trash: String,
+    /// Where a copy of each sent message is filed, when the provider does not do it.
+    sent: Option<String>,
     idle: tokio::sync::Mutex<Vec<(Session, Instant)>>,
     keep_at_most: usize,
 }
@@ -171,9 +173,16 @@ impl ImapSmtp {
             servers,
             drafts,
             trash,
+            sent: None,
             idle: tokio::sync::Mutex::new(Vec::new()),
             keep_at_most: pool,
         }
+    }
+
+    /// Files a copy of each sent message in `folder` (for providers whose submission does not).
+    pub fn saving_sent_to(mut self, folder: Option<String>) -> ImapSmtp {
+        self.sent = folder;
+        self
     }
 
     /// An authenticated session: a kept one that still answers NOOP, else a new one.
@@ -306,7 +315,19 @@ impl Backend for ImapSmtp {
 
     async fn send(&self, out: &Outgoing) -> Result<Map<String, Value>, MailError> {
         smtp::send(&self.servers, &out.message).await?;
-        Ok(Map::new())
+        let mut result = Map::new();
+        if let Some(folder) = &self.sent {
+            // The message is gone: a failure to file it must not read as a failed send (a
+            // retry would send it twice), so it is reported beside the success.
+            match self.append(folder, Some("(\\Seen)"), &out.message.formatted()).await {
+                Ok(()) => result.insert("savedTo".into(), json!(folder)),
+                Err(e) => result.insert(
+                    "notSaved".into(),
+                    json!(format!("sent, but not filed in `{folder}`: {e}")),
+                ),
+            };
+        }
+        Ok(result)
     }
 
     async fn move_to(&self, m: &MsgRef, target: &str) -> Result<(), MailError> {

@@ -88,6 +88,10 @@ struct Cli {
     /// Most recipients of one message.
     #[arg(long, default_value_t = 10)]
     max_recipients: usize,
+    /// File a copy of each sent message in this IMAP folder (for providers whose submission
+    /// server does not; Gmail, Outlook and Fastmail do it themselves).
+    #[arg(long)]
+    sent_folder: Option<String>,
     /// Longest a tool call may take, in seconds, connecting included.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
@@ -161,12 +165,10 @@ fn imap_backend(cli: &Cli, settings: &Settings) -> Result<imap::ImapSmtp, Settin
         cli.user.clone(),
         credential,
     )?;
-    Ok(imap::ImapSmtp::new(
-        servers,
-        settings.drafts.clone(),
-        settings.trash.clone(),
-        cli.imap_pool,
-    ))
+    Ok(
+        imap::ImapSmtp::new(servers, settings.drafts.clone(), settings.trash.clone(), cli.imap_pool)
+            .saving_sent_to(cli.sent_folder.clone()),
+    )
 }
 
 fn gmail_backend(cli: &Cli) -> anyhow::Result<gmail::Gmail> {

@@ -163,7 +163,8 @@ pub fn tools(profiles: &[Profile], naming: Naming) -> Value {
     let changes = json!({READ: false, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false});
     let sends = json!({READ: false, "destructiveHint": false, "idempotentHint": false, "openWorldHint": true});
     let sent = json!({"type": "object", "properties": {
-        "messageId": {"type": "string"}, "id": {"type": "string"}, "threadId": {"type": "string"}, "draftId": {"type": "string"}
+        "messageId": {"type": "string"}, "id": {"type": "string"}, "threadId": {"type": "string"}, "draftId": {"type": "string"},
+        "savedTo": {"type": "string"}, "notSaved": {"type": "string"}
     }, "required": ["messageId"]});
     let done = json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
     let new_message = json!({"type": "object", "properties": {

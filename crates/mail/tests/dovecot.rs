@@ -139,7 +139,10 @@ async fn reads_searches_and_sends(transport: Transport) {
         ],
     );
 
-    let mut mail = Mail::start_on(transport, &["compose", "send", "organize"], "alicepass").await;
+    // Dovecot's submission does not file sent mail: portcullis-mail does, in Sent.
+    let mut kit = KIT.to_vec();
+    kit.extend(["--sent-folder", "Sent"]);
+    let mut mail = Mail::start_with_on(transport, &kit, &["compose", "send", "organize"], "alicepass").await;
     let list = mail.request("tools/list", json!({})).await;
     let names: Vec<&str> = list["result"]["tools"]
         .as_array()
@@ -218,6 +221,29 @@ async fn reads_searches_and_sends(transport: Transport) {
     // The Message-ID as read_message shows one: without angle brackets.
     let id = structured(&r)["messageId"].as_str().unwrap();
     assert!(id.ends_with("@example.test") && !id.starts_with('<'), "{r}");
+    assert_eq!(structured(&r)["savedTo"], "Sent", "{r}");
+    let filed = mail
+        .call("search_messages", json!({"folder": "Sent", "subject": reply_subject}))
+        .await;
+    assert_eq!(structured(&filed)["messages"].as_array().unwrap().len(), 1, "{filed}");
+    // A copy that cannot be filed does not turn a sent message into a failure (a retry would
+    // send it twice): it is reported beside the success.
+    let mut nowhere = KIT.to_vec();
+    nowhere.extend(["--sent-folder", "No such folder"]);
+    let mut unfiled = Mail::start_with_on(transport, &nowhere, &["send"], "alicepass").await;
+    let r = unfiled
+        .call(
+            "send_message",
+            json!({"to": ["bob@example.test"], "subject": format!("Unfiled {subject}"), "body": "x"}),
+        )
+        .await;
+    assert!(
+        structured(&r)["notSaved"]
+            .as_str()
+            .unwrap()
+            .starts_with("sent, but not filed in `No such folder`"),
+        "{r}"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while python(COUNT_BOB, &[&reply_subject]).trim() != "1" {
         assert!(tokio::time::Instant::now() < deadline, "bob never got it");
