@@ -89,7 +89,7 @@ struct Cli {
     #[arg(long, default_value_t = 10)]
     max_recipients: usize,
     /// File a copy of each sent message in this IMAP folder (for providers whose submission
-    /// server does not; Gmail, Outlook and Fastmail do it themselves).
+    /// server does not; many, Gmail and Outlook among them, do it themselves).
     #[arg(long)]
     sent_folder: Option<String>,
     /// Longest a tool call may take, in seconds, connecting included.
