@@ -14,7 +14,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Map, Value, json};
 
-use crate::backend::{Backend, Fetched, Flags, MailError, MsgRef, Naming, Outgoing, Query};
+use crate::backend::{Backend, Flags, MailError, MsgRef, Naming, Outgoing, Query};
 use crate::config::{Profile, Settings};
 use crate::render;
 use crate::smtp::{self, Attachment, Thread};
@@ -347,9 +347,9 @@ fn mime_of(a: &mail_parser::MessagePart<'_>) -> String {
 impl<B: Backend> Mail<B> {
     async fn original(&self, args: &Map<String, Value>) -> Result<Original, MailError> {
         let fetched = self.backend.fetch(&reference(B::NAMING, args)?).await?;
-        let (v, _) = self.rendered(&fetched, args)?;
-        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
         let m = parse(&fetched.raw)?;
+        let (v, _) = self.rendered(&m, fetched.thread.as_deref(), args);
+        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
         let reply_to = m
             .reply_to()
             .and_then(|a| a.first())
@@ -427,13 +427,18 @@ impl<B: Backend> Mail<B> {
 
     async fn read(&self, args: &Map<String, Value>) -> Result<(Value, Value), MailError> {
         let fetched = self.backend.fetch(&reference(B::NAMING, args)?).await?;
-        self.rendered(&fetched, args)
+        let m = parse(&fetched.raw)?;
+        Ok(self.rendered(&m, fetched.thread.as_deref(), args))
     }
 
     /// A message as `read_message` shows it, and its provenance.
-    fn rendered(&self, fetched: &Fetched, args: &Map<String, Value>) -> Result<(Value, Value), MailError> {
+    fn rendered(
+        &self,
+        m: &mail_parser::Message<'_>,
+        thread: Option<&str>,
+        args: &Map<String, Value>,
+    ) -> (Value, Value) {
         let s = &self.settings;
-        let m = parse(&fetched.raw)?;
         let addr = |a: Option<&mail_parser::Address<'_>>| -> Vec<String> {
             a.map(|a| a.iter().filter_map(|x| x.address()).map(render::visible).collect())
                 .unwrap_or_default()
@@ -480,7 +485,7 @@ impl<B: Backend> Mail<B> {
             if let Some(n) = next {
                 obj.insert("nextOffset".into(), json!(n));
             }
-            if let Some(t) = &fetched.thread {
+            if let Some(t) = thread {
                 obj.insert("threadId".into(), json!(t));
             }
         }
@@ -494,7 +499,7 @@ impl<B: Backend> Mail<B> {
                 "trust": "untrusted",
             }
         });
-        Ok((structured, meta))
+        (structured, meta)
     }
 
     /// Sends (or saves as a draft) a message built from the call: the result names it.
