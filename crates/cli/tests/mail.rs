@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 #[path = "../../mail/tests/kit/mod.rs"]
 mod kit;
 
-use kit::MailServer;
+use kit::{COUNT_BOB, MailServer, PLAINTEXT, eventually, python};
 
 const DELIVER: &str = r#"
 import smtplib, sys
@@ -35,26 +35,20 @@ with smtplib.SMTP("127.0.0.1", 10026) as s:
     s.send_message(m)
 "#;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_injected_mail_cannot_steer_a_send_through_a_real_mail_server() {
-    let _mail = MailServer::start();
-    let subject = format!("Invoice {}", std::process::id());
-    let out = std::process::Command::new("python3")
-        .args(["-c", DELIVER, &subject])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-
-    // The mail password into the vault; the config names it only as `vault:mail_password`.
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("master.key");
-    let config = dir.path().join("portcullis.toml");
+/// A gateway config in `dir` whose upstream `mail` is portcullis-mail (send profile) on the
+/// kit, its password in a new vault as `vault:mail_password`; `extra` tables are added. Writes
+/// `dir/portcullis.toml`; returns its `[gateway]` line and the tables.
+async fn vaulted_mail(dir: &std::path::Path, extra: &str) -> (String, String) {
+    let key = dir.join("master.key");
+    let config = dir.join("portcullis.toml");
+    let mut args = PLAINTEXT.to_vec();
+    args.extend(["--user", "alice@example.test", "--profile", "send"]);
     let tables = format!(
-        "[vault]\nkey_file = {}\n\n[approvals]\nask = false\n\n[upstreams.mail]\ncommand = {}\nargs = [\"--imap\", \"127.0.0.1:10143\", \"--imap-security\", \"none\", \"--smtp\", \"127.0.0.1:10587\", \"--smtp-security\", \"none\", \"--user\", \"alice@example.test\", \"--profile\", \"send\"]\nenv = {{ MAIL_PASSWORD = \"vault:mail_password\" }}\n",
+        "[vault]\nkey_file = {}\n\n{extra}[upstreams.mail]\ncommand = {}\nargs = {args:?}\nenv = {{ MAIL_PASSWORD = \"vault:mail_password\" }}\n",
         toml_str(&key.to_string_lossy()),
         toml_str(&mail_binary().to_string_lossy()),
     );
-    let state = format!("data_dir = {}", toml_str(&dir.path().join("state").to_string_lossy()));
+    let state = format!("data_dir = {}", toml_str(&dir.join("state").to_string_lossy()));
     std::fs::write(&config, format!("[gateway]\n{state}\n\n{tables}")).unwrap();
     let c = config.to_str().unwrap();
     let (code, _, err) = run_portcullis(
@@ -66,7 +60,18 @@ async fn an_injected_mail_cannot_steer_a_send_through_a_real_mail_server() {
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = run_portcullis(&["vault", "set", "mail_password", "--config", c], "alicepass\n", &[]).await;
     assert_eq!(code, 0, "{err}");
+    (state, tables)
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_injected_mail_cannot_steer_a_send_through_a_real_mail_server() {
+    let _mail = MailServer::start();
+    let subject = format!("Invoice {}", std::process::id());
+    python(DELIVER, &[&subject]);
+
+    // The mail password into the vault; the config names it only as `vault:mail_password`.
+    let dir = tempfile::tempdir().unwrap();
+    let (state, tables) = vaulted_mail(dir.path(), "[approvals]\nask = false\n\n").await;
     let gw = Served::start_config(&state, &tables, &[]).await;
     gw.wait_for_tools(&["mail__"]).await;
     let assistant = Modern::named(&gw.url, "assistant");
@@ -125,29 +130,13 @@ async fn an_injected_mail_cannot_steer_a_send_through_a_real_mail_server() {
 async fn portcullis_mail_over_streamable_http_through_a_real_mail_server() {
     let _mail = MailServer::start();
     let subject = format!("Over HTTP {}", std::process::id());
-    let out = std::process::Command::new("python3")
-        .args(["-c", DELIVER, &subject])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    python(DELIVER, &[&subject]);
     // The mail server as a Streamable HTTP service of its own (its password in its own
     // environment), the gateway in front of it.
     let port = free_port();
     let _server = tokio::process::Command::new(mail_binary())
-        .args([
-            "--imap",
-            "127.0.0.1:10143",
-            "--imap-security",
-            "none",
-            "--smtp",
-            "127.0.0.1:10587",
-            "--smtp-security",
-            "none",
-            "--user",
-            "alice@example.test",
-            "--http",
-            &format!("127.0.0.1:{port}"),
-        ])
+        .args(PLAINTEXT)
+        .args(["--user", "alice@example.test", "--http", &format!("127.0.0.1:{port}")])
         .env("MAIL_PASSWORD", "alicepass")
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -186,13 +175,6 @@ async fn portcullis_mail_over_streamable_http_through_a_real_mail_server() {
     }
 }
 
-/// Bob's messages with subject `argv[1]`, counted over IMAP.
-const COUNT_BOB: &str = r#"
-import imaplib, sys
-im = imaplib.IMAP4("127.0.0.1", 10143); im.login("bob@example.test", "bobpass"); im.select("INBOX")
-print(len(im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()))
-"#;
-
 /// The README's walkthrough, as a new user would do it: the loopback mail kit, the mail
 /// password in the vault, portcullis-mail behind `portcullis stdio`, and the MCP Inspector's CLI
 /// as the client, which lists the tools, searches, reads and sends.
@@ -209,35 +191,12 @@ m.set_content("Shall we meet at noon?")
 with smtplib.SMTP("127.0.0.1", 10026) as s:
     s.send_message(m)
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", deliver, &subject])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    python(deliver, &[&subject]);
 
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("master.key");
+    vaulted_mail(dir.path(), "").await;
     let config = dir.path().join("portcullis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[gateway]\ndata_dir = {}\n\n[vault]\nkey_file = {}\n\n[upstreams.mail]\ncommand = {}\nargs = [\"--imap\", \"127.0.0.1:10143\", \"--imap-security\", \"none\", \"--smtp\", \"127.0.0.1:10587\", \"--smtp-security\", \"none\", \"--user\", \"alice@example.test\", \"--profile\", \"send\"]\nenv = {{ MAIL_PASSWORD = \"vault:mail_password\" }}\n",
-            toml_str(&dir.path().join("state").to_string_lossy()),
-            toml_str(&key.to_string_lossy()),
-            toml_str(&mail_binary().to_string_lossy()),
-        ),
-    )
-    .unwrap();
     let c = config.to_str().unwrap();
-    let (code, _, err) = run_portcullis(
-        &["vault", "init", "--key-file", key.to_str().unwrap(), "--config", c],
-        "",
-        &[],
-    )
-    .await;
-    assert_eq!(code, 0, "{err}");
-    let (code, _, err) = run_portcullis(&["vault", "set", "mail_password", "--config", c], "alicepass\n", &[]).await;
-    assert_eq!(code, 0, "{err}");
 
     let bin = portcullis();
     let bin = bin.to_string_lossy();
@@ -306,16 +265,8 @@ with smtplib.SMTP("127.0.0.1", 10026) as s:
     )
     .await;
     assert!(sent["structuredContent"]["messageId"].is_string(), "{sent}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = std::process::Command::new("python3")
-            .args(["-c", COUNT_BOB, &answer])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&out.stdout).trim() == "1" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "bob never got the answer");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("bob never got the answer", || {
+        python(COUNT_BOB, &[&answer]).trim() == "1"
+    })
+    .await;
 }

@@ -24,24 +24,9 @@ use serde_json::json;
 use stdio::{Mcp, structured};
 
 async fn start(pool: &str) -> Mcp {
-    Mcp::spawn(
-        &[
-            "--imap",
-            "127.0.0.1:10143",
-            "--imap-security",
-            "none",
-            "--smtp",
-            "127.0.0.1:10587",
-            "--smtp-security",
-            "none",
-            "--user",
-            "alice@example.test",
-            "--imap-pool",
-            pool,
-        ],
-        &[("MAIL_PASSWORD", "alicepass")],
-    )
-    .await
+    let mut args = kit::PLAINTEXT.to_vec();
+    args.extend(["--user", "alice@example.test", "--imap-pool", pool]);
+    Mcp::spawn(&args, &[("MAIL_PASSWORD", "alicepass")]).await
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -65,11 +50,7 @@ m.set_content("A short body. " * 40)
 with smtplib.SMTP("127.0.0.1", 10026) as s:
     s.send_message(m)
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", deliver])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    kit::python(deliver, &[]);
     let mut kept = start("4").await;
     let mut fresh = start("0").await;
     let uid = loop {

@@ -19,22 +19,10 @@ use serde_json::json;
 mod kit;
 mod stdio;
 
-use kit::MailServer;
+use kit::{COUNT_BOB, MailServer, PLAINTEXT, eventually, python};
 use stdio::{Mcp, Transport, structured, tool_error};
 
-/// Python: deliver a message to alice by plain SMTP (as an MX would), or count bob's messages
-/// with `subject` over IMAP.
-fn python(script: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
+/// Python: deliver a message to alice by plain SMTP (as an MX would).
 const DELIVER: &str = r#"
 import smtplib, sys
 from email.message import EmailMessage
@@ -46,12 +34,6 @@ m.add_alternative(sys.argv[2], subtype="html")
 m.add_attachment(b"%PDF-1.4 invoice 42", maintype="application", subtype="pdf", filename="invoice.pdf")
 with smtplib.SMTP("127.0.0.1", 10026) as s:
     s.send_message(m)
-"#;
-
-const COUNT_BOB: &str = r#"
-import imaplib, sys
-im = imaplib.IMAP4("127.0.0.1", 10143); im.login("bob@example.test", "bobpass"); im.select("INBOX")
-print(len(im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()))
 "#;
 
 /// Bob's newest message with `subject`: its In-Reply-To and References headers.
@@ -82,25 +64,13 @@ print(im.fetch(n[0], "(FLAGS)")[1][0].decode() if n else "gone")
 
 struct Mail;
 
-/// The kit's servers, plaintext on loopback.
-const KIT: [&str; 8] = [
-    "--imap",
-    "127.0.0.1:10143",
-    "--imap-security",
-    "none",
-    "--smtp",
-    "127.0.0.1:10587",
-    "--smtp-security",
-    "none",
-];
-
 impl Mail {
     async fn start(profiles: &[&str], password: &str) -> Mcp {
         Mail::start_on(Transport::Stdio, profiles, password).await
     }
 
     async fn start_on(transport: Transport, profiles: &[&str], password: &str) -> Mcp {
-        Mail::start_with_on(transport, &KIT, profiles, password).await
+        Mail::start_with_on(transport, &PLAINTEXT, profiles, password).await
     }
 
     async fn start_with(servers: &[&str], profiles: &[&str], password: &str) -> Mcp {
@@ -140,7 +110,7 @@ async fn reads_searches_and_sends(transport: Transport) {
     );
 
     // Dovecot's submission does not file sent mail: portcullis-mail does, in Sent.
-    let mut kit = KIT.to_vec();
+    let mut kit = PLAINTEXT.to_vec();
     kit.extend(["--sent-folder", "Sent"]);
     let mut mail = Mail::start_with_on(transport, &kit, &["compose", "send", "organize"], "alicepass").await;
     let list = mail.request("tools/list", json!({})).await;
@@ -228,7 +198,7 @@ async fn reads_searches_and_sends(transport: Transport) {
     assert_eq!(structured(&filed)["messages"].as_array().unwrap().len(), 1, "{filed}");
     // A copy that cannot be filed does not turn a sent message into a failure (a retry would
     // send it twice): it is reported beside the success.
-    let mut nowhere = KIT.to_vec();
+    let mut nowhere = PLAINTEXT.to_vec();
     nowhere.extend(["--sent-folder", "No such folder"]);
     let mut unfiled = Mail::start_with_on(transport, &nowhere, &["send"], "alicepass").await;
     let r = unfiled
@@ -244,11 +214,10 @@ async fn reads_searches_and_sends(transport: Transport) {
             .starts_with("sent, but not filed in `No such folder`"),
         "{r}"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while python(COUNT_BOB, &[&reply_subject]).trim() != "1" {
-        assert!(tokio::time::Instant::now() < deadline, "bob never got it");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("bob never got it", || {
+        python(COUNT_BOB, &[&reply_subject]).trim() == "1"
+    })
+    .await;
     // The attachment, as it was sent.
     let r = mail.call("get_attachment", json!({"uid": uid, "index": 0})).await;
     let a = structured(&r);
@@ -263,16 +232,9 @@ async fn reads_searches_and_sends(transport: Transport) {
     let r = mail.call("reply", json!({"uid": uid, "body": "Paid."})).await;
     structured(&r);
     let replied = format!("Re: {subject}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let original_id = format!("<{}@supplier.example.test>", subject.replace(' ', "."));
     // Bob is the sender of the original: the reply goes to him.
-    loop {
-        if python(COUNT_BOB, &[&replied]).trim() == "2" {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no reply arrived");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("no reply arrived", || python(COUNT_BOB, &[&replied]).trim() == "2").await;
     let thread = python(THREAD_OF_BOB, &[&replied]);
     assert_eq!(thread.trim(), format!("{original_id} | {original_id}"), "{thread}");
 
@@ -285,11 +247,7 @@ async fn reads_searches_and_sends(transport: Transport) {
         .await;
     structured(&r);
     let fwd = format!("Fwd: {subject}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while python(COUNT_BOB, &[&fwd]).trim() != "1" {
-        assert!(tokio::time::Instant::now() < deadline, "no forward arrived");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("no forward arrived", || python(COUNT_BOB, &[&fwd]).trim() == "1").await;
     assert_eq!(python(ATTACHMENTS_OF_BOB, &[&fwd]).trim(), "invoice.pdf 19");
 
     // A draft lands in Drafts and is sent to no one.
@@ -489,22 +447,8 @@ async fn xoauth2_logs_in_to_a_real_mail_server() {
     let _introspect = accept_xoauth2(&server, "ya29.alice-token");
     let subject = format!("XOAUTH2 {}", std::process::id());
     python(DELIVER, &[&subject, "<p>hello</p>"]);
-    let servers = [
-        "--imap",
-        "127.0.0.1:10143",
-        "--imap-security",
-        "none",
-        "--smtp",
-        "127.0.0.1:10587",
-        "--smtp-security",
-        "none",
-        "--auth",
-        "xoauth2",
-        "--user",
-        "alice@example.test",
-        "--profile",
-        "send",
-    ];
+    let mut servers = PLAINTEXT.to_vec();
+    servers.extend(["--auth", "xoauth2", "--user", "alice@example.test", "--profile", "send"]);
     let mut mail = Mcp::spawn(&servers, &[("MAIL_ACCESS_TOKEN", "ya29.alice-token")]).await;
     // IMAP: AUTHENTICATE XOAUTH2, checked by Dovecot at the introspection endpoint.
     let r = mail.call("search_messages", json!({"subject": subject})).await;
@@ -518,11 +462,7 @@ async fn xoauth2_logs_in_to_a_real_mail_server() {
         )
         .await;
     structured(&r);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while python(COUNT_BOB, &[&sent]).trim() != "1" {
-        assert!(tokio::time::Instant::now() < deadline, "bob never got it");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("bob never got it", || python(COUNT_BOB, &[&sent]).trim() == "1").await;
     // A token the provider does not vouch for: a login refusal, on both protocols.
     let mut wrong = Mcp::spawn(&servers, &[("MAIL_ACCESS_TOKEN", "ya29.revoked")]).await;
     let r = wrong.call("list_folders", json!({})).await;
@@ -611,18 +551,7 @@ async fn imap_sessions_are_kept_and_renewed_against_a_real_mail_server() {
 
     // With --imap-pool 0, every call logs in.
     let mut fresh = Mail::start_with(
-        &[
-            "--imap",
-            "127.0.0.1:10143",
-            "--imap-security",
-            "none",
-            "--smtp",
-            "127.0.0.1:10587",
-            "--smtp-security",
-            "none",
-            "--imap-pool",
-            "0",
-        ],
+        &[PLAINTEXT.as_slice(), &["--imap-pool", "0"]].concat(),
         &[],
         "alicepass",
     )
@@ -665,11 +594,10 @@ async fn tls_is_verified_against_a_real_mail_server() {
         )
         .await;
     structured(&r);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while python(COUNT_BOB_TLS, &[&subject, ca]).trim() != "1" {
-        assert!(tokio::time::Instant::now() < deadline, "bob never got it");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("bob never got it", || {
+        python(COUNT_BOB_TLS, &[&subject, ca]).trim() == "1"
+    })
+    .await;
 
     // Without that CA the certificate is not trusted: a clear TLS error, nothing sent.
     let untrusted: Vec<&str> = tls[..8].to_vec();

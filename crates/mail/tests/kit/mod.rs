@@ -6,6 +6,46 @@
 
 use std::path::PathBuf;
 
+/// portcullis-mail's flags for the kit's servers: plaintext, on loopback.
+pub const PLAINTEXT: [&str; 8] = [
+    "--imap",
+    "127.0.0.1:10143",
+    "--imap-security",
+    "none",
+    "--smtp",
+    "127.0.0.1:10587",
+    "--smtp-security",
+    "none",
+];
+
+/// Python: bob's messages with subject `argv[1]`, counted over IMAP.
+pub const COUNT_BOB: &str = r#"
+import imaplib, sys
+im = imaplib.IMAP4("127.0.0.1", 10143); im.login("bob@example.test", "bobpass"); im.select("INBOX")
+print(len(im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()))
+"#;
+
+/// Runs a Python `script` with `args`; its output. It must succeed.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits up to 20 s for `check` to hold (mail takes a moment to arrive); fails naming `what`.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// The kit's folder (beside the repository, as CI places `shared/`).
 pub fn kit() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/mail-test")
