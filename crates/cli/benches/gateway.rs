@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use portcullis_core::Params;
-use portcullis_gateway::client::{Call, ConnectOptions, McpClient};
 use portcullis_gateway::config::{EraChoice, Transport};
+use portcullis_gateway::upstream::client::{Call, ConnectOptions, McpClient};
 use serde_json::{Map, json};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -1,5 +1,7 @@
 //! `portcullis admin set-password`: the admin web page's password (Argon2id in the store). Read
 //! from a hidden prompt (asked twice) or stdin, never from the command line.
+//! `portcullis admin link`: a one-time sign-in link for the running gateway, good for ten
+//! minutes, printed to this terminal only (its hash goes to the store).
 
 use std::io::{IsTerminal as _, Read as _};
 use std::process::ExitCode;
@@ -14,6 +16,11 @@ use crate::{ConfigArg, EX_CANTCREAT, EX_USAGE};
 pub enum AdminCommand {
     /// Set the admin page's password (from a hidden prompt, or stdin).
     SetPassword {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Print a one-time sign-in link to the admin page (good for 10 minutes, once).
+    Link {
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -43,6 +50,28 @@ fn read_password() -> Result<Zeroizing<String>, String> {
 /// Runs the command.
 pub async fn run(cmd: AdminCommand) -> ExitCode {
     match cmd {
+        AdminCommand::Link { config } => {
+            let cfg = match crate::load(&config.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let store = match crate::open_store(&config.config).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            match portcullis_gateway::admin::mint_link(&store, now).await {
+                Ok(path) => {
+                    let at = cfg.admin.map_or_else(|| "127.0.0.1:8788".to_owned(), |a| a.to_string());
+                    outln!("http://{at}{path}");
+                    outln!("(good for 10 minutes, once)");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EX_CANTCREAT, e),
+            }
+        }
         AdminCommand::SetPassword { config } => {
             let store = match crate::open_store(&config.config).await {
                 Ok(s) => s,

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use portcullis_core::audit::Broken;
 use portcullis_core::audit::checkpoint::{self, VerifyingKey};
 use portcullis_gateway::config::Config;
-use portcullis_gateway::secrets;
+use portcullis_gateway::state::secrets;
 use portcullis_store::Store;
 use portcullis_vault::{KeySource, Vault};
 
@@ -69,7 +69,7 @@ async fn vault_key(cfg: &Config, store: &Store) -> Result<Option<VerifyingKey>, 
     let vault = Vault::open(store.clone(), key, &cfg.vault.to_string())
         .await
         .map_err(|e| e.to_string())?;
-    let key = portcullis_gateway::audit::existing_signing_key(&vault)
+    let key = portcullis_gateway::state::audit::existing_signing_key(&vault)
         .await
         .map_err(|e| e.to_string())?;
     Ok(key.map(|k| checkpoint::public_of(&k)))
@@ -104,13 +104,13 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
             Err(e) => fail(EX_USAGE, e),
         };
     }
-    let checkpoints = match portcullis_gateway::audit::checkpoints(&store).await {
+    let checkpoints = match portcullis_gateway::state::audit::checkpoints(&store).await {
         Ok(c) => c,
         Err(e) => return fail(EX_CANTCREAT, e),
     };
     let covered: BTreeSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
     let mut hashes: HashMap<i64, String> = HashMap::new();
-    let walked = portcullis_gateway::audit::walk(&store, |row| {
+    let walked = portcullis_gateway::state::audit::walk(&store, |row| {
         if export {
             let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or(serde_json::Value::Null);
             outln!(

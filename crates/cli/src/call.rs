@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use clap::Args;
 use portcullis_core::{Id, Message, Outcome, Params, Request, Response};
-use portcullis_gateway::client::{Call, CallSink, ClientMeta, ConnectOptions, McpClient, ServerRequest};
 use portcullis_gateway::config::{Config, EraChoice, Transport};
-use portcullis_gateway::outbox::Outbox;
-use portcullis_gateway::pins::PinMode;
-use portcullis_gateway::secrets;
-use portcullis_gateway::session::ClientCtx;
+use portcullis_gateway::dispatch::ctx::ClientCtx;
+use portcullis_gateway::dispatch::outbox::Outbox;
+use portcullis_gateway::redact as secrets;
+use portcullis_gateway::state::pins::PinMode;
+use portcullis_gateway::upstream::client::{Call, CallSink, ClientMeta, ConnectOptions, McpClient};
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 
 use crate::{EX_UNAVAILABLE, EX_USAGE};
 
@@ -91,7 +90,7 @@ async fn through_gateway(cfg: Config, tool: &str, arguments: Value, timeout: Dur
         session: None,
         connection: Some("cli".into()),
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    let (tx, mut rx) = Outbox::channel();
     let printer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
             eprintln!("{}", String::from_utf8_lossy(&secrets::wire(&m)));
@@ -341,16 +340,12 @@ async fn call_relaying(
     params: Params,
     timeout: Duration,
 ) -> Result<Response, String> {
-    let (notes_tx, mut notes_rx) = mpsc::unbounded_channel();
-    let (req_tx, mut req_rx) = mpsc::unbounded_channel::<ServerRequest>();
+    let (sink, mut notes_rx, mut req_rx) = CallSink::bounded(None);
     let call = Call {
         method: method.into(),
         params: Some(params),
         timeout,
-        sink: Some(CallSink {
-            notes: notes_tx,
-            requests: req_tx,
-        }),
+        sink: Some(sink),
         meta: Some(meta()),
     };
     let fut = client.call(call);

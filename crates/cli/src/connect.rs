@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use portcullis_gateway::config::oauth::{Provider, UpstreamOAuth};
 use portcullis_gateway::config::{Config, UpstreamConfig};
-use portcullis_gateway::oauth::{self, plan::ScopePlan};
-use portcullis_gateway::pins::PinMode;
+use portcullis_gateway::state::pins::PinMode;
 use portcullis_gateway::upstream::State;
+use portcullis_gateway::upstream::oauth::{self, plan::ScopePlan};
 use portcullis_policy::Principal;
 use portcullis_store::Grant;
 

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use portcullis_core::redact::looks_like_secret;
 use portcullis_gateway::config::Config;
-use portcullis_gateway::secrets;
+use portcullis_gateway::config::refs as secrets;
 use serde_json::{Map, Value, json};
 
 use crate::{EX_CANTCREAT, EX_USAGE};

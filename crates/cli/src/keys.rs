@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Subcommand;
-use portcullis_gateway::auth;
+use portcullis_gateway::state::keys as auth;
 use portcullis_store::Store;
 
 use crate::{ConfigArg, EX_CANTCREAT, EX_USAGE};

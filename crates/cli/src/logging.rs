@@ -11,7 +11,7 @@ struct Scrubbed;
 
 impl Write for Scrubbed {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        std::io::stderr().write_all(&portcullis_gateway::secrets::scrub(buf))?;
+        std::io::stderr().write_all(&portcullis_gateway::redact::scrub(buf))?;
         Ok(buf.len())
     }
 

@@ -30,6 +30,7 @@ mod scan;
 mod tools;
 mod vault;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,8 +39,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use portcullis_gateway::config::Config;
-use portcullis_gateway::gateway::{Gateway, OpenError};
-use portcullis_gateway::pins::PinMode;
+use portcullis_gateway::state::pins::PinMode;
+use portcullis_gateway::state::{Gateway, OpenError};
 
 /// Exit code for bad usage or configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -254,7 +255,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Some(addr) = gw.cfg.admin {
         start_admin(&gw, addr).await;
     }
-    portcullis_gateway::server::http::serve(gw.clone(), listener).await?;
+    portcullis_gateway::front::http::serve(gw.clone(), listener).await?;
     gw.stop().await;
     Ok(())
 }
@@ -275,8 +276,15 @@ async fn start_admin(gw: &Arc<Gateway>, addr: std::net::SocketAddr) {
     };
     let local = listener.local_addr().unwrap_or(addr);
     let admin = Admin::new(gw.clone());
-    if let Some(link) = admin.login_link() {
-        eprintln!("portcullis: admin page at http://{local}/ (one-time sign-in: http://{local}{link})");
+    // The one-time link signs in whoever reads it: it goes to a terminal, never to a log a
+    // service manager keeps (`portcullis admin link` prints one on demand).
+    match admin.login_link() {
+        Some(link) if std::io::stderr().is_terminal() => {
+            eprintln!("portcullis: admin page at http://{local}/ (one-time sign-in, 10 minutes: http://{local}{link})");
+        }
+        _ => eprintln!(
+            "portcullis: admin page at http://{local}/ (sign in with the admin password, or a link from `portcullis admin link`)"
+        ),
     }
     tokio::spawn(async move {
         if let Err(e) = portcullis_gateway::admin::serve(admin, listener).await {
@@ -302,7 +310,7 @@ async fn wait_for_signal() {
 
 async fn stdio(cfg: Config) -> anyhow::Result<()> {
     let gw = Gateway::open(cfg, PinMode::Record).await?;
-    let served = portcullis_gateway::server::stdio::serve(gw.clone(), stdin(), stdout());
+    let served = portcullis_gateway::front::stdio::serve(gw.clone(), stdin(), stdout());
     tokio::select! {
         () = served => {}
         () = wait_for_signal() => {}

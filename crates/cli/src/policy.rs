@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use portcullis_gateway::pins::PinMode;
+use portcullis_gateway::state::pins::PinMode;
 use portcullis_policy::{Outcome, Principal};
 use serde_json::Value;
 
@@ -83,7 +83,7 @@ async fn check(args: CheckArgs) -> ExitCode {
         user: args.principal,
         client: args.client,
     };
-    let explained = gw.explain_call(&principal, &args.tool, &arguments);
+    let explained = gw.explain_call(&principal, &args.tool, &arguments, &Default::default());
     gw.stop().await;
     let Some((tool, decision)) = explained else {
         eprintln!("portcullis policy check: no upstream lists a tool `{}`", args.tool);

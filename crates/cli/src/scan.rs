@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use clap::Args;
 use portcullis_core::scan::{Scanner, Severity};
-use portcullis_gateway::pins::PinMode;
-use portcullis_gateway::poisoning::{self, Report};
+use portcullis_gateway::guard::poisoning::{self, Report};
+use portcullis_gateway::state::pins::PinMode;
 use portcullis_gateway::upstream::State;
 use serde_json::json;
 

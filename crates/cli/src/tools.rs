@@ -12,8 +12,8 @@ use clap::{Args, Subcommand};
 use portcullis_core::catalog::{Entry, Kind};
 use portcullis_core::pin;
 use portcullis_core::scan::{Scanner, Severity};
-use portcullis_gateway::gateway::Gateway;
-use portcullis_gateway::pins::{PinMode, Pins};
+use portcullis_gateway::state::Gateway;
+use portcullis_gateway::state::pins::{PinMode, Pins};
 use portcullis_gateway::upstream::State;
 use portcullis_store::Pin;
 use serde_json::json;
@@ -282,7 +282,7 @@ async fn approve_in(gw: &Gateway, args: &ApproveArgs) -> ExitCode {
         "approved `{}` (sha256 {}); a running gateway lists it again within {}s",
         args.tool,
         current.hash,
-        portcullis_gateway::pins::POLL.as_secs()
+        portcullis_gateway::state::pins::POLL.as_secs()
     );
     ExitCode::SUCCESS
 }

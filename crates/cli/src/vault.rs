@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use portcullis_gateway::config::Config;
-use portcullis_gateway::secrets;
+use portcullis_gateway::state::secrets;
 use portcullis_store::Store;
 use portcullis_vault::{KeySource, MasterKey, Vault};
 use zeroize::Zeroizing;

@@ -193,17 +193,55 @@ async fn forms_need_their_token_and_the_one_time_link_works_once() {
     .await;
     assert_eq!((status, headers["location"].to_str().unwrap()), (303, "/sessions"));
 
-    // The one-time link `serve` printed: once.
+    // `serve`'s stderr is no terminal here: its one-time link is not in the log.
     let log = gw.log.lock().unwrap().join("\n");
-    let link = log
-        .split("one-time sign-in: ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .unwrap_or_else(|| panic!("no sign-in link in the log:\n{log}"))
-        .to_owned();
+    assert!(!log.contains("/login/link/"), "a sign-in link reached the log:\n{log}");
+    // `portcullis admin link` prints one for the running gateway: it works once.
+    let config = gw.dir.path().join("portcullis.toml");
+    let (code, out, err) = run_portcullis(&["admin", "link", "--config", config.to_str().unwrap()], "", &[]).await;
+    assert_eq!(code, 0, "{err}");
+    let path = out
+        .split_whitespace()
+        .find_map(|w| w.find("/login/link/").map(|i| w[i..].to_owned()))
+        .unwrap_or_else(|| panic!("no link in: {out}"));
+    let link = format!("{admin}{path}");
     let (status, headers, _) = request("GET", &link, &[], None).await;
     assert_eq!(status, 303);
     assert!(session_cookie(&headers).starts_with("__Host-portcullis-admin="));
     let (status, _, _) = request("GET", &link, &[], None).await;
     assert_eq!(status, 403);
+    // A made-up link does nothing.
+    let (status, _, _) = request("GET", &format!("{admin}/login/link/forged"), &[], None).await;
+    assert_eq!(status, 403);
+}
+
+/// Regression: `POST /login` had no `Origin` check and no attempt limit (and its Argon2 ran on
+/// the threads that serve `/mcp`: it now runs one at a time on the blocking pool).
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_ins_from_elsewhere_are_refused_and_guessing_backs_off() {
+    let (_gw, admin) = gateway().await;
+    let host = admin.trim_start_matches("http://").to_owned();
+    let good = "password=correct+horse+battery+staple";
+    for headers in [
+        vec![("origin", "http://evil.example")],
+        vec![("sec-fetch-site", "cross-site")],
+    ] {
+        let (status, _, _) = request("POST", &format!("{admin}/login"), &headers, Some(good)).await;
+        assert_eq!(status, 403, "{headers:?}");
+    }
+    let origin = format!("http://{host}");
+    let same = [("origin", origin.as_str()), ("sec-fetch-site", "same-origin")];
+    let (status, _, _) = request("POST", &format!("{admin}/login"), &same, Some(good)).await;
+    assert_eq!(status, 303, "the page's own sign-in works");
+    // Guessing: a few tries, then the address waits (even for the right password).
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        let (status, _, _) = request("POST", &format!("{admin}/login"), &same, Some("password=guess")).await;
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    assert_eq!(statuses[6], 429, "{statuses:?}");
+    let (status, headers, _) = request("POST", &format!("{admin}/login"), &same, Some(good)).await;
+    assert_eq!(status, 429);
+    assert!(headers.contains_key("retry-after"));
 }

@@ -82,8 +82,8 @@ async fn a_fooled_assistant_cannot_act_on_an_injected_document() {
     let gw = Served::start(&upstreams(docs.path(), "")).await;
     gw.wait_for_tools(&["files__", "raw__"]).await;
     let assistant = Modern::named(&gw.url, "worst-case-assistant");
-    // server-filesystem says its reads stay on this machine (openWorldHint: false), but the
-    // text carries an injection: the scanner marks the result untrusted.
+    // Output is untrusted unless config says otherwise (server-filesystem's own
+    // `openWorldHint: false` is a hint from a server, not a reason to trust what it returns).
     let doc = text(&read(&assistant, docs.path(), "invoice.txt").await);
     let target = obey(&doc);
     assert_eq!(target, "attacker@evil.test");
@@ -135,19 +135,25 @@ async fn a_fooled_assistant_cannot_act_on_an_injected_document() {
     let r = legacy.call("raw__send_message", json!({"to": target})).await;
     assert_eq!(r["error"]["data"]["policies"], json!(["portcullis:flow-rule"]), "{r}");
 
-    // Another client that never read the document sends to the same address unprompted: the
-    // rule is about what this session saw, not about the address.
+    // Regression: a client under another name used to start trusted, so renaming the client
+    // laundered the taint. A new session of a principal whose sessions held untrusted content
+    // starts untrusted (another principal's would not: `state::taint` tests).
     let other = Modern::named(&gw.url, "another-client");
     let r = other
         .call("raw__send_message", json!({"to": "attacker@evil.test"}))
         .await;
-    assert_eq!(text(&r), "sent to attacker@evil.test");
+    assert_eq!(r["error"]["data"]["policies"], json!(["portcullis:flow-rule"]), "{r}");
+    assert_eq!(
+        r["error"]["data"]["untrustedSource"]["origin"], "files__read_text_file",
+        "{r}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_benign_script_reading_trusted_data_runs_unprompted() {
     let docs = planted();
-    let gw = Served::start(&upstreams(docs.path(), "")).await;
+    // The folder is the person's own: trusted by config (a server's own hints never count).
+    let gw = Served::start(&upstreams(docs.path(), "output = \"trusted\"")).await;
     gw.wait_for_tools(&["files__", "raw__"]).await;
     let script = Modern::named(&gw.url, "benign-script");
     let doc = text(&read(&script, docs.path(), "notes.txt").await);

@@ -527,6 +527,15 @@ env = "MAIL_ACCESS_TOKEN"
     // Through the gateway: the minted token reaches portcullis-mail, which reaches Gmail.
     let served = serve(dir.path(), &tables).await;
     served.wait_for_tools(&["mail__"]).await;
+    // Before any mail has been read, a send goes out with gmail.send alone.
+    let fresh = Modern::named(&served.url, "sender");
+    let r = fresh
+        .call(
+            "mail__send_message",
+            json!({"to": ["lunch@cafe.test"], "subject": "Lunch", "body": "Noon?"}),
+        )
+        .await;
+    assert!(r["result"]["structuredContent"]["id"].is_string(), "{r}");
     let assistant = Modern::named(&served.url, "assistant");
     let r = assistant
         .call("mail__search_messages", json!({"query": "subject:invoice"}))
@@ -559,15 +568,6 @@ env = "MAIL_ACCESS_TOKEN"
         r["error"]["data"]["provenance"][0]["origin"], "mail__read_message",
         "{r}"
     );
-    // In a session that has read no mail, a send goes out with gmail.send alone.
-    let fresh = Modern::named(&served.url, "sender");
-    let r = fresh
-        .call(
-            "mail__send_message",
-            json!({"to": ["lunch@cafe.test"], "subject": "Lunch", "body": "Noon?"}),
-        )
-        .await;
-    assert!(r["result"]["structuredContent"]["id"].is_string(), "{r}");
     // The access token stayed between the gateway, portcullis-mail and Gmail.
     let log = served.log.lock().unwrap().join("\n");
     assert!(!log.contains("MAIL_ACCESS_TOKEN="), "{log}");

@@ -275,11 +275,13 @@ impl Message {
         let env: Envelope = match serde_json::from_slice(frame) {
             Ok(env) => env,
             Err(e) if e.is_data() => {
-                // Valid JSON, but not an object (an array, a batch, a scalar).
-                return Err(ParseError::Invalid {
-                    id: None,
-                    message: batch_or_shape(frame),
-                });
+                // Valid JSON, but not an object (an array, a batch, a scalar), or an object
+                // that names an envelope member twice.
+                let message = match frame.iter().find(|b| !b.is_ascii_whitespace()) {
+                    Some(b'{') => format!("malformed envelope: {e}"),
+                    _ => batch_or_shape(frame),
+                };
+                return Err(ParseError::Invalid { id: None, message });
             }
             Err(e) => return Err(ParseError::Json(e.to_string())),
         };
@@ -320,7 +322,13 @@ impl Message {
         };
         let params = match env.params {
             None => None,
-            Some(raw) => Some(Params::from_raw(&raw).map_err(|_| invalid("`params` must be an object".into()))?),
+            Some(raw) => Some(Params::from_raw(&raw).map_err(|e| {
+                if e.to_string().starts_with("duplicate member") {
+                    invalid(format!("`params`: {e}"))
+                } else {
+                    invalid("`params` must be an object".into())
+                }
+            })?),
         };
         match (method, env.result, env.error) {
             (Some(_), None, None) if null_id => Err(invalid("a request `id` must not be null".into())),

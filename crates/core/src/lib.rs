@@ -23,6 +23,7 @@ pub mod rate;
 pub mod redact;
 pub mod scan;
 pub mod sse;
+pub mod strict;
 pub mod template;
 pub mod translate;
 

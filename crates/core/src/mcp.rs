@@ -197,6 +197,33 @@ impl RequestMeta {
     }
 }
 
+/// Every request method of the revisions Portcullis speaks, in either direction. A method
+/// here has its plan in the gateway and cannot be re-planned in config.
+pub const SPEC_REQUESTS: [&str; 22] = [
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "subscriptions/listen",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+];
+
 /// Log levels, in increasing severity (RFC 5424 names used by MCP).
 pub const LOG_LEVELS: &[&str] = &[
     "debug",

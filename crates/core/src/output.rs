@@ -529,7 +529,13 @@ fn neutralise_links(text: &str) -> String {
     while let Some(open) = rest.find('[') {
         let is_image = open > 0 && rest.as_bytes().get(open - 1) == Some(&b'!');
         let (before, from) = rest.split_at(open);
-        let Some(close) = from.get(..from.len().min(513)).and_then(|f| f.find("](")) else {
+        // The label is looked for within 512 bytes, cut at a character boundary (a cut inside
+        // a multi-byte character once made the whole link pass unsanitised).
+        let mut window = from.len().min(513);
+        while !from.is_char_boundary(window) {
+            window -= 1;
+        }
+        let Some(close) = from.get(..window).and_then(|f| f.find("](")) else {
             out.push_str(before);
             out.push('[');
             rest = from.get(1..).unwrap_or_default();

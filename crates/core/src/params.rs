@@ -2,16 +2,44 @@
 //! a result. The gateway reads and replaces the members it owns (`name`, `_meta`, `cursor`) and
 //! forwards the rest untouched, in their original order.
 
+use std::fmt;
+
 use indexmap::IndexMap;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-/// An ordered JSON object with raw member values.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// An ordered JSON object with raw member values. An object that names a member twice is
+/// refused when read: which of the two a peer would act on is anyone's guess (see
+/// [`crate::strict`]).
+#[derive(Clone, Debug, Default, Serialize)]
 #[serde(transparent)]
 pub struct RawObject(IndexMap<String, Box<RawValue>>);
+
+impl<'de> Deserialize<'de> for RawObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawObject;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject, A::Error> {
+                let mut out = IndexMap::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(key) = map.next_key::<String>()? {
+                    if out.contains_key(&key) {
+                        return Err(de::Error::custom(format!("duplicate member `{key}`")));
+                    }
+                    let value: Box<RawValue> = map.next_value()?;
+                    out.insert(key, value);
+                }
+                Ok(RawObject(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
 
 /// Request and notification parameters.
 pub type Params = RawObject;
@@ -137,6 +165,12 @@ impl RawObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_naming_a_member_twice_is_refused() {
+        let e = RawObject::from_json(r#"{"name":"a","arguments":{},"name":"b"}"#).unwrap_err();
+        assert!(e.to_string().contains("duplicate member `name`"), "{e}");
+    }
 
     #[test]
     fn members_keep_their_bytes_and_order() {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use portcullis_gateway::audit::{AuditLog, Signer, decision_body};
+use portcullis_gateway::state::audit::{AuditLog, Signer, decision_body};
 use portcullis_store::Store;
 use serde_json::json;
 

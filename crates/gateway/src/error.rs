@@ -6,8 +6,8 @@ use portcullis_core::jsonrpc::code;
 use portcullis_core::mcp::Era;
 use serde_json::json;
 
-use crate::client::ClientError;
 use crate::upstream::Unavailable;
+use crate::upstream::client::ClientError;
 
 /// Why the gateway could not serve a request itself.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,20 @@ pub enum GatewayError {
     /// The method is not served (in this era).
     #[error("method `{0}` not found")]
     MethodNotFound(String),
+    /// The method is known and refused by its plan.
+    #[error("method `{method}` is not served: {why}")]
+    Refused {
+        /// The method.
+        method: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// A request an upstream made of the client is not relayed.
+    #[error("refused: {0}")]
+    PeerRefused(String),
+    /// A bound on what one client may hold was reached.
+    #[error("{0}")]
+    TooMany(String),
     /// The params are unusable.
     #[error("invalid params: {0}")]
     InvalidParams(String),
@@ -132,7 +146,11 @@ impl GatewayError {
     pub fn to_error(&self, era: Era) -> ErrorObject {
         let msg = self.to_string();
         match self {
-            GatewayError::MethodNotFound(_) => ErrorObject::new(code::METHOD_NOT_FOUND, msg),
+            GatewayError::MethodNotFound(_) | GatewayError::Refused { .. } => {
+                ErrorObject::new(code::METHOD_NOT_FOUND, msg)
+            }
+            GatewayError::PeerRefused(_) => ErrorObject::new(code::GATEWAY_DENIED, msg),
+            GatewayError::TooMany(_) => ErrorObject::new(code::OVERLOADED, msg),
             GatewayError::InvalidParams(_)
             | GatewayError::UnknownTool(_)
             | GatewayError::UnknownPrompt(_)
@@ -145,7 +163,7 @@ impl GatewayError {
                 ErrorObject::with_data(code, msg, &json!({ "uri": uri }))
             }
             GatewayError::Unavailable(_) => ErrorObject::new(code::UPSTREAM_UNAVAILABLE, msg),
-            GatewayError::Upstream { upstream, error } => crate::client::error_for(error, upstream),
+            GatewayError::Upstream { upstream, error } => crate::upstream::client::error_for(error, upstream),
             GatewayError::MissingCapability(cap) => match era {
                 Era::Modern => ErrorObject::with_data(
                     code::MISSING_REQUIRED_CLIENT_CAPABILITY,

@@ -36,6 +36,34 @@ pub enum Action {
     GetPrompt,
     /// `tools/list`.
     ListTools,
+    /// `completion/complete`, on the prompt or resource template its `ref` names.
+    Complete,
+    /// `resources/subscribe` and the resource subscriptions of `subscriptions/listen`.
+    Subscribe,
+    /// A method configured under `[methods."…"]` (a vendor extension).
+    CallMethod,
+    /// An upstream's `sampling/createMessage`, during a call it serves.
+    Sample,
+    /// An upstream's `elicitation/create`, during a call it serves.
+    Elicit,
+    /// An upstream's `roots/list`, during a call it serves.
+    Roots,
+}
+
+impl Action {
+    /// Every action, in schema order.
+    pub const ALL: [Action; 10] = [
+        Action::CallTool,
+        Action::ReadResource,
+        Action::GetPrompt,
+        Action::ListTools,
+        Action::Complete,
+        Action::Subscribe,
+        Action::CallMethod,
+        Action::Sample,
+        Action::Elicit,
+        Action::Roots,
+    ];
 }
 
 impl Action {
@@ -46,6 +74,12 @@ impl Action {
             Action::ReadResource => "read_resource",
             Action::GetPrompt => "get_prompt",
             Action::ListTools => "list_tools",
+            Action::Complete => "complete",
+            Action::Subscribe => "subscribe",
+            Action::CallMethod => "call_method",
+            Action::Sample => "sample",
+            Action::Elicit => "elicit",
+            Action::Roots => "roots",
         }
     }
 }

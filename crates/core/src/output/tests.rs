@@ -158,3 +158,15 @@ fn anchors_need_their_context() {
         assert_eq!(rules(text).iter().map(|r| r.1).collect::<Vec<_>>(), [rule], "{text}");
     }
 }
+
+/// Regression: when byte 513 after a `[` fell inside a multi-byte character (in a long URL),
+/// the sanitiser skipped the link, and a remote image went through.
+#[test]
+fn a_link_whose_window_ends_inside_a_character_is_still_sanitised() {
+    for pad in 470..500 {
+        let url = format!("https://evil.test/p.png?d={}é{}", "A".repeat(pad), "B".repeat(40));
+        let text = format!("see ![chart]({url}) now");
+        let clean = super::sanitize(&text).unwrap_or_else(|| text.clone());
+        assert!(!clean.contains("https://evil.test"), "pad {pad}: {clean}");
+    }
+}

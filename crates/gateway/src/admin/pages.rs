@@ -8,9 +8,9 @@ use portcullis_core::pin;
 use portcullis_core::scan::{Scanner, Severity};
 use portcullis_store::{ApiKey, Approval, Grant, Pin, SecretInfo, Store};
 
-use crate::gateway::Gateway;
-use crate::pins::Pins;
-use crate::taint::SessionView;
+use crate::state::Gateway;
+use crate::state::pins::Pins;
+use crate::state::taint::SessionView;
 
 /// The stylesheet (served from this origin; the CSP allows no inline style).
 pub const CSS: &str = include_str!("app.css");
@@ -262,7 +262,7 @@ pub async fn approve_definition(gw: &Gateway, exposed: &str, hash: Option<&str>)
         tool: entry.original.clone(),
         hash: current.hash.clone(),
         definition: current.canonical,
-        approved_at: crate::taint::now_unix(),
+        approved_at: crate::state::taint::now_unix(),
         approved_by: "web:admin".into(),
     };
     gw.pins().store().approve(&pin).await.map_err(|e| e.to_string())?;
@@ -330,7 +330,7 @@ impl AuditView {
     pub async fn build(store: &Store, filters: &HashMap<String, String>) -> AuditView {
         let window = usize::try_from(AUDIT_WINDOW).unwrap_or(2000);
         let mut all: std::collections::VecDeque<(i64, i64, String)> = std::collections::VecDeque::with_capacity(window);
-        let walked = crate::audit::walk(store, |row| {
+        let walked = crate::state::audit::walk(store, |row| {
             if all.len() == window {
                 all.pop_front();
             }
@@ -349,7 +349,7 @@ impl AuditView {
         // `since`: the last N minutes.
         let since = want("since")
             .and_then(|m| m.parse::<i64>().ok())
-            .map(|m| crate::taint::now_unix().saturating_mul(1000) - m.saturating_mul(60_000));
+            .map(|m| crate::state::taint::now_unix().saturating_mul(1000) - m.saturating_mul(60_000));
         let rows = all
             .into_iter()
             .rev()

@@ -206,7 +206,7 @@ impl Lowering<'_> {
         };
         let client_secret = match p.client_secret {
             None => None,
-            Some(s) => match crate::secrets::reference(s.get_ref()) {
+            Some(s) => match crate::config::refs::reference(s.get_ref()) {
                 Some(n) if portcullis_vault::valid_name(n) => Some(n.to_owned()),
                 _ => {
                     return self.err(

@@ -366,13 +366,13 @@ scopes = { "crm.read" = ["search"] }
 #[test]
 fn url_credentials_may_come_from_the_vault_and_are_never_displayed() {
     let c = parse("[upstreams.w]\nurl = \"https://bot:vault%3Aw_pass@w.example/mcp?key=vault:w_key&x=1\"\n").unwrap();
-    let refs = crate::secrets::references(&c.upstreams[0]);
-    let got: Vec<(crate::secrets::Slot, &str)> = refs.iter().map(|r| (r.slot.clone(), r.name.as_str())).collect();
+    let refs = crate::config::refs::references(&c.upstreams[0]);
+    let got: Vec<(crate::config::refs::Slot, &str)> = refs.iter().map(|r| (r.slot.clone(), r.name.as_str())).collect();
     assert_eq!(
         got,
         [
-            (crate::secrets::Slot::UrlPassword, "w_pass"),
-            (crate::secrets::Slot::UrlQuery("key".into()), "w_key")
+            (crate::config::refs::Slot::UrlPassword, "w_pass"),
+            (crate::config::refs::Slot::UrlQuery("key".into()), "w_key")
         ]
     );
     let err = parse("[upstreams.w]\nurl = \"https://w.example/mcp?key=vault:bad%20name\"\n")

@@ -1,0 +1,930 @@
+//! The gateway as a Streamable HTTP server at `/mcp`, both eras on one endpoint.
+//!
+//! Every request first passes the DNS-rebinding guard (`Host` and `Origin` must be loopback or
+//! explicitly allowed). A request whose `MCP-Protocol-Version` is a modern version is served
+//! statelessly after its headers are checked against its body; otherwise it belongs to a
+//! legacy session opened by `initialize` (`Mcp-Session-Id`, GET stream, DELETE, resumable
+//! streams).
+
+#![expect(
+    clippy::result_large_err,
+    reason = "an HTTP rejection is returned as the response itself, on the cold path; boxing it buys nothing"
+)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::any;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method as HttpMethod, StatusCode, header};
+use portcullis_core::headers as mcp_headers;
+use portcullis_core::jsonrpc::code;
+use portcullis_core::mcp::{self, Era, Method, RequestMeta};
+use portcullis_core::{ErrorObject, Id, Message, Notification, Request as RpcRequest, Response as RpcResponse, sse};
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use super::streams::{KEEP_ALIVE, StreamLog, Streams};
+use crate::config::ClientAuth;
+use crate::dispatch::ctx::{ClientCtx, Session};
+use crate::error::GatewayError;
+use crate::state::Gateway;
+use crate::state::keys::AuthError;
+
+/// The principal of an unauthenticated loopback client.
+const LOCAL_PRINCIPAL: &str = "local";
+/// Legacy sessions idle this long are ended.
+const SESSION_IDLE: Duration = Duration::from_secs(3600);
+/// Most concurrent legacy sessions.
+const MAX_SESSIONS: usize = 10_000;
+/// Most concurrent legacy sessions of one principal; a principal past it loses its own least
+/// recently used one, never anyone else's.
+pub const MAX_SESSIONS_PER_PRINCIPAL: usize = 64;
+
+struct HttpSession {
+    session: Arc<Session>,
+    /// Who opened it: only they may use it.
+    principal: String,
+    in_flight: Mutex<HashMap<Id, tokio::task::AbortHandle>>,
+    streams: Streams,
+    standalone: Mutex<Option<Arc<StreamLog>>>,
+    last_seen: Mutex<Instant>,
+    pump: JoinHandle<()>,
+    /// Requests this session may have in flight at once.
+    permits: Arc<Semaphore>,
+}
+
+impl Drop for HttpSession {
+    fn drop(&mut self) {
+        self.pump.abort();
+        self.streams.close_all();
+    }
+}
+
+/// Shared state of the HTTP front.
+pub struct HttpFront {
+    gw: Arc<Gateway>,
+    sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+    /// In-flight request permits of stateless (2026-07-28) clients, per principal.
+    principal_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    allowed_hosts: Vec<String>,
+    allowed_origins: Vec<String>,
+}
+
+impl std::fmt::Debug for HttpFront {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpFront").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Builds the router serving `/mcp`.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let front = Arc::new(HttpFront {
+        allowed_hosts: gw.cfg.gateway.allowed_hosts.clone(),
+        allowed_origins: gw.cfg.gateway.allowed_origins.clone(),
+        gw,
+        sessions: Mutex::new(HashMap::new()),
+        principal_permits: Mutex::new(HashMap::new()),
+    });
+    spawn_session_reaper(Arc::downgrade(&front));
+    Router::new()
+        .route("/mcp", any(mcp_endpoint))
+        .route("/healthz", any(healthz))
+        .route("/readyz", any(readyz))
+        .route("/metrics", any(metrics))
+        .with_state(front)
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+/// Alive: the process answers.
+async fn healthz(State(front): State<Arc<HttpFront>>, req: Request) -> Response {
+    if let Err(r) = front.guard(req.headers()) {
+        return r;
+    }
+    text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into())
+}
+
+/// Ready: every upstream has listed once or failed once, and the gateway is not stopping. The
+/// body says which upstreams are up.
+async fn readyz(State(front): State<Arc<HttpFront>>, req: Request) -> Response {
+    if let Err(r) = front.guard(req.headers()) {
+        return r;
+    }
+    let (ready, ups) = front.gw.readiness();
+    let body = serde_json::json!({
+        "ready": ready,
+        "upstreams": ups.iter().map(|(n, up)| (n.clone(), serde_json::Value::Bool(*up))).collect::<serde_json::Map<_, _>>(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    text(status, "application/json", body.to_string())
+}
+
+/// Prometheus metrics (OpenMetrics text); behind the same client authentication as `/mcp`.
+async fn metrics(State(front): State<Arc<HttpFront>>, req: Request) -> Response {
+    if let Err(r) = front.guard(req.headers()) {
+        return r;
+    }
+    if let Err(r) = front.authenticate(req.headers()) {
+        return r;
+    }
+    let (_, ups) = front.gw.readiness();
+    text(
+        StatusCode::OK,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        front.gw.metrics.render(&ups, front.gw.approvals_waiting.get()),
+    )
+}
+
+/// Serves until the gateway shuts down (headers and bodies under deadlines, connections
+/// bounded: see [`super::listen`]).
+pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    let stop = gw.shutdown.clone();
+    super::listen::serve(listener, router(gw), stop).await
+}
+
+fn spawn_session_reaper(front: std::sync::Weak<HttpFront>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let Some(front) = front.upgrade() else { return };
+            let ended: Vec<Arc<HttpSession>> = {
+                let mut sessions = lock(&front.sessions);
+                let idle: Vec<String> = sessions
+                    .iter()
+                    .filter(|(_, s)| lock(&s.last_seen).elapsed() > SESSION_IDLE)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                idle.iter().filter_map(|k| sessions.remove(k)).collect()
+            };
+            for s in ended {
+                super::stdio::release_session(&front.gw, &s.session);
+            }
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses.
+
+fn json_response(status: StatusCode, m: &Message) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(crate::redact::wire(m)))
+        .unwrap_or_default()
+}
+
+fn error_response(status: StatusCode, id: Option<Id>, e: ErrorObject) -> Response {
+    json_response(status, &Message::from(RpcResponse::error(id, e)))
+}
+
+fn plain(status: StatusCode, e: ErrorObject) -> Response {
+    error_response(status, None, e)
+}
+
+fn sse_response(
+    stream: impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+) -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default()
+}
+
+/// The HTTP status a modern error travels with.
+fn modern_status(e: &ErrorObject) -> StatusCode {
+    match e.code {
+        code::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+        code::HEADER_MISMATCH | code::MISSING_REQUIRED_CLIENT_CAPABILITY | code::UNSUPPORTED_PROTOCOL_VERSION => {
+            StatusCode::BAD_REQUEST
+        }
+        code::PARSE_ERROR | code::INVALID_REQUEST => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
+}
+
+fn header_mismatch(id: &Id, message: String) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        Some(id.clone()),
+        ErrorObject::new(code::HEADER_MISMATCH, message),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The DNS-rebinding guard.
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") || host.ends_with(".localhost")
+}
+
+/// Splits `host[:port]` (with bracketed IPv6) into the host.
+fn host_part(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            authority
+        }
+    })
+}
+
+impl HttpFront {
+    fn guard(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let forbidden = |what: &str| {
+            Err(plain(
+                StatusCode::FORBIDDEN,
+                ErrorObject::new(
+                    code::INVALID_REQUEST,
+                    format!("forbidden: {what} is not allowed (DNS rebinding protection)"),
+                ),
+            ))
+        };
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        if host.is_empty()
+            || !(is_loopback_host(host_part(host))
+                || self
+                    .allowed_hosts
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(host) || a.eq_ignore_ascii_case(host_part(host))))
+        {
+            return forbidden(&format!("Host `{host}`"));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or_default();
+            let ok = self.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(origin))
+                || reqwest::Url::parse(origin)
+                    .ok()
+                    .and_then(|u| {
+                        u.host_str()
+                            .map(|h| is_loopback_host(h.trim_start_matches('[').trim_end_matches(']')))
+                    })
+                    .unwrap_or(false);
+            if !ok {
+                return forbidden(&format!("Origin `{origin}`"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A permit for one more request in flight from this client (its legacy session, or its
+    /// principal when stateless), or the overload error when it has too many.
+    fn permit(&self, ctx: &ClientCtx, legacy: Option<&HttpSession>, id: &Id) -> Result<OwnedSemaphorePermit, Response> {
+        let limit = self.gw.cfg.gateway.max_concurrent_calls;
+        let sem = match legacy {
+            Some(hs) => hs.permits.clone(),
+            None => lock(&self.principal_permits)
+                .entry(ctx.principal.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+                .clone(),
+        };
+        sem.try_acquire_owned().map_err(|_| {
+            let mut r = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(id.clone()),
+                GatewayError::Overloaded(limit).to_error(ctx.era),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        })
+    }
+
+    /// The session `id`, if `principal` opened it (another principal's session does not
+    /// exist for them).
+    fn session(&self, id: &str, principal: &str) -> Option<Arc<HttpSession>> {
+        let s = lock(&self.sessions).get(id).cloned()?;
+        if s.principal != principal {
+            return None;
+        }
+        *lock(&s.last_seen) = Instant::now();
+        Some(s)
+    }
+
+    /// Who is asking: the API key's principal, or the local user when clients do not
+    /// authenticate. A missing or invalid key is 401 with a `WWW-Authenticate` challenge.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<String, Response> {
+        match self.gw.cfg.gateway.auth {
+            ClientAuth::None => Ok(LOCAL_PRINCIPAL.to_owned()),
+            ClientAuth::ApiKey => self
+                .gw
+                .keys
+                .authenticate(header_str(headers, "authorization"))
+                .map_err(|e| {
+                    tracing::info!(error = %e, "client not authenticated");
+                    let challenge = match e {
+                        AuthError::Missing => r#"Bearer realm="portcullis""#,
+                        AuthError::Invalid => r#"Bearer realm="portcullis", error="invalid_token""#,
+                    };
+                    let mut r = plain(
+                        StatusCode::UNAUTHORIZED,
+                        ErrorObject::new(code::INVALID_REQUEST, e.to_string()),
+                    );
+                    r.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                    r
+                }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The endpoint.
+
+async fn mcp_endpoint(State(front): State<Arc<HttpFront>>, req: Request) -> Response {
+    if let Err(r) = front.guard(req.headers()) {
+        return r;
+    }
+    let principal = match front.authenticate(req.headers()) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match *req.method() {
+        HttpMethod::POST => post(front, req, &principal).await,
+        HttpMethod::GET => get(front, req.headers(), &principal),
+        HttpMethod::DELETE => delete(front, req.headers(), &principal),
+        _ => Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "GET, POST, DELETE")
+            .body(Body::empty())
+            .unwrap_or_default(),
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn post(front: Arc<HttpFront>, req: Request, principal: &str) -> Response {
+    let (parts, body) = req.into_parts();
+    let limits = front.gw.cfg.gateway.limits;
+    let bytes = match tokio::time::timeout(
+        super::listen::BODY_TIMEOUT,
+        axum::body::to_bytes(body, limits.max_frame_bytes),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Err(_) => {
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorObject::new(
+                    code::INVALID_REQUEST,
+                    format!(
+                        "the request body did not arrive within {} s",
+                        super::listen::BODY_TIMEOUT.as_secs()
+                    ),
+                ),
+            );
+        }
+        Ok(Err(_)) => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorObject::new(
+                    code::INVALID_REQUEST,
+                    format!("request body exceeds the limit of {} bytes", limits.max_frame_bytes),
+                ),
+            );
+        }
+    };
+    let msg = match Message::parse(&bytes, &limits) {
+        Ok(m) => m,
+        Err(e) => return json_response(StatusCode::BAD_REQUEST, &Message::from(e.to_response())),
+    };
+    let headers = &parts.headers;
+    let proto = header_str(headers, "mcp-protocol-version");
+    let session_id = header_str(headers, "mcp-session-id");
+    match msg {
+        Message::Request(r) => {
+            let meta = RequestMeta::read(r.params.as_ref());
+            let modern = match proto {
+                Some(v) => mcp::Era::of_version(v) == Era::Modern,
+                None => session_id.is_none() && Method::of(&r.method) != Method::Initialize && meta.is_modern(),
+            };
+            if modern {
+                modern_request(front, headers, r, meta, principal).await
+            } else {
+                legacy_request(front, headers, r, principal).await
+            }
+        }
+        Message::Notification(n) => {
+            if let Some(s) = session_id.and_then(|id| front.session(id, principal)) {
+                legacy_notification(&s, n);
+            }
+            Response::builder()
+                .status(StatusCode::ACCEPTED)
+                .body(Body::empty())
+                .unwrap_or_default()
+        }
+        Message::Response(r) => match session_id.and_then(|id| front.session(id, principal)) {
+            Some(s) => {
+                s.session.requester.complete(r);
+                Response::builder()
+                    .status(StatusCode::ACCEPTED)
+                    .body(Body::empty())
+                    .unwrap_or_default()
+            }
+            None => plain(
+                StatusCode::BAD_REQUEST,
+                ErrorObject::new(
+                    code::INVALID_REQUEST,
+                    "a response needs the `Mcp-Session-Id` of the session that asked",
+                ),
+            ),
+        },
+    }
+}
+
+/// Checks the 2026-07-28 request-metadata headers against the body.
+fn check_modern_headers(
+    front: &HttpFront,
+    headers: &HeaderMap,
+    r: &RpcRequest,
+    meta: &RequestMeta,
+) -> Result<(), Response> {
+    let id = &r.id;
+    match header_str(headers, "mcp-method") {
+        None => return Err(header_mismatch(id, "missing `Mcp-Method` header".into())),
+        Some(m) if m != r.method => {
+            return Err(header_mismatch(
+                id,
+                format!("`Mcp-Method` header `{m}` does not match body method `{}`", r.method),
+            ));
+        }
+        Some(_) => {}
+    }
+    let name_key = match r.method.as_str() {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    if let Some(key) = name_key {
+        let body = r.params.as_ref().and_then(|p| p.get_str(key));
+        match (headers.get("mcp-name"), body) {
+            (None, _) => return Err(header_mismatch(id, "missing `Mcp-Name` header".into())),
+            (Some(h), body) => match mcp_headers::decode_value(h.as_bytes()) {
+                Ok(v) if Some(&v) == body.as_ref() => {}
+                Ok(v) => {
+                    return Err(header_mismatch(
+                        id,
+                        format!(
+                            "`Mcp-Name` header `{v}` does not match body {key} `{}`",
+                            body.unwrap_or_default()
+                        ),
+                    ));
+                }
+                Err(e) => return Err(header_mismatch(id, format!("`Mcp-Name` header: {e}"))),
+            },
+        }
+    }
+    if let Some(header_version) = header_str(headers, "mcp-protocol-version") {
+        if let Some(body_version) = meta.protocol_version.as_deref()
+            && body_version != header_version
+        {
+            return Err(header_mismatch(
+                id,
+                format!(
+                    "`MCP-Protocol-Version` header `{header_version}` does not match `_meta` version `{body_version}`"
+                ),
+            ));
+        }
+    } else {
+        return Err(header_mismatch(id, "missing `MCP-Protocol-Version` header".into()));
+    }
+    if r.method == "tools/call" {
+        check_param_headers(front, headers, r)?;
+    }
+    Ok(())
+}
+
+/// Validates `Mcp-Param-*` headers against the arguments, for tools whose exposed schema
+/// annotates parameters with `x-mcp-header`.
+fn check_param_headers(front: &HttpFront, headers: &HeaderMap, r: &RpcRequest) -> Result<(), Response> {
+    let Some(name) = r.params.as_ref().and_then(|p| p.get_str("name")) else {
+        return Ok(());
+    };
+    let cat = front.gw.catalog();
+    let Some(tool) = cat.tool(&name) else { return Ok(()) };
+    let Some(schema) = tool
+        .definition
+        .get("inputSchema")
+        .filter(|s| s.get().contains("x-mcp-header"))
+    else {
+        return Ok(());
+    };
+    let schema: Value = serde_json::from_str(schema.get()).unwrap_or(Value::Null);
+    let Ok(annotations) = mcp_headers::param_headers(&schema) else {
+        return Ok(());
+    };
+    let args = r
+        .params
+        .as_ref()
+        .and_then(|p| p.get_object("arguments"))
+        .unwrap_or_default();
+    for h in annotations {
+        let header_name = format!("mcp-param-{}", h.name);
+        let expected = mcp_headers::param_value(&args, &h).and_then(|v| mcp_headers::decode_value(v.as_bytes()).ok());
+        let got = match headers.get(header_name.as_str()) {
+            None => None,
+            Some(v) => Some(
+                mcp_headers::decode_value(v.as_bytes())
+                    .map_err(|e| header_mismatch(&r.id, format!("`Mcp-Param-{}` header: {e}", h.name)))?,
+            ),
+        };
+        if expected != got {
+            return Err(header_mismatch(
+                &r.id,
+                format!(
+                    "`Mcp-Param-{}` header does not match argument `{}`",
+                    h.name,
+                    h.path.join(".")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn modern_request(
+    front: Arc<HttpFront>,
+    headers: &HeaderMap,
+    r: RpcRequest,
+    meta: RequestMeta,
+    principal: &str,
+) -> Response {
+    if let Err(resp) = check_modern_headers(&front, headers, &r, &meta) {
+        return resp;
+    }
+    if let Err(e) = super::validate_modern(&meta) {
+        return error_response(StatusCode::BAD_REQUEST, Some(r.id), e);
+    }
+    let ctx = ClientCtx::modern(&meta, principal);
+    answer(front, ctx, r, None).await
+}
+
+async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcRequest, principal: &str) -> Response {
+    if Method::of(&r.method) == Method::Initialize {
+        let evicted = {
+            let mut sessions = lock(&front.sessions);
+            let mut mine: Vec<(Instant, String)> = sessions
+                .iter()
+                .filter(|(_, s)| s.principal == principal)
+                .map(|(k, s)| (*lock(&s.last_seen), k.clone()))
+                .collect();
+            if mine.len() >= MAX_SESSIONS_PER_PRINCIPAL {
+                mine.sort();
+                mine.first().and_then(|(_, k)| sessions.remove(k))
+            } else {
+                None
+            }
+        };
+        if let Some(old) = evicted {
+            tracing::info!(%principal, "legacy session ended: the principal opened more than {MAX_SESSIONS_PER_PRINCIPAL}");
+            old.session.requester.close();
+            super::stdio::release_session(&front.gw, &old.session);
+        }
+        if lock(&front.sessions).len() >= MAX_SESSIONS {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(r.id),
+                ErrorObject::new(code::OVERLOADED, "too many sessions; try again later"),
+            );
+        }
+        let mut bytes = [0u8; 24];
+        rand::fill(&mut bytes);
+        let sid = URL_SAFE_NO_PAD.encode(bytes);
+        let session = Arc::new(Session::from_initialize(sid.clone(), r.params.as_ref()));
+        let hs = Arc::new(HttpSession {
+            principal: principal.to_owned(),
+            in_flight: Mutex::new(HashMap::new()),
+            pump: spawn_change_pump(
+                front.gw.clone(),
+                Arc::downgrade(&session),
+                sid.clone(),
+                Arc::downgrade(&front),
+            ),
+            session,
+            streams: Streams::default(),
+            standalone: Mutex::new(None),
+            last_seen: Mutex::new(Instant::now()),
+            permits: Arc::new(Semaphore::new(front.gw.cfg.gateway.max_concurrent_calls)),
+        });
+        lock(&front.sessions).insert(sid.clone(), hs.clone());
+        let ctx = ClientCtx::legacy(hs.session.clone(), principal);
+        let mut resp = answer(front, ctx, r, Some(hs)).await;
+        if let Ok(v) = HeaderValue::from_str(&sid) {
+            resp.headers_mut().insert("mcp-session-id", v);
+        }
+        return resp;
+    }
+    let Some(sid) = header_str(headers, "mcp-session-id") else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            Some(r.id),
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                "missing `Mcp-Session-Id` header: send `initialize` first, or use protocol version 2026-07-28",
+            ),
+        );
+    };
+    let Some(hs) = front.session(sid, principal) else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            Some(r.id),
+            ErrorObject::new(code::INVALID_REQUEST, "session not found"),
+        );
+    };
+    if let Some(v) = header_str(headers, "mcp-protocol-version")
+        && v != hs.session.version
+    {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            Some(r.id),
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                format!(
+                    "`MCP-Protocol-Version` `{v}` does not match the session's `{}`",
+                    hs.session.version
+                ),
+            ),
+        );
+    }
+    let ctx = ClientCtx::legacy(hs.session.clone(), principal);
+    answer(front, ctx, r, Some(hs)).await
+}
+
+/// Forgets a legacy request's abort handle when it ends.
+struct Untrack {
+    session: Option<std::sync::Weak<HttpSession>>,
+    id: Id,
+}
+
+impl Drop for Untrack {
+    fn drop(&mut self) {
+        if let Some(hs) = self.session.as_ref().and_then(std::sync::Weak::upgrade) {
+            lock(&hs.in_flight).remove(&self.id);
+        }
+    }
+}
+
+/// Aborts the request task when dropped (modern: the client closing the stream cancels).
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Runs the request and answers with JSON when nothing precedes the response, else with SSE.
+async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Option<Arc<HttpSession>>) -> Response {
+    let era = ctx.era;
+    let id = r.id.clone();
+    let permit = match front.permit(&ctx, legacy.as_deref(), &id) {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let tracked = legacy.as_ref().map(Arc::downgrade);
+    let untrack = Untrack {
+        session: tracked,
+        id: id.clone(),
+    };
+    let flight = super::driver::start(front.gw.clone(), ctx, r, (permit, untrack));
+    let (task, mut rx) = (flight.task, flight.rx);
+    if let Some(hs) = &legacy {
+        lock(&hs.in_flight).insert(id.clone(), task.abort_handle());
+    }
+    // Modern: the request lives as long as its HTTP exchange. Legacy: disconnection is not
+    // cancellation, so the task runs on and its stream can be resumed.
+    let guard = match era {
+        Era::Modern => AbortOnDrop(Some(task)),
+        Era::Legacy => AbortOnDrop(None),
+    };
+    let Some(first) = rx.recv().await else {
+        return plain(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorObject::new(code::INTERNAL_ERROR, "request handler failed"),
+        );
+    };
+    if let Message::Response(resp) = &first
+        && resp.id.as_ref() == Some(&id)
+    {
+        let status = match (era, resp.as_error()) {
+            (Era::Modern, Some(e)) => modern_status(e),
+            _ => StatusCode::OK,
+        };
+        drop(guard);
+        return json_response(status, &first);
+    }
+    match legacy {
+        Some(hs) => {
+            let log = hs.streams.open();
+            log.push(&first);
+            let writer = log.clone();
+            tokio::spawn(async move {
+                while let Some(m) = rx.recv().await {
+                    let done = matches!(&m, Message::Response(r) if r.id.as_ref() == Some(&id));
+                    writer.push(&m);
+                    if done {
+                        break;
+                    }
+                }
+                writer.close();
+            });
+            sse_response(log.reader(None))
+        }
+        None => {
+            let stream = futures::stream::unfold(
+                (Some(first), rx, guard, false),
+                move |(pending, mut rx, guard, done)| {
+                    let id = id.clone();
+                    async move {
+                        if done {
+                            return None;
+                        }
+                        let m = match pending {
+                            Some(m) => m,
+                            None => match tokio::time::timeout(KEEP_ALIVE, rx.recv()).await {
+                                Ok(Some(m)) => m,
+                                Ok(None) => return None,
+                                Err(_) => {
+                                    return Some((Ok(Bytes::from_static(sse::KEEP_ALIVE)), (None, rx, guard, false)));
+                                }
+                            },
+                        };
+                        let last = matches!(&m, Message::Response(r) if r.id.as_ref() == Some(&id));
+                        let ev = Bytes::from(sse::encode(None, &String::from_utf8_lossy(&crate::redact::wire(&m))));
+                        Some((Ok(ev), (None, rx, guard, last)))
+                    }
+                },
+            );
+            sse_response(stream)
+        }
+    }
+}
+
+fn legacy_notification(hs: &HttpSession, n: Notification) {
+    match n.method.as_str() {
+        "notifications/cancelled" => {
+            let id = n
+                .params
+                .as_ref()
+                .and_then(|p| p.get_as::<Id>("requestId").ok().flatten());
+            if let Some(task) = id.and_then(|id| lock(&hs.in_flight).remove(&id)) {
+                task.abort();
+            }
+        }
+        "notifications/initialized" | "notifications/roots/list_changed" => {}
+        other => tracing::debug!(method = other, "client notification ignored"),
+    }
+}
+
+fn get(front: Arc<HttpFront>, headers: &HeaderMap, principal: &str) -> Response {
+    let modern = header_str(headers, "mcp-protocol-version").is_some_and(|v| mcp::Era::of_version(v) == Era::Modern);
+    let Some(sid) = header_str(headers, "mcp-session-id").filter(|_| !modern) else {
+        return Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "POST")
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let Some(hs) = front.session(sid, principal) else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            ErrorObject::new(code::INVALID_REQUEST, "session not found"),
+        );
+    };
+    let accepts_sse =
+        header_str(headers, "accept").is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"));
+    if !accepts_sse {
+        return plain(
+            StatusCode::NOT_ACCEPTABLE,
+            ErrorObject::new(code::INVALID_REQUEST, "GET needs `Accept: text/event-stream`"),
+        );
+    }
+    if let Some(last) = header_str(headers, "last-event-id")
+        && let Some((log, seq)) = hs.streams.resume(last)
+    {
+        return sse_response(log.reader(Some(seq)));
+    }
+    let log = hs.streams.open();
+    if let Some(old) = lock(&hs.standalone).replace(log.clone()) {
+        old.close();
+    }
+    sse_response(log.reader(None))
+}
+
+fn delete(front: Arc<HttpFront>, headers: &HeaderMap, principal: &str) -> Response {
+    let Some(sid) = header_str(headers, "mcp-session-id") else {
+        return Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "POST")
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let removed = {
+        let mut sessions = lock(&front.sessions);
+        match sessions.get(sid) {
+            Some(s) if s.principal == principal => sessions.remove(sid),
+            _ => None,
+        }
+    };
+    match removed {
+        Some(hs) => {
+            hs.session.requester.close();
+            super::stdio::release_session(&front.gw, &hs.session);
+            Response::builder()
+                .status(StatusCode::OK)
+                .body(Body::empty())
+                .unwrap_or_default()
+        }
+        None => plain(
+            StatusCode::NOT_FOUND,
+            ErrorObject::new(code::INVALID_REQUEST, "session not found"),
+        ),
+    }
+}
+
+/// Sends a legacy session its list changes and followed resource updates on its GET stream.
+fn spawn_change_pump(
+    gw: Arc<Gateway>,
+    session: std::sync::Weak<Session>,
+    sid: String,
+    front: std::sync::Weak<HttpFront>,
+) -> JoinHandle<()> {
+    let mut changes = gw.changes();
+    tokio::spawn(async move {
+        loop {
+            let change = tokio::select! {
+                c = changes.recv() => c,
+                () = gw.shutdown.cancelled() => return,
+            };
+            let change = match change {
+                Ok(c) => c,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            let (Some(session), Some(front)) = (session.upgrade(), front.upgrade()) else {
+                return;
+            };
+            let Some(n) = super::stdio::change_notification(&change, &session) else {
+                continue;
+            };
+            let hs = lock(&front.sessions).get(&sid).cloned();
+            if let Some(log) = hs.and_then(|hs| lock(&hs.standalone).clone()) {
+                log.push(&Message::Notification(n));
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_parsing() {
+        assert_eq!(host_part("127.0.0.1:8787"), "127.0.0.1");
+        assert_eq!(host_part("[::1]:80"), "::1");
+        assert_eq!(host_part("localhost"), "localhost");
+        assert!(is_loopback_host("localhost"));
+        assert!(!is_loopback_host("evil.example.com"));
+        assert!(!is_loopback_host("localhost.evil.com"));
+    }
+}
