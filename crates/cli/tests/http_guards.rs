@@ -158,3 +158,59 @@ async fn modern_header_body_mismatch_is_refused() {
     let r = post(&gw.url, &base, call.clone()).await;
     assert_eq!(code(&r), -32020, "missing Mcp-Name: {}", r.body);
 }
+
+/// Regression: slow headers and bodies were never timed out (3 500 connections held open for
+/// 60 s). Headers must arrive within `header_timeout`, a body within `body_timeout`.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_and_bodies_are_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let gw = Served::start_with(
+        &format!(
+            "[upstreams.raw]\ncommand = \"python3\"\nargs = [{}]\n",
+            toml_str(&raw_server().to_string_lossy())
+        ),
+        "header_timeout = \"1s\"\nbody_timeout = \"1s\"",
+    )
+    .await;
+    let addr = gw.url.trim_start_matches("http://").trim_end_matches("/mcp").to_owned();
+    // Headers that never end: the connection is closed.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+    // A body that never comes: 408.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\"",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+}
+
+/// Regression: one principal could fill the global cap of legacy sessions, and everyone else
+/// got 503. A principal past its own cap loses its own oldest session, nobody else's.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_principal_cannot_take_every_legacy_session() {
+    let gw = gateway().await;
+    let first = Legacy::connect(&gw.url).await;
+    let r = first.request("ping", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for _ in 0..64 {
+        let _ = Legacy::connect(&gw.url).await;
+    }
+    // The 65th session took the place of the principal's oldest.
+    let r = first.request("ping", json!({})).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let last = Legacy::connect(&gw.url).await;
+    assert_eq!(last.request("ping", json!({})).await.status, 200);
+}

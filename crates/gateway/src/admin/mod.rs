@@ -338,7 +338,8 @@ fn asset(kind: &'static str, body: &'static str) -> Response {
 /// deadlines as `/mcp`).
 pub async fn serve(admin: Arc<Admin>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let stop = admin.gw.shutdown.clone();
-    crate::front::listen::serve(listener, router(admin), stop).await
+    let header_timeout = admin.gw.cfg.gateway.header_timeout;
+    crate::front::listen::serve(listener, router(admin), header_timeout, stop).await
 }
 
 async fn login_page(State(admin): Shared, headers: HeaderMap) -> Response {

@@ -117,6 +117,10 @@ pub struct GatewayConfig {
     pub page_size: usize,
     /// How long a parked cross-era exchange waits for the client's retry.
     pub input_timeout: Duration,
+    /// How long an HTTP client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long an HTTP client may take to send a request's body.
+    pub body_timeout: Duration,
     /// How HTTP clients authenticate.
     pub auth: ClientAuth,
 }
@@ -415,6 +419,8 @@ struct RawGateway {
     page_size: Option<Spanned<u64>>,
     forward_unknown_methods: Option<Spanned<bool>>,
     input_timeout: Option<Spanned<String>>,
+    header_timeout: Option<Spanned<String>>,
+    body_timeout: Option<Spanned<String>>,
     auth: Option<Spanned<String>>,
 }
 
@@ -682,6 +688,8 @@ impl Lowering<'_> {
             call_timeout: self.duration(g.call_timeout, "gateway.call_timeout", Duration::from_secs(60))?,
             page_size: self.bounded(g.page_size, "gateway.page_size", 1, 100_000, 500)? as usize,
             input_timeout: self.duration(g.input_timeout, "gateway.input_timeout", Duration::from_secs(300))?,
+            header_timeout: self.duration(g.header_timeout, "gateway.header_timeout", Duration::from_secs(10))?,
+            body_timeout: self.duration(g.body_timeout, "gateway.body_timeout", Duration::from_secs(30))?,
             auth: match g.auth {
                 None => ClientAuth::None,
                 Some(a) => match a.get_ref().as_str() {

@@ -163,7 +163,8 @@ async fn metrics(State(front): State<Arc<HttpFront>>, req: Request) -> Response 
 /// bounded: see [`super::listen`]).
 pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     let stop = gw.shutdown.clone();
-    super::listen::serve(listener, router(gw), stop).await
+    let header_timeout = gw.cfg.gateway.header_timeout;
+    super::listen::serve(listener, router(gw), header_timeout, stop).await
 }
 
 fn spawn_session_reaper(front: std::sync::Weak<HttpFront>) {
@@ -392,22 +393,15 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn post(front: Arc<HttpFront>, req: Request, principal: &str) -> Response {
     let (parts, body) = req.into_parts();
     let limits = front.gw.cfg.gateway.limits;
-    let bytes = match tokio::time::timeout(
-        super::listen::BODY_TIMEOUT,
-        axum::body::to_bytes(body, limits.max_frame_bytes),
-    )
-    .await
-    {
+    let body_timeout = front.gw.cfg.gateway.body_timeout;
+    let bytes = match tokio::time::timeout(body_timeout, axum::body::to_bytes(body, limits.max_frame_bytes)).await {
         Ok(Ok(b)) => b,
         Err(_) => {
             return plain(
                 StatusCode::REQUEST_TIMEOUT,
                 ErrorObject::new(
                     code::INVALID_REQUEST,
-                    format!(
-                        "the request body did not arrive within {} s",
-                        super::listen::BODY_TIMEOUT.as_secs()
-                    ),
+                    format!("the request body did not arrive within {} s", body_timeout.as_secs()),
                 ),
             );
         }

@@ -1,8 +1,8 @@
 //! Accepting HTTP connections with bounds a hostile peer cannot walk past: a request's headers
-//! must arrive within [`HEADER_TIMEOUT`] (slow-loris), idle keep-alive connections end, and at
+//! must arrive within the header timeout (`[gateway] header_timeout`, 10 s: slow-loris), and at
 //! most [`MAX_CONNECTIONS`] are open at once (past it, a new connection is closed at once). The
-//! body's own deadline is the route's ([`BODY_TIMEOUT`]). Every request carries the peer's
-//! address (`ConnectInfo`), for per-address limits.
+//! body's own deadline is the route's (`[gateway] body_timeout`, 30 s). Every request carries
+//! the peer's address (`ConnectInfo`), for per-address limits.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,15 +17,19 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long a client may take to send a request's headers.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request's body, once its headers are in.
+/// How long a client may take to send a request's body, once its headers are in, where no
+/// config says (the admin page's forms).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most connections open at once, per listener.
 pub const MAX_CONNECTIONS: usize = 4096;
 
 /// Serves `app` on `listener` until `stop` is cancelled, then lets open connections finish.
-pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let tracker = TaskTracker::new();
     loop {
@@ -57,7 +61,7 @@ pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) 
             let service = TowerToHyperService::new(app);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(tcp), service);
             tokio::pin!(conn);
             tokio::select! {

@@ -19,9 +19,10 @@ use tokio::sync::Notify;
 /// Events kept per stream for replay.
 const MAX_EVENTS: usize = 1024;
 /// Bytes kept per stream for replay.
-const MAX_BYTES: usize = 8 * 1024 * 1024;
-/// Streams kept per session.
-const MAX_STREAMS: usize = 256;
+const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Streams kept per session (with [`MAX_BYTES`], at most 128 MiB of replay per session; a
+/// principal holds at most 64 sessions).
+const MAX_STREAMS: usize = 32;
 /// Keep-alive comment interval.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
