@@ -16,6 +16,8 @@ import threading
 import time
 
 MODERN = "--modern" in sys.argv
+# Which process this is, even where every process is PID 2 of a fresh PID namespace.
+INSTANCE = os.urandom(6).hex()
 LOCK = threading.Lock()
 
 # Fields no revision of the spec defines: the gateway must pass them through untouched.
@@ -247,7 +249,7 @@ def call_tool(params):
         time.sleep(float(args.get("seconds", 1)))
         return text_result("slept")
     if name == "pid":
-        return text_result(str(os.getpid()))
+        return text_result(f"{os.getpid()}-{INSTANCE}")
     if name == "send_message":
         return text_result("sent to " + str(args.get("to")))
     if name == "delete_everything":

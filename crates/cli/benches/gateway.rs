@@ -78,6 +78,8 @@ fn stdio(command: &Path, args: &[&str]) -> Transport {
         env: BTreeMap::new(),
         inherit_env: vec!["PATH".into(), "HOME".into()],
         cwd: None,
+        // The direct path, the limit the gateway is measured against: no helper here.
+        sandbox: None,
     }
 }
 

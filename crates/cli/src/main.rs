@@ -22,6 +22,8 @@ mod approve;
 mod audit;
 mod call;
 mod connect;
+mod doctor;
+mod harden;
 mod import;
 mod keys;
 mod logging;
@@ -100,9 +102,11 @@ enum Command {
     /// Verify or export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// The admin web page: set its password.
+    /// The admin web page: set its password, or print a one-time sign-in link.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Say what protects each upstream here: which sandbox layers hold, and which cannot.
+    Doctor(doctor::DoctorArgs),
     /// List the calls waiting for a person's approval.
     Approvals(approve::ListArgs),
     /// Approve a waiting call (this call only, or the same call for a while with `--for`).
@@ -158,6 +162,10 @@ async fn open(cfg: Config, mode: PinMode) -> Result<Arc<Gateway>, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    // A sandbox helper the gateway started runs here and never returns: before any thread
+    // exists (a process enters namespaces alone).
+    portcullis_sandbox::stage::run_if_helper();
+    harden::at_start();
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Serve { .. } => "info",
@@ -218,6 +226,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd).await,
         Command::Approvals(args) => approve::list(args).await,
         Command::Admin(cmd) => admin::run(cmd).await,
+        Command::Doctor(args) => doctor::run(args).await,
         Command::Approve(args) => approve::approve(args).await,
         Command::Deny(args) => approve::deny(args).await,
         Command::Disconnect(args) => connect::disconnect(args).await,

@@ -20,12 +20,14 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-/// The raw upstream with the rug-pull tools, its state in `flag`.
+/// The raw upstream with the rug-pull tools, its state in `flag` (a folder its sandbox lets
+/// it write).
 fn rug_upstream(flag: &Path) -> String {
     format!(
-        "[upstreams.raw]\ncommand = \"python3\"\nargs = [{}, \"--rug-pull\", {}]\n",
+        "[upstreams.raw]\ncommand = \"python3\"\nargs = [{}, \"--rug-pull\", {}]\n\n[upstreams.raw.sandbox]\nfs_write = [{}]\n",
         toml_str(&raw_server().to_string_lossy()),
-        toml_str(&flag.to_string_lossy())
+        toml_str(&flag.to_string_lossy()),
+        toml_str(&flag.parent().unwrap().to_string_lossy())
     )
 }
 

@@ -1,13 +1,17 @@
 //! Redaction: every vault secret, in every form it is likely to travel in — plain, JSON-escaped,
 //! base64 (standard and URL-safe, padded or not), hex (lower and upper case) and URL-encoded —
 //! replaced by `[redacted:NAME]` in whatever leaves the gateway. One Aho-Corasick automaton over
-//! all forms of all secrets, rebuilt when the vault changes.
+//! all forms of all secrets, rebuilt when the vault changes. A secret written with some of its
+//! characters escaped — JSON `\u` escapes in any mix, percent-encoding in either case — is
+//! found in a decoded view of the text ([`views`]) and replaced in the original.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine as _;
+
+mod views;
 
 /// Secrets shorter than this are not redacted (they would match ordinary text); the gateway
 /// warns about them.
@@ -124,11 +128,10 @@ impl Redactor {
 
     /// `text` with every secret form replaced.
     pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        let Some(ac) = &self.ac else { return Cow::Borrowed(text) };
-        if ac.find(text).is_none() {
-            return Cow::Borrowed(text);
+        match self.redact_bytes(text.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            Cow::Owned(v) => Cow::Owned(String::from_utf8_lossy(&v).into_owned()),
         }
-        Cow::Owned(ac.replace_all(text, &self.replacements))
     }
 
     /// `bytes` with every secret form replaced.
@@ -136,10 +139,54 @@ impl Redactor {
         let Some(ac) = &self.ac else {
             return Cow::Borrowed(bytes);
         };
-        if ac.find(bytes).is_none() {
-            return Cow::Borrowed(bytes);
+        let direct = if ac.find(bytes).is_some() {
+            Cow::Owned(ac.replace_all_bytes(bytes, &self.replacements))
+        } else {
+            Cow::Borrowed(bytes)
+        };
+        match self.redact_views(ac, &direct) {
+            Some(v) => Cow::Owned(v),
+            None => direct,
         }
-        Cow::Owned(ac.replace_all_bytes(bytes, &self.replacements))
+    }
+
+    /// Secrets found in a decoded view of `bytes` (JSON `\u` escapes, percent escapes),
+    /// replaced in `bytes`; `None` when there are none.
+    fn redact_views(&self, ac: &AhoCorasick, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+        for view in [views::json(bytes), views::percent(bytes)].into_iter().flatten() {
+            for m in ac.find_iter(&view.decoded) {
+                let (Some(first), Some(last)) =
+                    (view.origin.get(m.start()), view.origin.get(m.end().saturating_sub(1)))
+                else {
+                    continue;
+                };
+                spans.push((first.0, last.1, m.pattern().as_usize()));
+            }
+        }
+        if spans.is_empty() {
+            return None;
+        }
+        spans.sort_unstable();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut at = 0;
+        for (start, end, pattern) in spans {
+            if start < at {
+                // Overlaps a span replaced already: extend it.
+                at = at.max(end);
+                continue;
+            }
+            out.extend_from_slice(bytes.get(at..start).unwrap_or_default());
+            out.extend_from_slice(
+                self.replacements
+                    .get(pattern)
+                    .map_or("[redacted]", String::as_str)
+                    .as_bytes(),
+            );
+            at = end;
+        }
+        out.extend_from_slice(bytes.get(at..).unwrap_or_default());
+        Some(out)
     }
 }
 
@@ -255,6 +302,31 @@ mod tests {
         assert_eq!(r.redact(&json), "{\"env\":\"[redacted:db]\"}");
     }
 
+    /// Regression: a secret with one non-ASCII character, as Python's `json.dumps` writes it
+    /// by default (`\u`-escaped), Go-style `\u0026` escapes, and lower-case `%xx` escapes
+    /// went through.
+    #[test]
+    fn secrets_in_mixed_escapes_are_found() {
+        let secret = "s3cr\u{e9}t&Token/42";
+        let r = Redactor::new([("api", secret)]);
+        let python = "s3cr\\u00e9t&Token/42";
+        let go = "s3cr\u{e9}t\\u0026Token/42";
+        let mixed = "\\u0073\\u0033cr\\u00E9t\\u0026T\\u006fken\\/42";
+        let lower_percent = "s3cr%c3%a9t%26Token%2f42";
+        let upper_percent = "s3cr%C3%A9t%26Token%2F42";
+        for leak in [python, go, mixed, lower_percent, upper_percent] {
+            let text = format!("{{\"result\":\"value: {leak} end\"}}");
+            let out = r.redact(&text);
+            assert!(out.contains("[redacted:api]"), "{leak} -> {out}");
+            assert!(!out.contains("Token"), "{leak} -> {out}");
+            assert!(out.ends_with(" end\"}"), "{leak} -> {out}");
+        }
+        // An astral character escaped as a surrogate pair.
+        let r = Redactor::new([("emoji", "key-\u{1F600}-value")]);
+        let out = r.redact(r#"{"t":"key-\ud83d\ude00-value"}"#);
+        assert_eq!(out, r#"{"t":"[redacted:emoji]"}"#);
+    }
+
     #[test]
     fn short_values_are_not_redacted() {
         let r = Redactor::new([("pin", "1234")]);
@@ -283,6 +355,36 @@ mod tests {
     }
 
     proptest! {
+        /// A secret with any of its characters `\u`-escaped or percent-encoded (either case)
+        /// does not survive.
+        #[test]
+        fn no_mix_of_escapes_survives(secret in "[A-Za-z0-9/&<>é-]{6,24}", mask in prop::collection::vec(0u8..4, 24)) {
+            let r = Redactor::new([("s", secret.as_str())]);
+            let mut json = String::new();
+            let mut pct = String::new();
+            for (i, c) in secret.chars().enumerate() {
+                let m = mask.get(i).copied().unwrap_or(0);
+                let mut buf = [0u16; 2];
+                match m {
+                    1 => c.encode_utf16(&mut buf).iter().for_each(|u| json.push_str(&format!("\\u{u:04x}"))),
+                    2 => c.encode_utf16(&mut buf).iter().for_each(|u| json.push_str(&format!("\\u{u:04X}"))),
+                    _ => json.push(c),
+                }
+                let mut b = [0u8; 4];
+                if m == 0 || m == 3 {
+                    pct.push(c);
+                }
+                for byte in c.encode_utf8(&mut b).bytes().filter(|_| m == 1 || m == 2) {
+                    pct.push_str(&if m == 1 { format!("%{byte:02x}") } else { format!("%{byte:02X}") });
+                }
+            }
+            for leak in [json, pct] {
+                let text = format!("{{\"v\":\"<{leak}>\"}}");
+                let out = r.redact(&text);
+                prop_assert!(out.contains("[redacted:s]"), "{text} -> {out}");
+            }
+        }
+
         /// Wherever a secret sits in text, no form of it survives.
         #[test]
         fn no_form_survives(prefix in "\\PC{0,40}", suffix in "\\PC{0,40}", secret in "[A-Za-z0-9+/=_-]{6,40}") {

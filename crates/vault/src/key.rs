@@ -18,6 +18,24 @@ pub const KEY_LEN: usize = 32;
 /// The environment variable a container passes the key in (base64 or hex of 32 bytes).
 pub const ENV_KEY: &str = "PORTCULLIS_MASTER_KEY";
 
+/// The master key's text, taken out of the environment at start (`portcullis` re-executes
+/// itself without it, so no `/proc/<pid>/environ` ever shows it again).
+static TAKEN: std::sync::OnceLock<zeroize::Zeroizing<String>> = std::sync::OnceLock::new();
+
+/// Keeps the master key's text taken out of the environment (once).
+pub fn keep_env_key(text: zeroize::Zeroizing<String>) {
+    let _ = TAKEN.set(text);
+}
+
+/// The master key's text from the environment: the one taken out at start, else
+/// [`ENV_KEY`] as it is.
+pub fn env_key_text() -> Option<zeroize::Zeroizing<String>> {
+    TAKEN
+        .get()
+        .cloned()
+        .or_else(|| std::env::var(ENV_KEY).ok().map(zeroize::Zeroizing::new))
+}
+
 /// The vault's master key.
 pub struct MasterKey(Zeroizing<[u8; KEY_LEN]>);
 

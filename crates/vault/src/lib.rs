@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use portcullis_store::{SealedRow, SecretInfo, Store, StoreError};
 use zeroize::Zeroizing;
 
-pub use key::{ENV_KEY, KEY_LEN, KEYRING_SERVICE, KeySource, MasterKey};
+pub use key::{ENV_KEY, KEY_LEN, KEYRING_SERVICE, KeySource, MasterKey, env_key_text, keep_env_key};
 
 /// The metadata row holding the key check.
 const KEY_CHECK: &str = "key-check";

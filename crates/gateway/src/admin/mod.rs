@@ -194,10 +194,12 @@ fn form(body: &Bytes) -> HashMap<String, String> {
 impl Admin {
     /// The admin state of `gw`, with a fresh one-time login link token.
     pub fn new(gw: Arc<Gateway>) -> Arc<Admin> {
+        let link = token();
+        crate::redact::remember("admin-link", &link);
         Arc::new(Admin {
             gw,
             sessions: Mutex::new(HashMap::new()),
-            link: Mutex::new(Some((token(), Instant::now() + LINK_TTL))),
+            link: Mutex::new(Some((link, Instant::now() + LINK_TTL))),
             guard: login::Guard::default(),
         })
     }

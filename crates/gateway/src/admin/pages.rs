@@ -231,13 +231,24 @@ impl ToolsView {
             .upstreams()
             .iter()
             .map(|u| {
+                let sandbox = match (&u.cfg.transport, u.state()) {
+                    (crate::config::Transport::Http { .. }, _) => String::new(),
+                    (crate::config::Transport::Stdio { sandbox: None, .. }, _) => {
+                        " — SANDBOX OFF (sandbox = false)".to_owned()
+                    }
+                    (_, crate::upstream::State::Ready(c)) => c
+                        .sandbox_report()
+                        .map(|r| format!(" — sandbox: {r}"))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
                 let state = match u.state() {
                     crate::upstream::State::Ready(_) => "ready".to_owned(),
                     crate::upstream::State::Starting => "starting".to_owned(),
                     crate::upstream::State::Down { reason, .. } => format!("down: {reason}"),
                     crate::upstream::State::Stopped => "stopped".to_owned(),
                 };
-                (u.cfg.name.clone(), state)
+                (u.cfg.name.clone(), format!("{state}{sandbox}"))
             })
             .collect();
         ToolsView { rows, upstreams }

@@ -123,6 +123,8 @@ pub struct GatewayConfig {
     pub body_timeout: Duration,
     /// How HTTP clients authenticate.
     pub auth: ClientAuth,
+    /// Where the stdio upstreams' private folders (home, temporary files) live.
+    pub sandbox_dir: PathBuf,
 }
 
 /// A method beyond the spec's that config lets clients call (`[methods."vendor/name"]`): it
@@ -236,6 +238,8 @@ pub enum Transport {
         inherit_env: Vec<String>,
         /// Working directory.
         cwd: Option<PathBuf>,
+        /// Its sandbox; `None`: `sandbox = false`.
+        sandbox: Option<sandbox::SandboxConfig>,
     },
     /// A Streamable HTTP endpoint.
     Http {
@@ -422,6 +426,7 @@ struct RawGateway {
     header_timeout: Option<Spanned<String>>,
     body_timeout: Option<Spanned<String>>,
     auth: Option<Spanned<String>>,
+    sandbox_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -453,6 +458,7 @@ struct RawUpstream {
     #[serde(default)]
     spotlight: bool,
     oauth: Option<Spanned<oauth::RawUpstreamOAuth>>,
+    sandbox: Option<sandbox::RawSandbox>,
 }
 
 /// The default listen address.
@@ -500,6 +506,13 @@ impl Lowering<'_> {
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let gateway = self.gateway(raw.gateway)?;
+        let vault = self.vault(raw.vault)?;
+        // What no upstream's sandbox may reach.
+        // (the folder of every upstream's private folders too: an upstream reaches only its own)
+        let mut protected = vec![gateway.data_dir.clone(), gateway.sandbox_dir.clone()];
+        if let KeySource::File(k) = &vault {
+            protected.push(k.clone());
+        }
         let mut providers = BTreeMap::new();
         for (name, p) in raw.oauth {
             let provider = self.provider(&name, p)?;
@@ -508,7 +521,7 @@ impl Lowering<'_> {
         let mut upstreams = Vec::new();
         for (name, up) in raw.upstreams {
             let span = up.span();
-            upstreams.push(self.upstream(&name, up.into_inner(), span, &gateway, &providers)?);
+            upstreams.push(self.upstream(&name, up.into_inner(), span, &gateway, &providers, &protected)?);
         }
         // Two upstreams with one prefix would expose colliding names.
         for (i, a) in upstreams.iter().enumerate() {
@@ -533,7 +546,7 @@ impl Lowering<'_> {
             policy,
             pins: self.pins(raw.pins),
             flow: self.flow(raw.flow)?,
-            vault: self.vault(raw.vault)?,
+            vault,
             anomaly: self.anomaly(raw.anomaly)?,
             oauth: providers,
             admin: match (raw.admin.enabled, raw.admin.listen) {
@@ -655,6 +668,23 @@ impl Lowering<'_> {
             Some(s) if s.get_ref().is_empty() => return self.err(s.span(), "gateway.data_dir", "must not be empty"),
             Some(s) => self.base_dir().join(s.get_ref()),
         };
+        let sandbox_dir = match g.sandbox_dir {
+            None => sandbox::default_dir(&data_dir),
+            Some(s) if s.get_ref().is_empty() => {
+                return self.err(s.span(), "gateway.sandbox_dir", "must not be empty");
+            }
+            Some(s) => {
+                let dir = self.base_dir().join(s.get_ref());
+                if dir.starts_with(&data_dir) || data_dir.starts_with(&dir) {
+                    return self.err(
+                        s.span(),
+                        "gateway.sandbox_dir",
+                        "must be apart from `data_dir`: no upstream may reach the gateway's state",
+                    );
+                }
+                dir
+            }
+        };
         let defaults = Limits::default();
         let limits = Limits {
             max_frame_bytes: self.bounded(
@@ -688,6 +718,7 @@ impl Lowering<'_> {
             call_timeout: self.duration(g.call_timeout, "gateway.call_timeout", Duration::from_secs(60))?,
             page_size: self.bounded(g.page_size, "gateway.page_size", 1, 100_000, 500)? as usize,
             input_timeout: self.duration(g.input_timeout, "gateway.input_timeout", Duration::from_secs(300))?,
+            sandbox_dir,
             header_timeout: self.duration(g.header_timeout, "gateway.header_timeout", Duration::from_secs(10))?,
             body_timeout: self.duration(g.body_timeout, "gateway.body_timeout", Duration::from_secs(30))?,
             auth: match g.auth {
@@ -795,6 +826,7 @@ impl Lowering<'_> {
         span: std::ops::Range<usize>,
         gateway: &GatewayConfig,
         providers: &BTreeMap<String, oauth::Provider>,
+        protected: &[PathBuf],
     ) -> Result<UpstreamConfig, ConfigError> {
         let key = |k: &str| format!("upstreams.{name}.{k}");
         if !valid_name(name) {
@@ -827,12 +859,26 @@ impl Lowering<'_> {
                 if !u.headers.is_empty() {
                     return self.err(span, &key("headers"), "headers apply to HTTP upstreams only");
                 }
+                let sandbox = sandbox::lower(
+                    u.sandbox,
+                    &self.base_dir(),
+                    gateway.sandbox_dir.join(name),
+                    protected.to_vec(),
+                )
+                .or_else(|(span_of, k, message)| {
+                    self.err(
+                        span_of.unwrap_or_else(|| cmd.span()),
+                        &key(&format!("sandbox.{k}")),
+                        message,
+                    )
+                })?;
                 Transport::Stdio {
                     command: cmd.into_inner(),
                     args: u.args,
                     env: u.env,
                     inherit_env: u.inherit_env,
                     cwd: u.cwd.map(|c| self.base_dir().join(c)),
+                    sandbox,
                 }
             }
             (None, Some(url)) => {
@@ -852,6 +898,13 @@ impl Lowering<'_> {
                         url.span(),
                         &key("args"),
                         "`args`, `env`, `inherit_env` and `cwd` apply to stdio upstreams only",
+                    );
+                }
+                if u.sandbox.is_some() {
+                    return self.err(
+                        url.span(),
+                        &key("sandbox"),
+                        "a sandbox applies to stdio upstreams only (a remote server runs elsewhere)",
                     );
                 }
                 for h in u.headers.keys() {
@@ -995,5 +1048,6 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 mod controls;
 pub mod oauth;
 pub mod refs;
+pub mod sandbox;
 #[cfg(test)]
 mod tests;

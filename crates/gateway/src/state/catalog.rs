@@ -335,7 +335,9 @@ async fn fetch_list(
             .get_as(kind.list_key())
             .map_err(|e| format!("malformed {method} result: {e}"))?
             .unwrap_or_default();
-        items.extend(batch);
+        // A secret in a definition never reaches the pins, the scanner's excerpts, a diff or a
+        // listing: definitions are scrubbed as they are read.
+        items.extend(batch.into_iter().filter_map(scrubbed));
         if let Ok(Some(t)) = page.get_as::<u64>("ttlMs") {
             ttl = Some(ttl.map_or(t, |cur| cur.min(t)));
         }
@@ -350,6 +352,19 @@ async fn fetch_list(
         }
     }
     Ok((items, ttl))
+}
+
+/// A definition with every secret in it redacted (`None`, and left out, in the unlikely case
+/// the redacted text no longer reads as one).
+fn scrubbed(item: RawObject) -> Option<RawObject> {
+    let raw = item.to_raw();
+    match crate::redact::scrub(raw.get().as_bytes()) {
+        std::borrow::Cow::Borrowed(_) => Some(item),
+        std::borrow::Cow::Owned(clean) => {
+            tracing::warn!("a definition carried a secret; redacted before it was stored or shown");
+            RawObject::from_json(&String::from_utf8_lossy(&clean)).ok()
+        }
+    }
 }
 
 /// Re-reads an upstream's lists whenever it says one changed: one refresh at a time, all the

@@ -91,6 +91,8 @@ pub fn valid_principal(p: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct Keys {
     by_id: RwLock<HashMap<String, (String, Vec<u8>)>>,
+    /// Key ids whose token the redactor knows already.
+    redacted: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Keys {
@@ -115,6 +117,16 @@ impl Keys {
         let keys = self.by_id.read().unwrap_or_else(PoisonError::into_inner);
         let (principal, hash) = keys.get(id).ok_or(AuthError::Invalid)?;
         if same(hash, &digest(secret)) {
+            // The gateway never shows a key to anyone; should an upstream or a log line ever
+            // carry one, it is redacted like a vault secret.
+            let fresh = self
+                .redacted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id.to_owned());
+            if fresh {
+                crate::redact::remember(&format!("api-key:{id}"), token);
+            }
             Ok(principal.clone())
         } else {
             Err(AuthError::Invalid)

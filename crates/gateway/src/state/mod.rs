@@ -196,6 +196,12 @@ impl Gateway {
         };
         let mut upstreams = Vec::with_capacity(cfg.upstreams.len());
         for u in &cfg.upstreams {
+            if let crate::config::Transport::Stdio { sandbox: None, .. } = &u.transport {
+                tracing::warn!(
+                    upstream = %u.name,
+                    "SANDBOX OFF (`sandbox = false`): this upstream runs with the gateway's user, files and network; a compromised server reaches all of them"
+                );
+            }
             let resolved = match &vault {
                 Some(v) => crate::upstream::secrets::resolve(u, v).await?,
                 None => u.clone(),

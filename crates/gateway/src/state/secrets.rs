@@ -9,9 +9,13 @@ pub fn master_key(
     salt: Option<&[u8]>,
 ) -> Result<Option<MasterKey>, VaultError> {
     match source {
-        KeySource::Env => match std::env::var(ENV_KEY) {
-            Ok(text) => MasterKey::from_text(&text, &format!("`{ENV_KEY}`")).map(Some),
-            Err(_) => Ok(None),
+        KeySource::Env => match portcullis_vault::env_key_text() {
+            Some(text) => {
+                // The key is redacted like any secret wherever it might surface.
+                crate::redact::remember("master-key", &text);
+                MasterKey::from_text(&text, &format!("`{ENV_KEY}`")).map(Some)
+            }
+            None => Ok(None),
         },
         KeySource::File(path) => MasterKey::from_file(path, data_dir).map(Some),
         KeySource::Keyring => MasterKey::from_keyring(data_dir),

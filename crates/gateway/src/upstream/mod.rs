@@ -250,9 +250,13 @@ impl Upstream {
                     if instances.len() >= MAX_PERSONAL {
                         return Err(self.unavailable(format!("more than {MAX_PERSONAL} per-user instances")));
                     }
-                    let cfg = secrets::resolve_for(&p.raw, &p.vault, principal)
+                    let mut cfg = secrets::resolve_for(&p.raw, &p.vault, principal)
                         .await
                         .map_err(|e| self.unavailable(e.to_string()))?;
+                    // Its own sandbox folders too: one principal's instance never sees another's.
+                    if let crate::config::Transport::Stdio { sandbox: Some(sb), .. } = &mut cfg.transport {
+                        sb.private = sb.private.join("users").join(principal_folder(principal));
+                    }
                     // Its list changes are the shared instance's to report; drop its events.
                     let (tx, mut rx) = mpsc::channel(16);
                     tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -294,6 +298,16 @@ impl Upstream {
         let mut rx = self.state.clone();
         let _ = tokio::time::timeout(Duration::from_secs(6), rx.wait_for(|s| matches!(s, State::Stopped))).await;
     }
+}
+
+/// A principal's private folder name: a digest, so any principal name makes a plain file name.
+fn principal_folder(principal: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(principal.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn backoff(failures: u32) -> Duration {

@@ -437,7 +437,7 @@ fn handle_related(shared: &Arc<Shared>, server: &ServerInfo, msg: Message, sink:
         Message::Notification(n) => {
             // Progress tokens and subscription ids map through the registry; anything else on
             // this stream belongs to this call.
-            if let Some(n) = shared.registry.route_notification(n)
+            if let Some(n) = shared.registry.route_tagged(n)
                 && let Some(sink) = sink
             {
                 let _ = sink.notes.try_send(n);

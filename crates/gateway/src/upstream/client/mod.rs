@@ -236,6 +236,20 @@ impl McpClient {
         self.events.subscribe()
     }
 
+    /// What the sandbox of a stdio upstream holds, as its helper reported (`None`: not a
+    /// sandboxed stdio upstream, or not reported yet).
+    pub fn sandbox_report(&self) -> Option<String> {
+        match &self.link {
+            Link::Stdio(l) => l
+                .tail
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .report
+                .clone(),
+            Link::Http(_) => None,
+        }
+    }
+
     /// Whether the connection is known to be gone.
     pub fn is_closed(&self) -> bool {
         match &self.link {

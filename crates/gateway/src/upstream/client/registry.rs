@@ -150,7 +150,23 @@ impl Registry {
     }
 
     /// Delivers a notification to the call it belongs to; returns it when none.
-    pub fn route_notification(&self, mut n: Notification) -> Option<Notification> {
+    pub fn route_notification(&self, n: Notification) -> Option<Notification> {
+        let n = self.route_tagged(n)?;
+        if n.method == "notifications/message" {
+            // Log messages carry no request id on a shared link: attribute them to the calls
+            // waiting for related traffic when those all have one owner.
+            let calls = self.calls();
+            if let Ok(Some(sink)) = Self::sole_owner(&calls) {
+                let _ = sink.notes.try_send(n);
+                return None;
+            }
+        }
+        Some(n)
+    }
+
+    /// Delivers a notification that names its call — by subscription id or by the progress
+    /// token the gateway minted — and returns any other.
+    pub fn route_tagged(&self, mut n: Notification) -> Option<Notification> {
         let calls = self.calls();
         // Subscription traffic names its `subscriptions/listen` request.
         if let Some(Value::Number(sub)) = n
@@ -182,14 +198,6 @@ impl Registry {
                 // Progress for a call that is gone, or a token we never minted: dropped.
                 None => None,
             };
-        }
-        if n.method == "notifications/message" {
-            // Log messages carry no request id on a shared link: attribute them to the calls
-            // waiting for related traffic when those all have one owner.
-            if let Ok(Some(sink)) = Self::sole_owner(&calls) {
-                let _ = sink.notes.try_send(n);
-                return None;
-            }
         }
         Some(n)
     }

@@ -24,6 +24,111 @@ use super::{Call, ClientError, ClientEvent, ConnectOptions, ServerInfo, from_ini
 use crate::config::Transport;
 use crate::framing::{self, Inbound};
 
+/// The sandbox helper: the gateway's own binary (`portcullis __sandbox`), or
+/// `PORTCULLIS_SANDBOX_HELPER` (for a host program that is not `portcullis`).
+fn helper() -> std::path::PathBuf {
+    std::env::var_os("PORTCULLIS_SANDBOX_HELPER")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/proc/self/exe"))
+}
+
+/// The spec of a stdio upstream's sandbox (`Ok(None)`: `sandbox = false`), as the helper will
+/// apply it: for the connection, and for `portcullis doctor`.
+pub fn sandbox_spec(label: &str, transport: &Transport) -> Result<Option<portcullis_sandbox::Spec>, String> {
+    let Transport::Stdio {
+        command,
+        args,
+        env,
+        inherit_env,
+        cwd,
+        sandbox: Some(sb),
+    } = transport
+    else {
+        return Ok(None);
+    };
+    let gateway_cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    let user_home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let mut vars: Vec<(String, String)> = inherit_env
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+        .collect();
+    vars.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let cgroup = nix::unistd::geteuid()
+        .is_root()
+        .then(portcullis_sandbox::layers::limits::pids_root)
+        .flatten();
+    portcullis_sandbox::plan::build(&portcullis_sandbox::plan::Request {
+        name: label,
+        command,
+        args,
+        env: vars,
+        cwd: cwd.as_deref(),
+        gateway_cwd: &gateway_cwd,
+        path: &path,
+        user_home: user_home.as_deref(),
+        private: &sb.private,
+        fs_read: &sb.fs_read,
+        fs_write: &sb.fs_write,
+        network: sb.network,
+        limits: sb.limits,
+        optional: &sb.accept_weaker,
+        protected: &sb.protected,
+        cgroup,
+    })
+    .map(Some)
+    .map_err(|e| format!("sandbox: {e}"))
+}
+
+/// The helper (`portcullis __sandbox`) that applies `spec` and starts the upstream, handed the
+/// spec in a variable of an otherwise empty environment.
+pub fn helper_command(spec: &portcullis_sandbox::Spec) -> Result<Command, String> {
+    if !cfg!(target_os = "linux") {
+        return Err(
+            "stdio upstreams run sandboxed, and the sandbox needs Linux: set `sandbox = false` on this upstream to run it unconfined".into(),
+        );
+    }
+    let text = serde_json::to_string(spec).map_err(|e| format!("sandbox: {e}"))?;
+    let mut cmd = Command::new(helper());
+    cmd.arg(portcullis_sandbox::stage::STAGE1)
+        .env_clear()
+        .env(portcullis_sandbox::spec::SPEC_ENV, text);
+    Ok(cmd)
+}
+
+/// The last lines an upstream wrote to stderr, and its sandbox's report: why it died, when it
+/// dies before its handshake.
+#[derive(Debug, Default)]
+pub(crate) struct StderrTail {
+    lines: std::collections::VecDeque<String>,
+    /// The sandbox's report line, as the helper wrote it.
+    pub report: Option<String>,
+}
+
+impl StderrTail {
+    const KEPT: usize = 3;
+
+    fn push(&mut self, line: String) {
+        if let Some(r) = line.strip_prefix(portcullis_sandbox::report::LINE_PREFIX)
+            && self.report.is_none()
+            && r.contains("=active")
+        {
+            self.report = Some(r.to_owned());
+            return;
+        }
+        self.lines.push_back(line);
+        while self.lines.len() > Self::KEPT {
+            self.lines.pop_front();
+        }
+    }
+
+    /// The last lines, one string (scrubbed of secrets).
+    pub fn last(&self) -> String {
+        let joined = self.lines.iter().cloned().collect::<Vec<_>>().join(" | ");
+        String::from_utf8_lossy(&crate::redact::scrub(joined.as_bytes())).into_owned()
+    }
+}
+
 /// Gateway environment variables every stdio upstream inherits when set.
 pub const BASE_ENV: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR", "TZ", "SHELL",
@@ -80,6 +185,8 @@ impl Drop for ChildGuard {
 
 /// A running stdio server.
 pub(crate) struct StdioLink {
+    /// Its stderr's last lines and its sandbox's report.
+    pub tail: Arc<std::sync::Mutex<StderrTail>>,
     tx: mpsc::Sender<Vec<u8>>,
     registry: Arc<Registry>,
     closed: Arc<AtomicBool>,
@@ -99,22 +206,32 @@ impl StdioLink {
             env,
             inherit_env,
             cwd,
+            sandbox,
         } = transport
         else {
             return Err(ClientError::Connect("not a stdio transport".into()));
         };
-        let mut cmd = Command::new(command);
-        cmd.args(args)
-            .env_clear()
-            .envs(child_env(inherit_env, env))
-            .stdin(Stdio::piped())
+        let mut cmd = match sandbox {
+            Some(_) => {
+                let spec = sandbox_spec(&opts.label, transport)
+                    .map_err(ClientError::Connect)?
+                    .ok_or_else(|| ClientError::Connect("sandbox: no spec".into()))?;
+                helper_command(&spec).map_err(ClientError::Connect)?
+            }
+            None => {
+                let mut cmd = Command::new(command);
+                cmd.args(args).env_clear().envs(child_env(inherit_env, env));
+                if let Some(dir) = cwd {
+                    cmd.current_dir(dir);
+                }
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
-        if let Some(dir) = cwd {
-            cmd.current_dir(dir);
-        }
         let mut child = cmd
             .spawn()
             .map_err(|e| ClientError::Connect(format!("cannot start `{command}`: {e}")))?;
@@ -124,26 +241,33 @@ impl StdioLink {
             return Err(ClientError::Connect("child has no stdio pipes".into()));
         };
         let label = opts.label.clone();
-        spawn_stderr_logger(stderr, label.clone());
+        let tail = Arc::new(std::sync::Mutex::new(StderrTail::default()));
+        spawn_stderr_logger(stderr, label.clone(), tail.clone());
         let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
         framing::spawn_writer(stdin, rx);
         let (in_tx, in_rx) = mpsc::channel(1024);
         framing::spawn_reader(stdout, opts.limits, in_tx);
         let link = StdioLink {
+            tail: tail.clone(),
             tx,
             registry: Arc::new(Registry::default()),
             closed: Arc::new(AtomicBool::new(false)),
             child: Mutex::new(Some(ChildGuard { child, pgid })),
             label,
         };
-        link.spawn_dispatch(in_rx, events);
+        link.spawn_dispatch(in_rx, events, tail.clone());
         let server = tokio::time::timeout(opts.handshake_timeout, link.handshake(opts))
             .await
             .map_err(|_| ClientError::Handshake(format!("no handshake within {:?}", opts.handshake_timeout)))??;
         Ok((link, server))
     }
 
-    fn spawn_dispatch(&self, mut rx: mpsc::Receiver<Inbound>, events: broadcast::Sender<ClientEvent>) {
+    fn spawn_dispatch(
+        &self,
+        mut rx: mpsc::Receiver<Inbound>,
+        events: broadcast::Sender<ClientEvent>,
+        tail: Arc<std::sync::Mutex<StderrTail>>,
+    ) {
         let registry = self.registry.clone();
         let tx = self.tx.clone();
         let closed = self.closed.clone();
@@ -175,10 +299,18 @@ impl StdioLink {
                         tracing::warn!(upstream = %label, error = %e, "upstream sent a malformed frame");
                     }
                     Inbound::Closed(err) => {
-                        let reason = match err {
+                        // Give its last words (a sandbox refusing to start, a bad flag) a moment to
+                        // arrive: they are the reason.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let last = tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner).last();
+                        let mut reason = match err {
                             Some(e) => format!("upstream `{label}` output failed: {e}"),
                             None => format!("upstream `{label}` exited"),
                         };
+                        if !last.is_empty() {
+                            reason.push_str(": ");
+                            reason.push_str(&last);
+                        }
                         closed.store(true, Ordering::SeqCst);
                         registry.fail_all(&ErrorObject::new(code::UPSTREAM_UNAVAILABLE, reason.clone()));
                         let _ = events.send(ClientEvent::Closed(reason));
@@ -224,7 +356,20 @@ impl StdioLink {
 
     pub async fn call(&self, call: Call) -> Result<Response, ClientError> {
         if self.is_closed() {
-            return Err(ClientError::Closed(format!("upstream `{}` is not running", self.label)));
+            let last = self
+                .tail
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .last();
+            let why = if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {last}")
+            };
+            return Err(ClientError::Closed(format!(
+                "upstream `{}` is not running{why}",
+                self.label
+            )));
         }
         let id = self.registry.next_id();
         let mut params = call.params;
@@ -310,8 +455,11 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
-fn spawn_stderr_logger(stderr: tokio::process::ChildStderr, label: String) {
+fn spawn_stderr_logger(stderr: tokio::process::ChildStderr, label: String, tail: Arc<std::sync::Mutex<StderrTail>>) {
     const MAX_LINE: usize = 4096;
+    // A line is read a little past what is shown, and scrubbed before it is cut: a secret
+    // astride the cut is replaced whole, never shown in part.
+    const READ_LINE: usize = MAX_LINE + 1024;
     tokio::spawn(async move {
         let mut reader = BufReader::new(stderr);
         let mut line = Vec::with_capacity(256);
@@ -324,12 +472,25 @@ fn spawn_stderr_logger(stderr: tokio::process::ChildStderr, label: String) {
                 Some(i) => (buf.get(..i).unwrap_or_default(), Some(i + 1)),
                 None => (buf, None),
             };
-            let room = MAX_LINE.saturating_sub(line.len());
+            let room = READ_LINE.saturating_sub(line.len());
             line.extend_from_slice(chunk.get(..chunk.len().min(room)).unwrap_or_default());
             let consumed = ends_line.unwrap_or(buf.len());
             reader.consume(consumed);
             if ends_line.is_some() {
-                tracing::info!(target: "portcullis::upstream", upstream = %label, "{}", String::from_utf8_lossy(&line));
+                let scrubbed = crate::redact::scrub(&line);
+                let mut shown = String::from_utf8_lossy(&scrubbed).into_owned();
+                if shown.len() > MAX_LINE {
+                    let mut cut = MAX_LINE;
+                    while !shown.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    shown.truncate(cut);
+                    shown.push_str(" […]");
+                }
+                tracing::info!(target: "portcullis::upstream", upstream = %label, "{shown}");
+                tail.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(shown);
                 line.clear();
             }
         }
