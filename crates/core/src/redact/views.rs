@@ -25,11 +25,40 @@ fn hex4(b: &[u8]) -> Option<u32> {
     u32::from_str_radix(s, 16).ok()
 }
 
-/// The text with JSON string escapes decoded (`\uXXXX`, surrogate pairs, `\n`, `\"`, …);
-/// `None` when it has no `\u` escape (the plain JSON-escaped form of each secret is matched
-/// directly, so only `\u` mixes need a view).
+/// Whether a text has JSON escapes a view should decode: a `\u` escape, or an escaped
+/// backslash (JSON inside a JSON string; the plain JSON-escaped form of each secret is matched
+/// directly).
+fn has_escapes(text: &[u8]) -> bool {
+    text.windows(2)
+        .any(|w| w == b"\\u" || w == b"\\U" || w == b"\\\\")
+}
+
+/// The text with JSON string escapes decoded, twice over where the first decoding still
+/// holds escapes (a JSON document inside a JSON string); `None` when it has none.
 pub(super) fn json(text: &[u8]) -> Option<View> {
-    if !text.windows(2).any(|w| w == b"\\u" || w == b"\\U") {
+    let outer = json_once(text)?;
+    let Some(inner) = json_once(&outer.decoded) else {
+        return Some(outer);
+    };
+    // Map the inner view's spans through the outer one, back to the original text.
+    let origin = inner
+        .origin
+        .iter()
+        .map(|(s, e)| {
+            let start = outer.origin.get(*s).map_or(0, |o| o.0);
+            let end = outer.origin.get(e.saturating_sub(1)).map_or(start, |o| o.1);
+            (start, end)
+        })
+        .collect();
+    Some(View {
+        decoded: inner.decoded,
+        origin,
+    })
+}
+
+/// One level of JSON string escapes decoded (`\uXXXX`, surrogate pairs, `\n`, `\"`, …).
+fn json_once(text: &[u8]) -> Option<View> {
+    if !has_escapes(text) {
         return None;
     }
     let mut v = View::default();
@@ -133,6 +162,10 @@ mod tests {
         assert_eq!(v.origin.get(1), Some(&(1, 7)));
         assert_eq!(v.origin.get(2), Some(&(7, 19)));
         assert!(json(br#"no escapes \n here"#).is_none());
+        // JSON inside a JSON string: decoded twice, spans mapped to the original.
+        let v = json(br#"{\"k\": \"T\\u00f6k\"}"#).unwrap();
+        let decoded = String::from_utf8(v.decoded.clone()).unwrap();
+        assert!(decoded.contains("Tök"), "{decoded}");
     }
 
     #[test]
