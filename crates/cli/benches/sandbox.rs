@@ -112,8 +112,12 @@ async fn main() {
             c.shutdown().await;
         }
     }
-    let plain = McpClient::connect(&transport(&fixture, None), &options()).await.unwrap();
-    let boxed = McpClient::connect(&transport(&fixture, Some(sandbox)), &options()).await.unwrap();
+    let plain = McpClient::connect(&transport(&fixture, None), &options())
+        .await
+        .unwrap();
+    let boxed = McpClient::connect(&transport(&fixture, Some(sandbox)), &options())
+        .await
+        .unwrap();
     for c in [&plain, &boxed] {
         for _ in 0..200 {
             c.call(call()).await.unwrap();

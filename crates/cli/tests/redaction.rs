@@ -59,7 +59,12 @@ async fn a_secret_in_any_encoding_reaches_no_channel() {
     )
     .unwrap();
     let c = config.to_str().unwrap();
-    let (code, out, err) = run_portcullis(&["vault", "init", "--key-file", key.to_str().unwrap(), "--config", c], "", &[]).await;
+    let (code, out, err) = run_portcullis(
+        &["vault", "init", "--key-file", key.to_str().unwrap(), "--config", c],
+        "",
+        &[],
+    )
+    .await;
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = run_portcullis(&["vault", "set", "leak", "--config", c], &format!("{SECRET}\n"), &[]).await;
     assert_eq!(code, 0, "{out}{err}");
@@ -78,12 +83,22 @@ async fn a_secret_in_any_encoding_reaches_no_channel() {
     let listing = client.request("tools/list", json!({})).await;
     assert_clean("tools/list", &listing.body);
     assert!(listing.body.contains("key [redacted:leak]"), "{}", listing.body);
-    let r = client.request("tools/call", json!({"name": "raw__leaky", "arguments": {}})).await;
+    let r = client
+        .request("tools/call", json!({"name": "raw__leaky", "arguments": {}}))
+        .await;
     assert_clean("the result", &r.body);
-    assert_eq!(r.body.matches("[redacted:leak]").count(), 8, "seven encodings and the log: {}", r.body);
+    assert_eq!(
+        r.body.matches("[redacted:leak]").count(),
+        8,
+        "seven encodings and the log: {}",
+        r.body
+    );
     // The client sends the secret itself as an argument: the audit record holds it redacted.
     let r = client
-        .request("tools/call", json!({"name": "raw__echo_params", "arguments": {"key": SECRET}}))
+        .request(
+            "tools/call",
+            json!({"name": "raw__echo_params", "arguments": {"key": SECRET}}),
+        )
         .await;
     assert_clean("an echo", &r.body);
 
@@ -106,8 +121,16 @@ async fn a_secret_in_any_encoding_reaches_no_channel() {
         let p = f.unwrap().path();
         let bytes = std::fs::read(&p).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(!text.contains("k&n/42") && !text.contains("T\\u00f6k"), "{} holds the secret", p.display());
-        assert!(!contains(&bytes, SECRET.as_bytes()), "{} holds the secret", Path::new(&p).display());
+        assert!(
+            !text.contains("k&n/42") && !text.contains("T\\u00f6k"),
+            "{} holds the secret",
+            p.display()
+        );
+        assert!(
+            !contains(&bytes, SECRET.as_bytes()),
+            "{} holds the secret",
+            Path::new(&p).display()
+        );
     }
 }
 

@@ -29,8 +29,7 @@ fn hex4(b: &[u8]) -> Option<u32> {
 /// backslash (JSON inside a JSON string; the plain JSON-escaped form of each secret is matched
 /// directly).
 fn has_escapes(text: &[u8]) -> bool {
-    text.windows(2)
-        .any(|w| w == b"\\u" || w == b"\\U" || w == b"\\\\")
+    text.windows(2).any(|w| w == b"\\u" || w == b"\\U" || w == b"\\\\")
 }
 
 /// The text with JSON string escapes decoded, twice over where the first decoding still
