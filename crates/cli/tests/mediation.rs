@@ -528,3 +528,79 @@ async fn completion_values_are_observed() {
     let r = client.call("raw__send_message", json!({"to": "bob@example.com"})).await;
     assert_eq!(r["error"]["data"]["provenance"][0]["value"], "bob@example.com", "{r}");
 }
+
+fn everything() -> String {
+    format!(
+        "[upstreams.everything]\ncommand = {}\n\n[upstreams.everything.rate]\ncalls = 2\nwindow = \"1m\"\n",
+        toml_str(&peer_bin("mcp-server-everything").to_string_lossy())
+    )
+}
+
+/// Regression: resource subscriptions were never judged, and rate limits and suspended
+/// credentials applied to `tools/call` only. A subscription is judged as `subscribe`; every
+/// planned request counts against the upstream's limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_are_judged_and_every_planned_request_is_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.cedar");
+    std::fs::write(
+        &file,
+        r#"
+permit (principal, action, resource);
+@id("no-following")
+forbid (principal, action == Action::"subscribe", resource);
+"#,
+    )
+    .unwrap();
+    let gw = Served::start_config(
+        "data_dir = \"state\"",
+        &format!(
+            "[policy]\nprofile = \"none\"\nfiles = [{}]\n\n{}",
+            toml_str(&file.to_string_lossy()),
+            everything()
+        ),
+        &[],
+    )
+    .await;
+    gw.wait_for_tools(&["everything__"]).await;
+    let client = Legacy::connect(&gw.url).await;
+    let listed = client.request("resources/list", json!({})).await.response();
+    let uri = listed["result"]["resources"][0]["uri"].as_str().unwrap().to_owned();
+    let r = client
+        .request("resources/subscribe", json!({"uri": uri}))
+        .await
+        .response();
+    assert_eq!(r["error"]["code"], -31001, "{r}");
+    assert!(r.to_string().contains("no-following"), "{r}");
+    // Reads count against the upstream's limit of two calls a minute, like tool calls.
+    for _ in 0..2 {
+        let r = client.request("resources/read", json!({"uri": uri})).await.response();
+        assert!(r["result"].is_object(), "{r}");
+    }
+    let r = client.request("resources/read", json!({"uri": uri})).await.response();
+    assert_eq!(r["error"]["code"], -31005, "{r}");
+}
+
+/// Regression: a forwarded call that failed upstream (here: no answer within its timeout)
+/// left no completion record.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_that_fails_upstream_is_recorded_as_failed() {
+    let gw = served(
+        "permit (principal, action, resource);",
+        &raw_channels("call_timeout = \"1s\""),
+    )
+    .await;
+    let client = Legacy::connect(&gw.url).await;
+    let r = client.call("raw__sleep", json!({"seconds": 5})).await;
+    assert_eq!(r["error"]["code"], -31003, "{r}");
+    let records = audit_lines(&gw).await;
+    assert!(
+        records.iter().any(|l| l["record"]["kind"] == "completion"
+            && l["record"]["target"] == "sleep"
+            && l["record"]["outcome"] == "failed"
+            && l["record"]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("no response within"))),
+        "{records:?}"
+    );
+}
