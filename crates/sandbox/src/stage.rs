@@ -99,7 +99,7 @@ fn stage1() -> ! {
             },
         );
     }
-    let _group = if root && !spec.probe {
+    let group = if root && !spec.probe {
         match spec
             .cgroup
             .as_deref()
@@ -171,6 +171,8 @@ fn stage1() -> ! {
         .spawn()
         .unwrap_or_else(|e| die(&format!("cannot start the sandbox: {e}")));
     let code = reap_until(child.id());
+    // `exit` runs no destructors: leave and remove the pids cgroup first.
+    drop(group);
     std::process::exit(code)
 }
 

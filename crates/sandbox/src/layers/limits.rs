@@ -71,7 +71,11 @@ fn writable(dir: &Path) -> bool {
 /// Moves this process into a new pids cgroup under `root` capped at `max` (what it starts
 /// follows it).
 pub fn join_pids_group(root: &Path, name: &str, max: u64) -> Result<Group, LimitError> {
-    let dir = root.join(format!("portcullis-{name}-{}", std::process::id()));
+    sweep(root);
+    let mut salt = [0u8; 4];
+    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut salt));
+    let salt: String = salt.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = root.join(format!("portcullis-{name}-{}-{salt}", std::process::id()));
     std::fs::create_dir(&dir)
         .map_err(|e| LimitError(format!("cannot make a pids cgroup at {}: {e}", dir.display())))?;
     let group = Group {
@@ -83,4 +87,41 @@ pub fn join_pids_group(root: &Path, name: &str, max: u64) -> Result<Group, Limit
     std::fs::write(group.dir.join("cgroup.procs"), std::process::id().to_string())
         .map_err(|e| LimitError(format!("cannot join the pids cgroup: {e}")))?;
     Ok(group)
+}
+
+/// Removes the empty groups sandboxes killed outright left behind (a killed helper cannot
+/// remove its own). Only groups whose helper is gone: a live helper may have made its group
+/// and not joined it yet.
+fn sweep(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.filter_map(Result::ok) {
+        let p = e.path();
+        let Some(helper) = p.file_name().and_then(|n| n.to_str()).and_then(helper_pid) else {
+            continue;
+        };
+        let gone = !Path::new(&format!("/proc/{helper}")).exists();
+        if gone && std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|procs| procs.trim().is_empty()) {
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
+}
+
+/// The helper's pid in a group name `portcullis-{name}-{pid}-{salt}`.
+fn helper_pid(group: &str) -> Option<u32> {
+    let rest = group.strip_prefix("portcullis-")?;
+    let mut parts = rest.rsplit('-');
+    let _salt = parts.next()?;
+    parts.next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::helper_pid;
+
+    #[test]
+    fn group_names_give_their_helper() {
+        assert_eq!(helper_pid("portcullis-mail-box-4242-0a1b2c3d"), Some(4242));
+        assert_eq!(helper_pid("portcullis-4242"), None);
+        assert_eq!(helper_pid("other-mail-4242-00"), None);
+    }
 }
