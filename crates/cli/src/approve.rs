@@ -21,6 +21,10 @@ pub struct ListArgs {
     /// JSON lines instead of a table.
     #[arg(long)]
     json: bool,
+    /// Every argument in full, pretty-printed (long values are otherwise shortened to a
+    /// digest).
+    #[arg(long)]
+    full: bool,
 }
 
 /// Arguments of `portcullis approve`.
@@ -95,19 +99,24 @@ pub async fn list(args: ListArgs) -> ExitCode {
         } else {
             a.state.as_str()
         };
+        let arguments = if args.full {
+            full_arguments(a)
+        } else {
+            a.arguments.as_str()
+        };
         if args.json {
             outln!(
                 "{}",
                 serde_json::json!({
                     "id": a.id, "state": state, "principal": a.principal, "client": a.client,
                     "upstream": a.upstream, "tool": a.tool,
-                    "arguments": serde_json::from_str::<serde_json::Value>(&a.arguments).unwrap_or_default(),
+                    "arguments": serde_json::from_str::<serde_json::Value>(arguments).unwrap_or_default(),
                     "reason": a.reason, "created": when(a.created_ms), "expires": when(a.expires_ms),
-                    "decidedBy": a.decided_by, "note": a.note,
+                    "decidedBy": a.decided_by, "note": a.note, "operatorOnly": a.operator_only,
                 })
             );
         } else {
-            show(a, state);
+            show(a, state, args.full);
         }
     }
     if rows.is_empty() && !args.json {
@@ -116,15 +125,36 @@ pub async fn list(args: ListArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn show(a: &Approval, state: &str) {
+/// The arguments in full where recorded (approvals from before they were kept: the digest).
+fn full_arguments(a: &Approval) -> &str {
+    if a.arguments_full.is_empty() {
+        &a.arguments
+    } else {
+        &a.arguments_full
+    }
+}
+
+fn show(a: &Approval, state: &str, full: bool) {
     outln!(
-        "{}  {state}  {} via {}  asked {}",
+        "{}  {state}  {} via {}  asked {}{}",
         a.id,
         a.principal,
         a.client,
-        when(a.created_ms)
+        when(a.created_ms),
+        if a.operator_only { "  (operator only)" } else { "" }
     );
-    outln!("    call   {}.{} {}", a.upstream, a.tool, a.arguments);
+    if full {
+        let pretty = serde_json::from_str::<serde_json::Value>(full_arguments(a))
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| full_arguments(a).to_owned());
+        outln!("    call   {}.{}", a.upstream, a.tool);
+        for line in pretty.lines() {
+            outln!("           {line}");
+        }
+    } else {
+        outln!("    call   {}.{} {}", a.upstream, a.tool, a.arguments);
+    }
     outln!("    why    {}", a.reason);
     if let Some(by) = &a.decided_by {
         outln!(

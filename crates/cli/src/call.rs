@@ -2,6 +2,7 @@
 //! an MCP server with the same client code the gateway uses toward its upstreams.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,6 +18,8 @@ use portcullis_gateway::upstream::client::{Call, CallSink, ClientMeta, ConnectOp
 use serde_json::{Map, Value, json};
 
 use crate::{EX_UNAVAILABLE, EX_USAGE};
+
+mod form;
 
 /// Arguments of `portcullis call`.
 #[derive(Args, Debug)]
@@ -41,6 +44,9 @@ pub struct CallArgs {
     /// How long to wait for the result (and for upstreams to start).
     #[arg(long, default_value = "120s", value_parser = crate::parse_duration)]
     timeout: Duration,
+    /// How to answer a server's elicitation forms (with `--url`).
+    #[arg(long, value_enum, default_value_t = Elicit::Ask)]
+    elicitation: Elicit,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -152,31 +158,73 @@ fn parse_headers(raw: &[String]) -> Result<BTreeMap<String, String>, String> {
         .collect()
 }
 
-/// Answers what a server asks of this command-line client: elicitation forms are accepted
-/// with their schema defaults (no human is there to fill them in), nothing else is supported.
-pub fn answer_locally(method: &str, params: Option<&Value>) -> Outcome {
-    match method {
-        "elicitation/create" => {
-            let schema = params.and_then(|p| p.get("requestedSchema"));
-            let content: Map<String, Value> = schema
-                .and_then(|s| s.get("properties"))
-                .and_then(Value::as_object)
-                .map(|props| {
-                    props
-                        .iter()
-                        .filter_map(|(k, p)| p.get("default").map(|d| (k.clone(), d.clone())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            Outcome::Result(
-                serde_json::value::to_raw_value(&json!({"action": "accept", "content": content})).unwrap_or_default(),
-            )
+/// How `portcullis call` answers an elicitation form.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Elicit {
+    /// A person answers on the terminal; without a terminal every form is declined.
+    #[default]
+    Ask,
+    /// Every form is accepted with its schema defaults, unattended (a test harness's choice:
+    /// a gateway's approval question has no default and declines such an answer).
+    Defaults,
+    /// Every form is declined.
+    Decline,
+}
+
+/// Answers what a server asks of this command-line client. Only elicitation is supported;
+/// nobody at a terminal means a decline, never a silent accept.
+pub fn answer_locally(mode: Elicit, method: &str, params: Option<&Value>) -> Outcome {
+    let answer = match method {
+        "elicitation/create" => match mode {
+            Elicit::Defaults => json!({"action": "accept", "content": defaults_of(params)}),
+            Elicit::Decline => json!({"action": "decline"}),
+            Elicit::Ask if std::io::stdin().is_terminal() => form::ask(params),
+            Elicit::Ask => {
+                eprintln!("portcullis call: the server asked for input and no terminal is here to answer; declined");
+                json!({"action": "decline"})
+            }
+        },
+        other => {
+            return Outcome::Error(portcullis_core::ErrorObject::new(
+                portcullis_core::jsonrpc::code::METHOD_NOT_FOUND,
+                format!("`portcullis call` cannot answer `{other}`"),
+            ));
         }
-        other => Outcome::Error(portcullis_core::ErrorObject::new(
-            portcullis_core::jsonrpc::code::METHOD_NOT_FOUND,
-            format!("`portcullis call` cannot answer `{other}`"),
+    };
+    match serde_json::value::to_raw_value(&answer) {
+        Ok(raw) => Outcome::Result(raw),
+        Err(e) => Outcome::Error(portcullis_core::ErrorObject::new(
+            portcullis_core::jsonrpc::code::INTERNAL_ERROR,
+            format!("cannot encode the answer: {e}"),
         )),
     }
+}
+
+/// Answers on a blocking thread (a terminal read must not stall the runtime).
+async fn answer(mode: Elicit, method: String, params: Option<Value>) -> Outcome {
+    tokio::task::spawn_blocking(move || answer_locally(mode, &method, params.as_ref()))
+        .await
+        .unwrap_or_else(|e| {
+            Outcome::Error(portcullis_core::ErrorObject::new(
+                portcullis_core::jsonrpc::code::INTERNAL_ERROR,
+                format!("the answer failed: {e}"),
+            ))
+        })
+}
+
+/// The schema's defaults, as a form filled in by nobody.
+fn defaults_of(params: Option<&Value>) -> Map<String, Value> {
+    params
+        .and_then(|p| p.get("requestedSchema"))
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .map(|props| {
+            props
+                .iter()
+                .filter_map(|(k, p)| p.get("default").map(|d| (k.clone(), d.clone())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What this client declares.
@@ -216,7 +264,7 @@ async fn direct(args: &CallArgs, url: &str, arguments: Value) -> ExitCode {
         }
     };
     let code = match &args.tool {
-        Some(tool) => match call_tool(&client, tool, arguments, args.timeout).await {
+        Some(tool) => match call_tool(&client, tool, arguments, args.timeout, args.elicitation).await {
             Ok(resp) => print_result(&resp),
             Err(e) => {
                 eprintln!("portcullis call: {e}");
@@ -278,13 +326,14 @@ async fn list_tools(client: &McpClient, timeout: Duration) -> Result<Vec<Value>,
 }
 
 /// Calls a tool: lists tools first (so `x-mcp-header` annotations are known), relays
-/// server-to-client requests to [`answer_locally`], and retries `input_required` results with
+/// server-to-client requests to [`answer_locally`] (answered as `mode` says), and retries `input_required` results with
 /// the answers, echoing `requestState`.
 pub async fn call_tool(
     client: &McpClient,
     tool: &str,
     arguments: Value,
     timeout: Duration,
+    mode: Elicit,
 ) -> Result<Response, String> {
     let _ = client
         .call(Call {
@@ -296,7 +345,7 @@ pub async fn call_tool(
     let _ = params.insert("name", tool);
     let _ = params.insert("arguments", &arguments);
     for _ in 0..16 {
-        let resp = call_relaying(client, "tools/call", params.clone(), timeout).await?;
+        let resp = call_relaying(client, "tools/call", params.clone(), timeout, mode).await?;
         let Outcome::Result(raw) = &resp.outcome else {
             return Ok(resp);
         };
@@ -308,7 +357,7 @@ pub async fn call_tool(
         if let Some(reqs) = v.get("inputRequests").and_then(Value::as_object) {
             for (key, req) in reqs {
                 let method = req.get("method").and_then(Value::as_str).unwrap_or_default();
-                if let Outcome::Result(r) = answer_locally(method, req.get("params")) {
+                if let Outcome::Result(r) = answer(mode, method.to_owned(), req.get("params").cloned()).await {
                     answers.insert(key.clone(), serde_json::from_str(r.get()).unwrap_or(Value::Null));
                 }
             }
@@ -339,6 +388,7 @@ async fn call_relaying(
     method: &str,
     params: Params,
     timeout: Duration,
+    mode: Elicit,
 ) -> Result<Response, String> {
     let (sink, mut notes_rx, mut req_rx) = CallSink::bounded(None);
     let call = Call {
@@ -356,7 +406,7 @@ async fn call_relaying(
             Some(n) = notes_rx.recv() => eprintln!("{}", String::from_utf8_lossy(&Message::from(n).to_vec())),
             Some(sr) = req_rx.recv() => {
                 let params = sr.request.params.as_ref().map(Params::to_value);
-                let _ = sr.reply.send(answer_locally(&sr.request.method, params.as_ref()));
+                let _ = sr.reply.send(answer(mode, sr.request.method.clone(), params).await);
             }
         }
     }

@@ -1,12 +1,19 @@
 //! `portcullis policy`: `validate` checks the configured policy files against the schema;
 //! `check` shows the decision (and the deciding policies) for one call, reading the tool's
-//! effect from config or from its upstream's annotations as the gateway would.
+//! effect from config or from its upstream's annotations as the gateway would; with
+//! `--after-untrusted` it judges the call in a session that has read untrusted output, so the
+//! flow rule's hold is explained as well.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
+use portcullis_core::label::Label;
+use portcullis_core::provenance::{ProvenanceIndex, Source};
+use portcullis_gateway::dispatch::Explained;
+use portcullis_gateway::error::GatewayError;
+use portcullis_gateway::guard::judge::Snapshot;
 use portcullis_gateway::state::pins::PinMode;
 use portcullis_policy::{Outcome, Principal};
 use serde_json::Value;
@@ -47,6 +54,14 @@ pub struct CheckArgs {
     /// How long to wait for upstreams to list their tools.
     #[arg(long, default_value = "60s", value_parser = crate::parse_duration)]
     wait: Duration,
+    /// Judge the call in a session that has already read untrusted output of this origin
+    /// (e.g. `mail__fetch_message`): the flow rule's decision is explained too.
+    #[arg(long, value_name = "ORIGIN")]
+    after_untrusted: Option<String>,
+    /// A text that untrusted output carried (repeatable; with `--after-untrusted`): argument
+    /// values found in it are traced back to it, as the gateway would.
+    #[arg(long = "untrusted-text", value_name = "TEXT", requires = "after_untrusted")]
+    untrusted_texts: Vec<String>,
 }
 
 /// Runs the command.
@@ -83,9 +98,15 @@ async fn check(args: CheckArgs) -> ExitCode {
         user: args.principal,
         client: args.client,
     };
-    let explained = gw.explain_call(&principal, &args.tool, &arguments, &Default::default());
+    let session = session_of(args.after_untrusted.as_deref(), &args.untrusted_texts, &arguments);
+    let explained = gw.explain_call(&principal, &args.tool, &arguments, &session);
     gw.stop().await;
-    let Some((tool, decision)) = explained else {
+    let Some(Explained {
+        tool,
+        decision,
+        verdict,
+    }) = explained
+    else {
         eprintln!("portcullis policy check: no upstream lists a tool `{}`", args.tool);
         return ExitCode::from(EX_UNAVAILABLE);
     };
@@ -113,9 +134,39 @@ async fn check(args: CheckArgs) -> ExitCode {
     for e in &decision.errors {
         outln!("error:    {e}");
     }
-    match decision.outcome {
-        Outcome::Permit => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
+    if args.after_untrusted.is_some() {
+        match &verdict {
+            Ok(()) => outln!("flow:     goes ahead (the session's untrusted content does not hold this call)"),
+            Err(e @ GatewayError::Flow { .. }) => outln!("flow:     held for a person's approval: {e}"),
+            Err(_) => outln!("flow:     not reached (policy decided first)"),
+        }
+    }
+    match verdict {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+/// A session that has read untrusted output of `origin` carrying `texts` (none: a fresh,
+/// trusted session), as the gateway's taint tracking would hold it.
+fn session_of(origin: Option<&str>, texts: &[String], arguments: &Value) -> Snapshot {
+    let Some(origin) = origin else {
+        return Snapshot::default();
+    };
+    let at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let mut index = ProvenanceIndex::new(1 << 16);
+    for t in texts {
+        index.observe(t, true, origin, at);
+    }
+    Snapshot {
+        label: Label::UNTRUSTED,
+        first_untrusted: Some(Source {
+            origin: origin.to_owned(),
+            at_unix: at,
+        }),
+        hits: index.lookup_arguments(arguments),
     }
 }
 

@@ -24,10 +24,19 @@ use tokio::io::AsyncWriteExt as _;
 /// Sends need a person's approval; everything else is permitted.
 const POLICY: &str = SENDS_NEED_APPROVAL;
 
-/// Tables for a gateway whose sends need approval, on `state`.
-fn tables(dir: &Path, timeout: &str) -> String {
+/// Sends need an operator's approval (never a client's); everything else is permitted.
+const OPERATOR_POLICY: &str = r#"
+@id("everything-else")
+permit (principal, action, resource) when { resource.name != "send_message" };
+
+@id("sends-need-an-operator")
+@approval("operator")
+permit (principal, action == Action::"call_tool", resource) when { resource.name == "send_message" };
+"#;
+
+fn tables_with(dir: &Path, timeout: &str, policy_text: &str) -> String {
     let policy = dir.join("approval.cedar");
-    std::fs::write(&policy, POLICY).unwrap();
+    std::fs::write(&policy, policy_text).unwrap();
     format!(
         "[policy]\nprofile = \"none\"\nfiles = [{}]\n\n[approvals]\ntimeout = \"{timeout}\"\n\n{}",
         toml_str(&policy.to_string_lossy()),
@@ -36,13 +45,17 @@ fn tables(dir: &Path, timeout: &str) -> String {
 }
 
 fn config_file(dir: &Path, timeout: &str) -> String {
+    config_file_with(dir, timeout, POLICY)
+}
+
+fn config_file_with(dir: &Path, timeout: &str, policy: &str) -> String {
     let path = dir.join("portcullis.toml");
     std::fs::write(
         &path,
         format!(
             "[gateway]\ndata_dir = {}\n\n{}",
             toml_str(&dir.join("state").to_string_lossy()),
-            tables(dir, timeout)
+            tables_with(dir, timeout, policy)
         ),
     )
     .unwrap();
@@ -50,9 +63,13 @@ fn config_file(dir: &Path, timeout: &str) -> String {
 }
 
 async fn serve(dir: &Path, timeout: &str) -> Served {
+    serve_with(dir, timeout, POLICY).await
+}
+
+async fn serve_with(dir: &Path, timeout: &str, policy: &str) -> Served {
     let gw = Served::start_config(
         &format!("data_dir = {}", toml_str(&dir.join("state").to_string_lossy())),
-        &tables(dir, timeout),
+        &tables_with(dir, timeout, policy),
         &[],
     )
     .await;
@@ -267,11 +284,13 @@ async fn a_client_that_can_elicit_is_asked_in_its_own_ui() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // Each call is asked about in the client: the first declined with a reason, the second
-    // accepted.
+    // Each call is asked about in the client: the first declined with a reason; the second
+    // accepted the way a client that accepts every form with its defaults would (nobody
+    // chose: a decline); the third with a person's explicit choice.
     for (answer, expect_ok) in [
         (json!({"action": "decline", "content": {"reason": "looks odd"}}), false),
-        (json!({"action": "accept", "content": {}}), true),
+        (json!({"action": "accept", "content": {}}), false),
+        (json!({"action": "accept", "content": {"decision": "approve"}}), true),
     ] {
         let id = next;
         next += 1;
@@ -291,6 +310,10 @@ async fn a_client_that_can_elicit_is_asked_in_its_own_ui() {
                     text.contains("send_message") && text.contains("frank@example.com"),
                     "{text}"
                 );
+                // One required choice, no default to accept blindly.
+                let schema = &v["params"]["requestedSchema"];
+                assert_eq!(schema["required"], json!(["decision"]), "{v}");
+                assert!(!schema.to_string().contains("default"), "{v}");
                 let reply = json!({"jsonrpc": "2.0", "id": v["id"], "result": answer});
                 stdin.write_all(format!("{reply}\n").as_bytes()).await.unwrap();
             } else if v["id"] == id {
@@ -304,7 +327,12 @@ async fn a_client_that_can_elicit_is_asked_in_its_own_ui() {
             );
         } else {
             let e = &response["error"];
-            assert!(e["message"].as_str().unwrap().contains("looks odd"), "{response}");
+            let why = if answer["action"] == "decline" {
+                "looks odd"
+            } else {
+                "without a decision"
+            };
+            assert!(e["message"].as_str().unwrap().contains(why), "{response}");
             assert_eq!(e["data"]["approval"]["decidedBy"], "client:ide", "{response}");
         }
     }
@@ -353,8 +381,7 @@ async fn a_modern_client_is_asked_through_an_input_required_round() {
     assert_eq!(pending(&config).await.len(), 1);
 
     // The retry with the person's yes: the call goes through, and the approval is spent.
-    let yes =
-        json!({"requestState": state, "inputResponses": {"portcullis_approval": {"action": "accept", "content": {}}}});
+    let yes = json!({"requestState": state, "inputResponses": {"portcullis_approval": {"action": "accept", "content": {"decision": "approve"}}}});
     let r = modern_call(&gw.url, "hank@example.com", yes.clone()).await;
     assert_eq!(r["result"]["content"][0]["text"], "sent to hank@example.com", "{r}");
     let r = modern_call(&gw.url, "hank@example.com", yes).await;
@@ -368,6 +395,17 @@ async fn a_modern_client_is_asked_through_an_input_required_round() {
     let r = modern_call(&gw.url, "mallory@evil.test", forged).await;
     assert!(r["error"]["message"].as_str().unwrap().contains("requestState"), "{r}");
 
+    // An accept with the form's defaults (there are none) is nobody's yes: refused.
+    let r = modern_call(&gw.url, "judy@example.com", json!({})).await;
+    let state = r["result"]["requestState"].as_str().unwrap().to_owned();
+    let blind =
+        json!({"requestState": state, "inputResponses": {"portcullis_approval": {"action": "accept", "content": {}}}});
+    let r = modern_call(&gw.url, "judy@example.com", blind).await;
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("without a decision"),
+        "{r}"
+    );
+
     // A no, with its reason.
     let r = modern_call(&gw.url, "ivan@example.com", json!({})).await;
     let state = r["result"]["requestState"].as_str().unwrap().to_owned();
@@ -375,4 +413,222 @@ async fn a_modern_client_is_asked_through_an_input_required_round() {
     let r = modern_call(&gw.url, "ivan@example.com", no).await;
     assert!(r["error"]["message"].as_str().unwrap().contains("nope"), "{r}");
     assert_eq!(r["error"]["data"]["approval"]["decidedBy"], "client:modern-ide", "{r}");
+}
+
+/// A stdio client, initialized with `capabilities`, whose tool list has loaded; the next
+/// request id to use.
+async fn stdio_client(
+    config: &str,
+    capabilities: Value,
+) -> (
+    tokio::process::Child,
+    tokio::process::ChildStdin,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    u64,
+) {
+    let (child, mut stdin, mut lines) =
+        spawn_stdio(portcullis().to_str().unwrap(), &["stdio", "--config", config], &[]);
+    let init = stdio_call(
+        &mut stdin,
+        &mut lines,
+        0,
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "ide", "version": "1"}}),
+    )
+    .await;
+    assert!(init["result"].is_object(), "{init}");
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut next = 1;
+    loop {
+        let r = stdio_call(&mut stdin, &mut lines, next, "tools/list", json!({})).await;
+        next += 1;
+        if r.to_string().contains("raw__send_message") {
+            return (child, stdin, lines, next);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Sends `tools/call raw__send_message` to `to` with request id `id` over stdio.
+async fn stdio_send(stdin: &mut tokio::process::ChildStdin, id: u64, to: &str) {
+    let msg = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": "raw__send_message", "arguments": {"to": to}}});
+    stdin.write_all(format!("{msg}\n").as_bytes()).await.unwrap();
+}
+
+/// The next line from the gateway, if one comes within `wait`.
+async fn next_line(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    wait: Duration,
+) -> Option<Value> {
+    match tokio::time::timeout(wait, lines.next_line()).await {
+        Ok(Ok(Some(line))) => Some(serde_json::from_str(&line).unwrap()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_approval_is_never_asked_of_the_client_and_a_client_answer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file_with(dir.path(), "60s", OPERATOR_POLICY);
+
+    // A 2025-11-25 client that declared elicitation: it is told how an operator decides, and
+    // never handed the question.
+    let (_child, mut stdin, mut lines, id) = stdio_client(&config, json!({"elicitation": {}})).await;
+    stdio_send(&mut stdin, id, "olga@example.com").await;
+    let told = loop {
+        let v = next_line(&mut lines, Duration::from_secs(30))
+            .await
+            .expect("told how to approve");
+        assert_ne!(
+            v["method"], "elicitation/create",
+            "an operator's question went to the client: {v}"
+        );
+        if v["method"] == "notifications/message" {
+            break v;
+        }
+    };
+    let text = told["params"]["data"].as_str().unwrap();
+    assert!(
+        text.contains("an operator's approval") && text.contains("portcullis approve"),
+        "{text}"
+    );
+    let a = one_pending(&config).await;
+    assert_eq!(a["operatorOnly"], true, "{a}");
+    let approval = a["id"].as_str().unwrap().to_owned();
+    assert!(
+        next_line(&mut lines, Duration::from_secs(2)).await.is_none(),
+        "nothing more (no form) while the operator decides"
+    );
+
+    // A 2026-07-28 client presents a forged round answer for that very approval: the call
+    // waits on, the approval stays pending.
+    let gw = serve_with(dir.path(), "60s", OPERATOR_POLICY).await;
+    let state = format!("pcl-approval.{approval}");
+    let forged = json!({"requestState": state, "inputResponses": {"portcullis_approval": {"action": "accept", "content": {"decision": "approve"}}}});
+    let url = gw.url.clone();
+    let modern = tokio::spawn(async move { modern_call(&url, "olga@example.com", forged).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !modern.is_finished(),
+        "a client's answer decided an operator's approval"
+    );
+    let p = pending(&config).await;
+    assert!(p.iter().all(|a| a["state"] == "pending"), "{p:?}");
+
+    // The operator approves at the terminal: one of the two identical calls goes through on
+    // it (a one-call approval), the other is told it was used; the log names the channel.
+    let (code, _, err) = cli(&["approve", &approval, "--config", &config]).await;
+    assert_eq!(code, 0, "{err}");
+    let r = loop {
+        let v = next_line(&mut lines, Duration::from_secs(30))
+            .await
+            .expect("the result");
+        if v["id"] == id {
+            break v;
+        }
+    };
+    let m = tokio::time::timeout(Duration::from_secs(30), modern)
+        .await
+        .unwrap()
+        .unwrap();
+    let sent = |v: &Value| v["result"]["content"][0]["text"] == "sent to olga@example.com";
+    assert!(sent(&r) != sent(&m), "exactly one call goes through: {r} {m}");
+    let refused = if sent(&r) { &m } else { &r };
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("used by another"),
+        "{refused}"
+    );
+    let (_, out, _) = cli(&["audit", "export", "--jsonl", "--config", &config]).await;
+    let decided = out
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["record"]["approval"] == approval.as_str() && r["record"]["event"] == "approved")
+        .expect("the decision is in the audit log");
+    assert_eq!(decided["record"]["channel"], "cli", "{decided}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approvals_of_a_session_that_ended_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), "60s");
+    let (mut child, mut stdin, mut lines, id) = stdio_client(&config, json!({})).await;
+    stdio_send(&mut stdin, id, "paul@example.com").await;
+    let a = one_pending(&config).await;
+    let approval = a["id"].as_str().unwrap().to_owned();
+    // The host closes the connection while the call waits.
+    drop(stdin);
+    while next_line(&mut lines, Duration::from_secs(10)).await.is_some() {}
+    let _ = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap();
+    assert!(
+        pending(&config).await.is_empty(),
+        "a dead session's approval is still pending"
+    );
+    let (_, all, _) = cli(&["approvals", "--all", "--json", "--config", &config]).await;
+    let row: Value = all
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["id"] == approval.as_str())
+        .unwrap();
+    assert_eq!(row["state"], "expired", "{row}");
+    // Approving it now changes nothing.
+    let (code, _, err) = cli(&["approve", &approval, "--config", &config]).await;
+    assert_eq!(code, 64, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_person_sees_every_argument_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), "60s");
+    let gw = serve(dir.path(), "60s").await;
+    // A long value: the list shows its digest, `--full` and the question show the text.
+    let long = format!("quentin@example.com {}", "x".repeat(2000));
+    let call = send(&gw, &long);
+    let a = one_pending(&config).await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    assert!(!a["arguments"]["to"].as_str().unwrap().contains("xxxx"), "{a}");
+    let (code, out, err) = cli(&["approvals", "--full", "--config", &config]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&long), "{out}");
+    let (_, out, _) = cli(&["approvals", "--full", "--json", "--config", &config]).await;
+    let row: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(row["arguments"]["to"], long.as_str());
+    cli(&["deny", &id, "--config", &config]).await;
+    assert!(call.await.unwrap()["error"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn portcullis_call_never_approves_for_a_person() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), "60s");
+    let gw = serve(dir.path(), "60s").await;
+    // No terminal: the question is declined. Accepting the form's defaults is no decision.
+    for (mode, why) in [("ask", "declined in the client"), ("defaults", "without a decision")] {
+        let (code, out, err) = cli(&[
+            "call",
+            "--url",
+            &gw.url,
+            "--era",
+            "modern",
+            "--elicitation",
+            mode,
+            "raw__send_message",
+            "--args",
+            r#"{"to": "rita@example.com"}"#,
+        ])
+        .await;
+        assert_ne!(code, 0, "{out}");
+        assert!(err.contains(why), "{mode}: {err}");
+    }
+    assert!(pending(&config).await.is_empty());
 }

@@ -129,10 +129,24 @@ pub enum GatewayError {
         policies: Vec<String>,
         /// Whether a person's approval would have permitted it.
         approval: bool,
+        /// Whether only an operator (terminal, admin page) may give it.
+        operator: bool,
     },
 }
 
 impl GatewayError {
+    /// Whether only an operator may approve it (`@approval("operator")`; the cause of a
+    /// refusal that waited).
+    pub fn operator_only(&self) -> bool {
+        match self {
+            GatewayError::Denied { operator, .. } => *operator,
+            GatewayError::NotApproved { cause, .. } | GatewayError::ApprovalTimedOut { cause, .. } => {
+                cause.operator_only()
+            }
+            _ => false,
+        }
+    }
+
     /// Whether a person's approval would let the call through (policy's `@approval`, the flow
     /// rule).
     pub fn needs_approval(&self) -> bool {
@@ -225,12 +239,18 @@ impl GatewayError {
                 json!({ "id": id, "state": "timed_out", "waitedSeconds": after.as_secs() }),
             ),
             GatewayError::Approvals(_) => ErrorObject::new(code::INTERNAL_ERROR, msg),
-            GatewayError::Denied { policies, approval, .. } => ErrorObject::with_data(
+            GatewayError::Denied {
+                policies,
+                approval,
+                operator,
+                ..
+            } => ErrorObject::with_data(
                 code::GATEWAY_DENIED,
                 msg,
                 &json!({
                     "outcome": if *approval { "needs_approval" } else { "forbid" },
                     "policies": policies,
+                    "approver": if *operator { "operator" } else { "person" },
                 }),
             ),
         }

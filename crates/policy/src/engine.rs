@@ -17,6 +17,7 @@ use crate::{Action, Decision, Outcome, PolicyError, Principal, Profile, Provenan
 #[derive(Debug, Clone)]
 struct Note {
     approval: bool,
+    operator: bool,
     flow: bool,
     reason: Option<String>,
 }
@@ -75,7 +76,8 @@ impl PolicyEngine {
             .policies()
             .map(|p| {
                 let note = Note {
-                    approval: p.annotation(APPROVAL) == Some("required"),
+                    approval: matches!(p.annotation(APPROVAL), Some("required" | "operator")),
+                    operator: p.annotation(APPROVAL) == Some("operator"),
                     flow: p.annotation(FLOW) == Some("allow"),
                     reason: p.annotation(REASON).map(str::to_owned),
                 };
@@ -103,6 +105,7 @@ impl PolicyEngine {
                     policies: Vec::new(),
                     reason: format!("denied: the request could not be evaluated: {error}"),
                     errors: vec![error],
+                    operator: false,
                 };
             }
         };
@@ -129,6 +132,7 @@ impl PolicyEngine {
                 policies,
                 reason: format!("denied: policy `{id}` could not be evaluated ({message})"),
                 errors: errors.into_iter().map(|(_, message)| message).collect(),
+                operator: false,
             };
         }
         match response.decision() {
@@ -140,6 +144,7 @@ impl PolicyEngine {
                     req.action, req.tool.name, req.tool.upstream, req.principal.user
                 ),
                 errors: Vec::new(),
+                operator: false,
             },
             CedarDecision::Deny => self.explained(Outcome::Forbid, "forbidden by", &decided),
             CedarDecision::Allow => {
@@ -151,7 +156,11 @@ impl PolicyEngine {
                 if approvals.is_empty() {
                     self.explained(Outcome::Permit, "permitted by", &decided)
                 } else {
-                    self.explained(Outcome::NeedsApproval, "needs approval under", &approvals)
+                    let mut d = self.explained(Outcome::NeedsApproval, "needs approval under", &approvals);
+                    d.operator = approvals
+                        .iter()
+                        .any(|id| self.notes.get(*id).is_some_and(|n| n.operator));
+                    d
                 }
             }
         }
@@ -246,6 +255,7 @@ impl PolicyEngine {
             policies: ids.iter().map(ToString::to_string).collect(),
             reason,
             errors: Vec::new(),
+            operator: false,
         }
     }
 }

@@ -12,7 +12,9 @@ use crate::error::{Problem, first_span, problem};
 
 /// The annotation naming a policy.
 pub(crate) const ID: &str = "id";
-/// The annotation asking for a person's approval; its only value is `required`.
+/// The annotation asking for a person's approval: `required` (a person, in the client's UI
+/// or at a terminal or the admin page), or `operator` (at a terminal or the admin page only:
+/// never through the client).
 pub(crate) const APPROVAL: &str = "approval";
 /// The annotation saying why, in words for the client.
 pub(crate) const REASON: &str = "reason";
@@ -135,10 +137,10 @@ fn annotation_problem(id: &str, policy: &Policy) -> Option<String> {
     }
     match policy.annotation(APPROVAL) {
         None => None,
-        Some("required") if policy.effect() == CedarEffect::Permit => None,
-        Some("required") => Some(format!("policy `{id}`: `@approval` applies only to `permit` policies")),
+        Some("required" | "operator") if policy.effect() == CedarEffect::Permit => None,
+        Some("required" | "operator") => Some(format!("policy `{id}`: `@approval` applies only to `permit` policies")),
         Some(other) => Some(format!(
-            "policy `{id}`: unknown `@approval(\"{other}\")`: the only value is `\"required\"`"
+            "policy `{id}`: unknown `@approval(\"{other}\")`: the values are `\"required\"` and `\"operator\"`"
         )),
     }
 }

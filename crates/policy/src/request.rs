@@ -148,4 +148,7 @@ pub struct Decision {
     /// Evaluation errors, one line each, naming the policy; non-empty means the call was denied
     /// because a policy could not be evaluated.
     pub errors: Vec<String>,
+    /// For [`Outcome::NeedsApproval`]: only an operator may approve (a policy said
+    /// `@approval("operator")`): at a terminal or on the admin page, never in the client.
+    pub operator: bool,
 }

@@ -153,6 +153,19 @@ pub fn install_root(program: &Path, home: Option<&Path>) -> Option<PathBuf> {
     roots.into_iter().next()
 }
 
+/// The interpreter a script's `#!` line names (an absolute path; `/usr/bin/env` and other
+/// system paths need nothing more, but are returned all the same).
+pub fn shebang(program: &Path) -> Option<PathBuf> {
+    use std::io::Read as _;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(program).and_then(|mut f| f.read(&mut head)).ok()?;
+    let line = head.get(..n)?.strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?.trim();
+    let path = line.split_whitespace().next()?;
+    path.starts_with('/').then(|| PathBuf::from(path))
+}
+
 /// Every install folder of `program` (a link and its target may live apart).
 pub fn install_roots(program: &Path, home: Option<&Path>) -> Vec<PathBuf> {
     let real = std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf());
@@ -244,6 +257,11 @@ pub fn build(req: &Request<'_>) -> Result<Spec, PlanError> {
     let mut inferred: Vec<PathBuf> = install_roots(&command, home);
     if let Some(dir) = command.parent() {
         inferred.push(dir.to_path_buf());
+    }
+    // A script runs its `#!` interpreter: a virtualenv's `python3` links into the Python it
+    // was made from, which must be readable too.
+    if let Some(interpreter) = shebang(&command) {
+        inferred.extend(install_roots(&interpreter, home));
     }
     // What the command line names: a script's folder, a folder to serve.
     for a in req.args {
@@ -387,6 +405,18 @@ mod tests {
         let wide = vec![home.join("project")];
         r.fs_read = &wide;
         assert_eq!(build(&r).unwrap().mask, vec![home.join("project/.portcullis")]);
+    }
+
+    #[test]
+    fn a_script_names_its_interpreter() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("tool");
+        std::fs::write(&script, "#!/opt/venv/bin/python3 -u\nprint(1)\n").unwrap();
+        assert_eq!(shebang(&script), Some(PathBuf::from("/opt/venv/bin/python3")));
+        std::fs::write(&script, "#!python3\n").unwrap();
+        assert_eq!(shebang(&script), None);
+        std::fs::write(&script, [0x7f, b'E', b'L', b'F']).unwrap();
+        assert_eq!(shebang(&script), None);
     }
 
     #[test]

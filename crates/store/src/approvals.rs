@@ -79,12 +79,18 @@ pub struct Approval {
     pub note: Option<String>,
     /// For an approval of this call for a while: until when.
     pub grant_until_ms: Option<i64>,
+    /// Only an operator (terminal, admin page) may decide it, never a client.
+    pub operator_only: bool,
+    /// The session the call waits in (its pending approvals expire when it ends).
+    pub session: String,
+    /// The arguments in full (secrets scrubbed), JSON, for the person who decides.
+    pub arguments_full: String,
 }
 
 /// The columns, in order (a macro so queries stay literal strings).
 macro_rules! columns {
     () => {
-        "id, principal, client, upstream, tool, arguments, call_digest, reason, created_ms, expires_ms, state, decided_by, decided_ms, note, grant_until_ms"
+        "id, principal, client, upstream, tool, arguments, call_digest, reason, created_ms, expires_ms, state, decided_by, decided_ms, note, grant_until_ms, operator_only, session, arguments_full"
     };
 }
 
@@ -107,6 +113,9 @@ fn approval(row: &SqliteRow) -> Result<Approval, sqlx::Error> {
         decided_ms: row.try_get("decided_ms")?,
         note: row.try_get("note")?,
         grant_until_ms: row.try_get("grant_until_ms")?,
+        operator_only: row.try_get::<i64, _>("operator_only")? != 0,
+        session: row.try_get("session")?,
+        arguments_full: row.try_get("arguments_full")?,
     })
 }
 
@@ -116,7 +125,7 @@ impl Store {
         sqlx::query(concat!(
             "INSERT INTO approvals (",
             columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&a.id)
         .bind(&a.principal)
@@ -133,6 +142,9 @@ impl Store {
         .bind(a.decided_ms)
         .bind(&a.note)
         .bind(a.grant_until_ms)
+        .bind(i64::from(a.operator_only))
+        .bind(&a.session)
+        .bind(&a.arguments_full)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -175,8 +187,9 @@ impl Store {
         Ok(rows.iter().map(approval).collect::<Result<_, _>>()?)
     }
 
-    /// Decides a pending, unexpired approval: approve (optionally for the same call until
-    /// `grant_until_ms`) or deny. Only the first decision lands; returns whether this one did.
+    /// Decides a pending, unexpired approval as an operator (a terminal, the admin page):
+    /// approve (optionally for the same call until `grant_until_ms`) or deny. Only the first
+    /// decision lands; returns whether this one did.
     pub async fn decide_approval(
         &self,
         id: &str,
@@ -186,6 +199,45 @@ impl Store {
         grant_until_ms: Option<i64>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        self.decide(id, approve, by, note, grant_until_ms, now_ms, true).await
+    }
+
+    /// Decides a pending approval from a client's answer (its person, through elicitation):
+    /// never one reserved for an operator.
+    pub async fn decide_approval_in_client(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.decide(id, approve, by, note, None, now_ms, false).await
+    }
+
+    /// Ends the pending approvals of a session that ended: nobody waits on them any more.
+    pub async fn expire_session_approvals(&self, session: &str, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE approvals SET state = 'expired', decided_ms = ? WHERE session = ? AND session != '' AND state = 'pending' RETURNING id",
+        )
+        .bind(now_ms)
+        .bind(session)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| r.try_get("id").map_err(StoreError::from)).collect()
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "one decision's parts")]
+    async fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        note: Option<&str>,
+        grant_until_ms: Option<i64>,
+        now_ms: i64,
+        operator: bool,
+    ) -> Result<bool, StoreError> {
         let state = if approve {
             ApprovalState::Approved
         } else {
@@ -193,7 +245,7 @@ impl Store {
         };
         let r = sqlx::query(
             "UPDATE approvals SET state = ?, decided_by = ?, decided_ms = ?, note = ?, grant_until_ms = ?
-             WHERE id = ? AND state = 'pending' AND expires_ms > ?",
+             WHERE id = ? AND state = 'pending' AND expires_ms > ? AND (operator_only = 0 OR ? = 1)",
         )
         .bind(state.as_str())
         .bind(by)
@@ -202,6 +254,7 @@ impl Store {
         .bind(if approve { grant_until_ms } else { None })
         .bind(id)
         .bind(now_ms)
+        .bind(i64::from(operator))
         .execute(&self.pool)
         .await?;
         Ok(r.rows_affected() == 1)

@@ -53,6 +53,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (8, "approvals", include_str!("../migrations/0008_approvals.sql")),
     (9, "settings", include_str!("../migrations/0009_settings.sql")),
+    (
+        10,
+        "approval consent",
+        include_str!("../migrations/0010_approval_consent.sql"),
+    ),
 ];
 
 /// Why the store could not do what was asked.

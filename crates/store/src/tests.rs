@@ -134,7 +134,30 @@ fn pending(id: &str, digest: &str, expires_ms: i64) -> Approval {
         decided_ms: None,
         note: None,
         grant_until_ms: None,
+        operator_only: false,
+        session: "session:s1".into(),
+        arguments_full: "{}".into(),
     }
+}
+
+#[tokio::test]
+async fn an_operator_approval_cannot_be_given_in_a_client_and_a_dead_sessions_approvals_expire() {
+    let s = Store::memory().await.unwrap();
+    let mut a = pending("op", "d9", 1000);
+    a.operator_only = true;
+    s.create_approval(&a).await.unwrap();
+    assert!(
+        !s.decide_approval_in_client("op", true, "client:x", None, 20)
+            .await
+            .unwrap()
+    );
+    assert!(s.decide_approval("op", true, "cli", None, None, 20).await.unwrap());
+    s.create_approval(&pending("w", "d8", 1000)).await.unwrap();
+    assert_eq!(
+        s.expire_session_approvals("session:s1", 30).await.unwrap(),
+        vec!["w".to_owned()]
+    );
+    assert_eq!(s.approval("w").await.unwrap().unwrap().state, ApprovalState::Expired);
 }
 
 #[tokio::test]

@@ -88,6 +88,15 @@ pub fn login(error: Option<&str>) -> String {
     .into_string()
 }
 
+/// The arguments in full, pretty-printed, where they differ from the shortened ones shown.
+fn full_arguments(a: &Approval) -> Option<String> {
+    if a.arguments_full.is_empty() || a.arguments_full == a.arguments {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&a.arguments_full).ok()?;
+    serde_json::to_string_pretty(&v).ok()
+}
+
 /// The table of pending approvals (also served alone for live updates).
 pub fn pending_table(csrf: &str, rows: &[Approval], now: i64) -> Markup {
     html! {
@@ -99,6 +108,13 @@ pub fn pending_table(csrf: &str, rows: &[Approval], now: i64) -> Markup {
                 article class="approval" data-id=(a.id) {
                     h2 { code { (a.upstream) "." (a.tool) } " for " strong { (a.principal) } " via " (a.client) }
                     p class="args" { code { (a.arguments) } }
+                    @if let Some(full) = full_arguments(a) {
+                        details class="full" {
+                            summary { "Every argument in full" }
+                            pre { code { (full) } }
+                        }
+                    }
+                    @if a.operator_only { p class="operator" { "Only an operator may decide this call (a client's answer is refused)." } }
                     p class="why" { "Why: " (a.reason) }
                     p class="meta" { "Asked " (when(a.created_ms)) "; expires in " ((a.expires_ms - now).max(0) / 1000) " s · id " code { (a.id) } }
                     div class="actions" {

@@ -61,6 +61,16 @@ fn scrubbed(text: &str) -> String {
     String::from_utf8_lossy(&crate::redact::scrub(text.as_bytes())).into_owned()
 }
 
+/// `v` with every vault secret scrubbed from its strings (keys included).
+fn scrubbed_value(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(scrubbed(s)),
+        Value::Array(items) => Value::Array(items.iter().map(scrubbed_value).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (scrubbed(k), scrubbed_value(v))).collect()),
+        other => other.clone(),
+    }
+}
+
 /// The question put to the person, secrets scrubbed.
 fn approval_message(ctx: &ClientCtx, action: Action, tool: &Tool, arguments: &Value, why: &str) -> String {
     let what = match action {
@@ -69,7 +79,7 @@ fn approval_message(ctx: &ClientCtx, action: Action, tool: &Tool, arguments: &Va
         Action::Roots => "to see your roots during",
         _ => "",
     };
-    let recorded = crate::state::audit::recorded_arguments(arguments);
+    let recorded = approve::shown_arguments(&scrubbed_value(arguments));
     if what.is_empty() {
         approve::message(&ctx.client_name(), tool, &recorded, &scrubbed(why))
     } else {
@@ -86,6 +96,7 @@ impl Gateway {
     /// Asks a person to approve `tool` with `arguments` for `ctx`'s principal (`why`: the
     /// policy's or the flow rule's reason) and waits for the answer, at most the configured
     /// timeout. `Ok(id)`: approved (and, for a one-call approval, used now).
+    #[expect(clippy::too_many_arguments, reason = "one held call's parts")]
     pub(crate) async fn seek_approval(
         &self,
         ctx: &ClientCtx,
@@ -93,11 +104,13 @@ impl Gateway {
         tool: &Tool,
         arguments: &Value,
         cause: GatewayError,
+        progress: Option<Value>,
         out: &Outbox,
     ) -> Result<String, GatewayError> {
         let why = cause.to_string();
         let why = why.as_str();
-        let id = match self.open_approval(ctx, action, tool, arguments, why).await? {
+        let operator = cause.operator_only();
+        let id = match self.open_approval(ctx, action, tool, arguments, why, operator).await? {
             Opened::Approved(id) => return Ok(id),
             Opened::Pending(id) => id,
         };
@@ -106,8 +119,11 @@ impl Gateway {
             "a call waits for approval: `portcullis approve {id}` or `portcullis deny {id} --reason …` (or the admin page)"
         );
         let _waiting = self.approvals_waiting.enter();
+        // A held call never waits silently: the client hears how to decide (and, where it can
+        // ask its person in a form and the decision is not reserved for an operator, is asked).
+        self.tell_waiting(ctx, tool, &id, operator, progress, out).await;
         let asked = async {
-            if can_elicit(ctx) {
+            if can_elicit(ctx) && !operator {
                 self.elicit(ctx, action, tool, arguments, why, &id, out).await;
             }
             std::future::pending::<()>().await;
@@ -128,6 +144,7 @@ impl Gateway {
         tool: &Tool,
         arguments: &Value,
         why: &str,
+        operator: bool,
     ) -> Result<Opened, GatewayError> {
         let store = self.store();
         let digest = digest_of(ctx, action, tool, arguments);
@@ -160,6 +177,9 @@ impl Gateway {
                 decided_ms: None,
                 note: None,
                 grant_until_ms: None,
+                operator_only: operator,
+                session: ctx.scope().key,
+                arguments_full: scrubbed(&arguments.to_string()),
             })
             .await
             .map_err(store_err)?;
@@ -201,14 +221,14 @@ impl Gateway {
             if let Some((approve, note)) = answer.as_ref().and_then(answer_of) {
                 let by = format!("client:{}", ctx.client_name());
                 store
-                    .decide_approval(&id, approve, &by, note.as_deref(), None, now_ms())
+                    .decide_approval_in_client(&id, approve, &by, note.as_deref(), now_ms())
                     .await
                     .map_err(store_err)?;
             }
             let _waiting = self.approvals_waiting.enter();
             return self.await_decision(&id, cause).await.map(|_| None);
         }
-        let id = match self.open_approval(ctx, action, tool, arguments, &why).await? {
+        let id = match self.open_approval(ctx, action, tool, arguments, &why, false).await? {
             Opened::Approved(_) => return Ok(None),
             Opened::Pending(id) => id,
         };
@@ -301,6 +321,78 @@ impl Gateway {
         }
     }
 
+    /// Tells the client's person that a call waits and how to decide it: a log message the
+    /// client shows (where it takes log messages), a URL-mode elicitation pointing at the
+    /// admin page (where the client can open one and the form cannot be used), and a desktop
+    /// notification where one can be sent.
+    async fn tell_waiting(
+        &self,
+        ctx: &ClientCtx,
+        tool: &Tool,
+        id: &str,
+        operator: bool,
+        progress: Option<Value>,
+        out: &Outbox,
+    ) {
+        let page = self.cfg.admin.map(|a| format!("http://{a}/approvals"));
+        let how = match &page {
+            Some(p) => format!("approve or deny it at {p}, or run `portcullis approve {id}` / `portcullis deny {id}`"),
+            None => format!("run `portcullis approve {id}` or `portcullis deny {id}`"),
+        };
+        let text = format!(
+            "Portcullis: `{}` on `{}` waits for {} approval: {how}",
+            tool.name,
+            tool.upstream,
+            if operator { "an operator's" } else { "a person's" }
+        );
+        let logged = ctx.wants_log(Some("warning"));
+        if logged {
+            let mut p = Params::new();
+            let _ = p.insert("level", "warning");
+            let _ = p.insert("logger", "portcullis");
+            let _ = p.insert("data", &text);
+            out.notify(portcullis_core::Notification {
+                method: "notifications/message".into(),
+                params: Some(p),
+            });
+        }
+        // Only where no log line tells it: the upstream's own progress on this token follows,
+        // and a second 0 would not be the increase the spec asks for.
+        if let Some(token) = progress.filter(|_| !logged) {
+            let mut p = Params::new();
+            let _ = p.insert("progressToken", &token);
+            let _ = p.insert("progress", &0);
+            let _ = p.insert("message", &text);
+            out.notify(portcullis_core::Notification {
+                method: "notifications/progress".into(),
+                params: Some(p),
+            });
+        }
+        let url_mode = ctx
+            .meta
+            .capabilities
+            .get("elicitation")
+            .and_then(Value::as_object)
+            .is_some_and(|e| e.contains_key("url"));
+        if ctx.session.is_some()
+            && url_mode
+            && (operator || !can_elicit(ctx))
+            && let Some(page) = page
+        {
+            let mut p = Params::new();
+            let _ = p.insert("mode", "url");
+            let _ = p.insert("message", &text);
+            let _ = p.insert("url", &page);
+            let _ = p.insert("elicitationId", &format!("portcullis-approval-{id}"));
+            let out = out.clone();
+            // The decision comes from the page; the answer only says the person saw it.
+            tokio::spawn(async move {
+                let _ = out.ask("elicitation/create", Some(p)).await;
+            });
+        }
+        notify_desktop(&text);
+    }
+
     /// Asks the client's user through `elicitation/create` (2025-11-25, form mode) and records
     /// the answer as a decision (which counts only if none landed before).
     #[expect(clippy::too_many_arguments, reason = "one question's parts")]
@@ -337,7 +429,7 @@ impl Gateway {
         };
         if let Err(e) = self
             .store()
-            .decide_approval(id, approve, &by, note.as_deref(), None, now_ms())
+            .decide_approval_in_client(id, approve, &by, note.as_deref(), now_ms())
             .await
         {
             tracing::warn!(error = %e, "could not record the elicitation's answer");
@@ -345,12 +437,19 @@ impl Gateway {
     }
 
     /// One audit record per approval event.
-    async fn approval_event(&self, id: &str, event: &str, detail: Option<&str>) {
+    /// Records an approval's event; a decision names its channel (`cli`, `admin`, `client`:
+    /// the prefix of who decided).
+    pub(crate) async fn approval_event(&self, id: &str, event: &str, detail: Option<&str>) {
+        let channel = match event {
+            "approved" | "denied" => detail.and_then(|by| by.split(':').next()),
+            _ => None,
+        };
         let body = json!({
             "kind": "approval",
             "approval": id,
             "event": event,
             "detail": detail.map(scrubbed),
+            "channel": channel,
         });
         if !self.audit.record(body).await {
             tracing::error!(approval = %id, event, "could not record an approval event");
@@ -362,6 +461,33 @@ fn unreachable_pending() -> Result<String, GatewayError> {
     Err(GatewayError::Approvals(
         "the approval wait ended without a decision".into(),
     ))
+}
+
+/// A desktop notification, where `notify-send` is installed and a desktop session is there to
+/// show it (best effort; never waited for).
+fn notify_desktop(text: &str) {
+    let has_desktop = std::env::var_os("DISPLAY").is_some()
+        || std::env::var_os("WAYLAND_DISPLAY").is_some()
+        || std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some();
+    if !has_desktop {
+        return;
+    }
+    let spawned = tokio::process::Command::new("notify-send")
+        .args([
+            "--app-name=Portcullis",
+            "Portcullis: a call waits for your approval",
+            text,
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(false)
+        .spawn();
+    if let Ok(mut child) = spawned {
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        });
+    }
 }
 
 /// What identifies a call for approval. A tool call is its principal, tool and arguments; a

@@ -218,7 +218,7 @@ impl Link<'_> {
             if let Err(cause) = cause {
                 verdict = self
                     .gw
-                    .seek_approval(self.ctx, peer.action, &tool, &arguments, cause, self.out)
+                    .seek_approval(self.ctx, peer.action, &tool, &arguments, cause, None, self.out)
                     .await
                     .map(|_| ());
             }

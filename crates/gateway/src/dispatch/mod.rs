@@ -71,6 +71,17 @@ pub fn capabilities() -> Value {
     })
 }
 
+/// What `portcullis policy check` reports.
+#[derive(Debug)]
+pub struct Explained {
+    /// The tool as policy sees it.
+    pub tool: portcullis_policy::Tool,
+    /// Policy's decision.
+    pub decision: portcullis_policy::Decision,
+    /// What the gateway would do: go ahead, or the refusal (policy's, or the flow rule's hold).
+    pub verdict: Result<(), GatewayError>,
+}
+
 impl Gateway {
     /// Serves one request; always produces a response with the request's id.
     pub async fn handle(&self, ctx: &ClientCtx, req: Request, out: &Outbox) -> Response {
@@ -188,15 +199,16 @@ impl Gateway {
     }
 
     /// The decision policy would make for `principal` calling the tool exposed as `exposed`
-    /// with `arguments` in a session that holds `session`, and the tool as policy saw it;
-    /// `None` when no upstream lists the tool. For `portcullis policy check`.
+    /// with `arguments` in a session that holds `session`, the tool as policy saw it, and the
+    /// verdict after the flow rule; `None` when no upstream lists the tool. For
+    /// `portcullis policy check`.
     pub fn explain_call(
         &self,
         principal: &portcullis_policy::Principal,
         exposed: &str,
         arguments: &Value,
         session: &crate::guard::judge::Snapshot,
-    ) -> Option<(portcullis_policy::Tool, portcullis_policy::Decision)> {
+    ) -> Option<Explained> {
         let cat = self.catalog();
         // Policy is judged apart from pins: a held-back tool is explained too.
         let entry = cat.tool(exposed).or_else(|| cat.held_tool(exposed).map(|h| &h.entry))?;
@@ -211,7 +223,12 @@ impl Gateway {
             calls_in_window: 0,
         };
         let decision = crate::guard::judge::decide(&self.cfg.policy.engine, &inputs);
-        Some((tool, decision))
+        let verdict = crate::guard::judge::verdict(&self.cfg.policy.engine, &inputs, decision.clone());
+        Some(Explained {
+            tool,
+            decision,
+            verdict,
+        })
     }
 
     /// The tools upstream `index` lists (held-back ones too) and whether policy could ever let

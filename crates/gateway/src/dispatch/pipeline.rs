@@ -88,7 +88,7 @@ pub(crate) async fn run(
                 &cause.to_string(),
             )
             .await?;
-            if crate::dispatch::approval::can_ask_in_round(ctx) {
+            if crate::dispatch::approval::can_ask_in_round(ctx) && !cause.operator_only() {
                 match gw
                     .approval_round(ctx, plan.action, &routed.tool, &routed.arguments, cause, &params)
                     .await
@@ -98,7 +98,14 @@ pub(crate) async fn run(
                     Err(e) => Err(e),
                 }
             } else {
-                gw.seek_approval(ctx, plan.action, &routed.tool, &routed.arguments, cause, out)
+                // A client that gave a progress token hears about the wait on it too.
+                let progress = params
+                    .get_as::<Value>("_meta")
+                    .ok()
+                    .flatten()
+                    .and_then(|m| m.get("progressToken").cloned())
+                    .filter(|t| t.is_string() || t.is_i64() || t.is_u64());
+                gw.seek_approval(ctx, plan.action, &routed.tool, &routed.arguments, cause, progress, out)
                     .await
                     .map(|_| ())
             }

@@ -21,6 +21,8 @@ use crate::state::{Change, Gateway};
 pub const LOCAL_PRINCIPAL: &str = "local";
 
 struct Conn {
+    /// This connection's own name: the scope of its session's facts and approvals.
+    id: String,
     gw: Arc<Gateway>,
     out: mpsc::Sender<Vec<u8>>,
     session: Mutex<Option<Arc<Session>>>,
@@ -55,7 +57,10 @@ where
     let writer_task = framing::spawn_writer(writer, out_rx);
     let (in_tx, mut in_rx) = mpsc::channel(1024);
     framing::spawn_reader(reader, gw.cfg.gateway.limits, in_tx);
+    let mut salt = [0u8; 6];
+    rand::fill(&mut salt);
     let conn = Arc::new(Conn {
+        id: format!("stdio-{}", salt.iter().map(|b| format!("{b:02x}")).collect::<String>()),
         gw,
         out: out_tx,
         session: Mutex::new(None),
@@ -86,6 +91,7 @@ where
         s.requester.close();
         release_session(&conn.gw, &s);
     }
+    conn.gw.end_session(&format!("conn:{}", conn.id)).await;
     let out = conn.out.clone();
     drop(conn);
     let _ = out.send(Vec::new()).await;
@@ -94,11 +100,11 @@ where
 
 /// Releases what a session held at the gateway. Its untrusted history stays with its
 /// principal for the flow window.
-pub(crate) fn release_session(gw: &Gateway, s: &Session) {
+pub(crate) fn release_session(gw: &Arc<Gateway>, s: &Session) {
     for uri in s.subscriptions() {
         gw.release_resource(&uri);
     }
-    gw.taint.end(&crate::dispatch::ctx::session_scope(&s.id));
+    gw.session_ended(&crate::dispatch::ctx::session_scope(&s.id));
 }
 
 impl Conn {
@@ -129,7 +135,7 @@ impl Conn {
             );
             return self.send(&Message::from(Response::error(Some(req.id), e))).await;
         };
-        let ctx = ctx.on_connection("stdio");
+        let ctx = ctx.on_connection(&self.id);
         let limit = self.gw.cfg.gateway.max_concurrent_calls;
         if self.active.fetch_add(1, Ordering::SeqCst) >= limit {
             self.active.fetch_sub(1, Ordering::SeqCst);

@@ -115,6 +115,7 @@ pub fn verdict(engine: &PolicyEngine, i: &Inputs<'_>, decision: Decision) -> Res
         }
         Outcome::Forbid | Outcome::NeedsApproval => Err(GatewayError::Denied {
             approval: decision.outcome == Outcome::NeedsApproval,
+            operator: decision.operator,
             reason: decision.reason,
             policies: decision.policies,
         }),

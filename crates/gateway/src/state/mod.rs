@@ -40,6 +40,36 @@ use crate::upstream::oauth::TokenSource;
 use crate::upstream::secrets::ResolveError;
 use crate::upstream::{Personal, Upstream};
 
+impl Gateway {
+    /// A client session ended (its connection closed, it was deleted or reaped): its taint
+    /// facts go (its untrusted history stays with its principal for the window), and the
+    /// approvals its calls waited on expire — nobody waits on them any more. Done in the
+    /// background; [`Gateway::end_session`] waits for it.
+    pub fn session_ended(self: &Arc<Self>, scope: &str) {
+        let gw = Arc::clone(self);
+        let scope = scope.to_owned();
+        tokio::spawn(async move { gw.end_session(&scope).await });
+    }
+
+    /// [`Gateway::session_ended`], waiting until its approvals have expired.
+    pub async fn end_session(&self, scope: &str) {
+        self.taint.end(scope);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        match self.store.expire_session_approvals(scope, now).await {
+            Ok(ids) => {
+                for id in &ids {
+                    tracing::info!(session = %scope, approval = %id, "the session ended; its pending approval expired");
+                    self.approval_event(id, "expired", Some("the client's session ended"))
+                        .await;
+                }
+            }
+            Err(e) => tracing::warn!(session = %scope, error = %e, "could not expire the ended session's approvals"),
+        }
+    }
+}
+
 /// Most events (readiness, failures, resource updates) queued from upstreams to the gateway;
 /// past it, resource updates are dropped (and logged), never readiness.
 const EVENT_QUEUE: usize = 1024;

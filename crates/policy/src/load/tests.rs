@@ -49,7 +49,7 @@ fn invalid_policy_files_are_precise_errors() {
         (
             "unknown approval value",
             "@approval(\"maybe\") permit (principal, action, resource);",
-            "bad.cedar: policy `bad.cedar#1`: unknown `@approval(\"maybe\")`: the only value is `\"required\"`",
+            "bad.cedar: policy `bad.cedar#1`: unknown `@approval(\"maybe\")`: the values are `\"required\"` and `\"operator\"`",
         ),
         (
             "approval on a forbid",
