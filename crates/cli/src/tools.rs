@@ -124,6 +124,7 @@ fn print(gw: &Gateway, json: bool, settled: bool) -> ExitCode {
         let s = match h.hold {
             pin::Hold::Changed { .. } => "changed",
             pin::Hold::Unapproved => "unapproved",
+            pin::Hold::Flagged { .. } => "flagged",
         };
         rows.push((&h.entry, s, h.reason()));
     }

@@ -237,3 +237,71 @@ async fn approving_an_unknown_tool_is_a_clear_error() {
     assert_eq!(code, 69, "{err}");
     assert!(err.contains("no upstream lists a tool `raw__nope`"), "{err}");
 }
+
+fn poisoned_upstream() -> String {
+    format!(
+        "[upstreams.shady]\ncommand = \"python3\"\nargs = [{}, \"--poisoned\"]\n[upstreams.shady.tools.add]\neffect = \"read\"\n",
+        toml_str(&raw_server().to_string_lossy())
+    )
+}
+
+/// A new tool whose definition has a high finding is held like a changed pin (`[pins] hold_on
+/// = "high"`, the default): not listed, refused on call with the finding and the command that
+/// approves it, `flagged` in `portcullis tools`; once a person approves it, it is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_poisoned_tool_is_held_until_a_person_approves_it() {
+    let gw = Served::start(&poisoned_upstream()).await;
+    let client = Modern::new(&gw.url);
+    let r = client.call("shady__add", json!({"a": 1, "b": 2})).await;
+    let e = &r["error"];
+    assert_eq!(e["data"]["outcome"], "quarantined", "{r}");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("looks poisoned"), "{message}");
+    assert!(message.contains("portcullis tools approve shady__add"), "{message}");
+    assert!(
+        !names(&gw.url).await.iter().any(|t| t.starts_with("shady__")),
+        "no poisoned tool is listed"
+    );
+
+    let config = config_of(&gw);
+    let config = config.to_str().unwrap();
+    let (code, out, err) = cli(&["tools", "--config", config, "--json"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let listing: Value = serde_json::from_str(&out).unwrap();
+    let add = listing["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "shady__add")
+        .unwrap();
+    assert_eq!(add["x-portcullis-pin"], "flagged", "{add}");
+
+    let (code, out, err) = cli(&["tools", "approve", "shady__add", "--config", config, "--yes"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let listed = until_listed(&gw.url, |n| n.iter().any(|t| t == "shady__add")).await;
+    assert!(
+        !listed.iter().any(|t| t == "shady__daily_quote"),
+        "approving one tool releases only that one: {listed:?}"
+    );
+    // The gateway now forwards the call (these poisoned tools do nothing, so the server itself
+    // answers that it has no such tool).
+    let r = client.call("shady__add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert!(
+        r["error"].get("data").is_none_or(|d| d["outcome"] != "quarantined"),
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hold_on_never_lists_a_flagged_tool_and_a_bad_value_is_a_config_error() {
+    let gw = Served::start_with(&poisoned_upstream(), "\n[pins]\nhold_on = \"never\"\n").await;
+    until_listed(&gw.url, |n| n.iter().any(|t| t == "shady__add")).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[pins]\nhold_on = \"low\"\n").unwrap();
+    let (code, _, err) = cli(&["tools", "--config", bad.to_str().unwrap()]).await;
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("pins.hold_on") && err.contains("got `low`"), "{err}");
+}

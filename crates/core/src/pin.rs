@@ -143,6 +143,13 @@ pub enum Hold {
         /// The pinned hash.
         pinned: String,
     },
+    /// Never seen before, and the scanner found what poisoning looks like in it.
+    Flagged {
+        /// The finding's rule.
+        rule: String,
+        /// What it found.
+        message: String,
+    },
 }
 
 impl Hold {
@@ -154,6 +161,9 @@ impl Hold {
             ),
             Hold::Changed { .. } => format!(
                 "the definition of tool `{tool}` changed since it was approved and is quarantined; run `portcullis tools approve {tool}` to review the change"
+            ),
+            Hold::Flagged { rule, message } => format!(
+                "tool `{tool}` is new and its definition looks poisoned ({rule}: {message}); it is held until a person reviews it with `portcullis tools approve {tool}`"
             ),
         }
     }

@@ -8,6 +8,7 @@
 //! rules themselves are data, in `scan/rules.rs`.
 
 mod checks;
+mod intent;
 mod rules;
 mod text;
 
@@ -24,6 +25,7 @@ use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use serde_json::Value;
 
 use checks::{Shadow, invisible, is_form_field, url_hit};
+use intent::{Intent, Own, Place};
 use rules::{Check, LITERALS, Literal, PATTERNS, Pattern, Rule};
 
 /// How bad a finding is. Ordered: `Info < Low < Medium < High`.
@@ -89,6 +91,10 @@ pub enum Category {
     CrossTool,
     /// A definition that is not the one approved (a changed pin, or never approved).
     Pin,
+    /// Shell commands that change, download or run things.
+    Command,
+    /// Text that competes for the model's choice of tool.
+    Preference,
 }
 
 impl Category {
@@ -101,6 +107,8 @@ impl Category {
             Category::Exfiltration => "exfiltration",
             Category::CrossTool => "cross-tool",
             Category::Pin => "pin",
+            Category::Command => "command",
+            Category::Preference => "preference",
         }
     }
 }
@@ -154,6 +162,7 @@ pub struct Scanner {
     instruction_verbs: Regex,
     outbound_verbs: Regex,
     destination: Regex,
+    intent: Intent,
 }
 
 /// How many matches of one pattern are looked at in one text.
@@ -216,13 +225,14 @@ impl Scanner {
             instruction_verbs: regex(rules::INSTRUCTION_VERBS)?,
             outbound_verbs: regex(rules::OUTBOUND_VERBS)?,
             destination: regex(rules::DESTINATION)?,
+            intent: Intent::new()?,
         })
     }
 
     /// Scans one human-readable string found at `field`.
     pub fn scan_text(&self, field: &str, text: &str) -> Vec<Finding> {
         let mut out = Vec::new();
-        self.scan_into(field, text, None, &mut out);
+        self.scan_into(field, text, &Ctx::prose(None), &mut out);
         sort(&mut out);
         out
     }
@@ -230,17 +240,29 @@ impl Scanner {
     /// A tool, prompt or resource template definition as the upstream sent it (JSON object).
     /// Scans every human-readable string: `description`, `title`, `annotations.title`, and
     /// recursively every `description`/`title` string inside `inputSchema`/`outputSchema` (and
-    /// prompt `arguments[].description`), plus `name` and property names for invisible
-    /// characters. `other_tools` are the names of tools of OTHER upstreams (as exposed and as
-    /// original names): a description that names one of them is a CrossTool finding ("tool
-    /// shadowing").
+    /// prompt `arguments[].description`); every value the model reads in a schema (`default`,
+    /// `enum`, `const`, `examples`) and every property name, for instructions where none
+    /// belong; `name` for invisible characters. `other_tools` are the names of tools of OTHER
+    /// upstreams (as exposed and as original names): a description that names one of them is
+    /// a CrossTool finding ("tool shadowing").
     pub fn scan_definition(&self, def: &Value, other_tools: &[&str]) -> Vec<Finding> {
         let mut out = Vec::new();
         let Some(obj) = def.as_object() else {
             return out;
         };
         let shadow = Shadow::new(other_tools);
-        let shadow = shadow.as_ref();
+        let params = param_names(def);
+        let values = schema_values(def);
+        let own = Own {
+            name: obj.get("name").and_then(Value::as_str),
+            params: &params,
+            values: &values,
+        };
+        let prose = Ctx {
+            shadow: shadow.as_ref(),
+            place: Place::Prose,
+            own,
+        };
         for key in ["name", "uriTemplate", "uri"] {
             if let Some(Value::String(s)) = obj.get(key) {
                 self.scan_name(key, s, &mut out);
@@ -248,15 +270,15 @@ impl Scanner {
         }
         for key in ["description", "title"] {
             if let Some(Value::String(s)) = obj.get(key) {
-                self.scan_into(key, s, shadow, &mut out);
+                self.scan_into(key, s, &prose, &mut out);
             }
         }
         if let Some(Value::String(s)) = obj.get("annotations").and_then(|a| a.get("title")) {
-            self.scan_into("annotations.title", s, shadow, &mut out);
+            self.scan_into("annotations.title", s, &prose, &mut out);
         }
         for key in ["inputSchema", "outputSchema"] {
             if let Some(schema) = obj.get(key) {
-                self.walk_schema(schema, key, 0, shadow, &mut out);
+                self.walk_schema(schema, key, 0, &prose, &mut out);
             }
         }
         if let Some(Value::Array(args)) = obj.get("arguments") {
@@ -265,13 +287,14 @@ impl Scanner {
                     Some(name) => {
                         let path = format!("arguments.{}", text::escape(name));
                         self.scan_name(&path, name, &mut out);
+                        self.scan_into(&path, name, &prose.at(Place::Name), &mut out);
                         path
                     }
                     None => format!("arguments[{i}]"),
                 };
                 for key in ["description", "title"] {
                     if let Some(Value::String(s)) = arg.get(key) {
-                        self.scan_into(&format!("{path}.{key}"), s, shadow, &mut out);
+                        self.scan_into(&format!("{path}.{key}"), s, &prose, &mut out);
                     }
                 }
             }
@@ -280,7 +303,7 @@ impl Scanner {
         out
     }
 
-    fn walk_schema(&self, v: &Value, path: &str, depth: usize, shadow: Option<&Shadow>, out: &mut Vec<Finding>) {
+    fn walk_schema(&self, v: &Value, path: &str, depth: usize, ctx: &Ctx<'_, '_>, out: &mut Vec<Finding>) {
         if depth > MAX_SCHEMA_DEPTH {
             return;
         }
@@ -289,21 +312,48 @@ impl Scanner {
                 for (key, child) in map {
                     let child_path = format!("{path}.{}", text::escape(key));
                     match (key.as_str(), child) {
-                        ("description" | "title", Value::String(s)) => self.scan_into(&child_path, s, shadow, out),
+                        ("description" | "title", Value::String(s)) => {
+                            self.scan_into(&child_path, s, &ctx.at(Place::Param), out);
+                        }
+                        ("default" | "const" | "examples" | "enum", _) => {
+                            self.scan_values(child, &child_path, depth + 1, ctx, out);
+                        }
                         ("properties" | "patternProperties" | "$defs" | "definitions", Value::Object(props)) => {
                             for (name, sub) in props {
                                 let prop_path = format!("{child_path}.{}", text::escape(name));
                                 self.scan_name(&prop_path, name, out);
-                                self.walk_schema(sub, &prop_path, depth + 1, shadow, out);
+                                self.scan_into(&prop_path, name, &ctx.at(Place::Name), out);
+                                self.walk_schema(sub, &prop_path, depth + 1, ctx, out);
                             }
                         }
-                        _ => self.walk_schema(child, &child_path, depth + 1, shadow, out),
+                        _ => self.walk_schema(child, &child_path, depth + 1, ctx, out),
                     }
                 }
             }
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    self.walk_schema(item, &format!("{path}[{i}]"), depth + 1, shadow, out);
+                    self.walk_schema(item, &format!("{path}[{i}]"), depth + 1, ctx, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every string of a value the model reads (`default`, `enum`, `const`, `examples`).
+    fn scan_values(&self, v: &Value, path: &str, depth: usize, ctx: &Ctx<'_, '_>, out: &mut Vec<Finding>) {
+        if depth > MAX_SCHEMA_DEPTH {
+            return;
+        }
+        match v {
+            Value::String(s) => self.scan_into(path, s, &ctx.at(Place::Value), out),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.scan_values(item, &format!("{path}[{i}]"), depth + 1, ctx, out);
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map {
+                    self.scan_values(item, &format!("{path}.{}", text::escape(k)), depth + 1, ctx, out);
                 }
             }
             _ => {}
@@ -313,11 +363,11 @@ impl Scanner {
     /// A name: only what hides or spoofs characters matters.
     fn scan_name(&self, field: &str, name: &str, out: &mut Vec<Finding>) {
         let mut found = Vec::new();
-        self.scan_into(field, name, None, &mut found);
+        self.scan_into(field, name, &Ctx::prose(None), &mut found);
         out.extend(found.into_iter().filter(|f| f.category == Category::InvisibleText));
     }
 
-    fn scan_into(&self, field: &str, text: &str, shadow: Option<&Shadow>, out: &mut Vec<Finding>) {
+    fn scan_into(&self, field: &str, text: &str, ctx: &Ctx<'_, '_>, out: &mut Vec<Finding>) {
         if text.is_empty() {
             return;
         }
@@ -325,20 +375,24 @@ impl Scanner {
             field,
             text,
             found: Vec::new(),
+            spans: Vec::new(),
         };
-        for m in self.literals.find_iter(text) {
-            if let Some(lit) = LITERALS.get(m.pattern().as_usize()) {
-                self.literal_hit(&mut sink, lit, m.range());
+        if matches!(ctx.place, Place::Prose | Place::Param) {
+            for m in self.literals.find_iter(text) {
+                if let Some(lit) = LITERALS.get(m.pattern().as_usize()) {
+                    self.literal_hit(&mut sink, lit, m.range());
+                }
+            }
+            for idx in self.set.matches(text).iter() {
+                if let (Some(pattern), Some(re)) = (PATTERNS.get(idx), self.regexes.get(idx)) {
+                    self.pattern_hit(&mut sink, pattern, re);
+                }
+            }
+            if let Some(shadow) = ctx.shadow {
+                shadow.check(&mut sink);
             }
         }
-        for idx in self.set.matches(text).iter() {
-            if let (Some(pattern), Some(re)) = (PATTERNS.get(idx), self.regexes.get(idx)) {
-                self.pattern_hit(&mut sink, pattern, re);
-            }
-        }
-        if let Some(shadow) = shadow {
-            shadow.check(&mut sink);
-        }
+        self.intent.check(&mut sink, ctx.place, &ctx.own);
         // A secret word beside an outbound verb, in a text that already carries a High hidden
         // instruction, is part of that instruction.
         let injected = sink
@@ -455,15 +509,114 @@ impl Scanner {
     }
 }
 
+/// What a text is scanned with: the other upstreams' tool names, where it sits, whose it is.
+struct Ctx<'s, 'd> {
+    shadow: Option<&'s Shadow<'s>>,
+    place: Place,
+    own: Own<'d>,
+}
+
+impl<'s, 'd> Ctx<'s, 'd> {
+    fn prose(shadow: Option<&'s Shadow<'s>>) -> Ctx<'s, 'd> {
+        Ctx {
+            shadow,
+            place: Place::Prose,
+            own: Own::default(),
+        }
+    }
+
+    fn at(&self, place: Place) -> Ctx<'s, 'd> {
+        Ctx {
+            shadow: if place == Place::Param { self.shadow } else { None },
+            place,
+            own: self.own,
+        }
+    }
+}
+
+/// The string values a definition's schema lists (`enum`, `const`) at any depth.
+fn schema_values(def: &Value) -> Vec<&str> {
+    fn walk<'v>(v: &'v Value, depth: usize, out: &mut Vec<&'v str>) {
+        if depth > MAX_SCHEMA_DEPTH || out.len() > 512 {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m {
+                    match (k.as_str(), child) {
+                        ("enum", Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str)),
+                        ("const", Value::String(s)) => out.push(s),
+                        _ => walk(child, depth + 1, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, depth + 1, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(schema) = def.get("inputSchema") {
+        walk(schema, 0, &mut out);
+    }
+    out
+}
+
+/// The names of a definition's parameters at any depth (`inputSchema` properties, prompt
+/// `arguments`).
+fn param_names(def: &Value) -> Vec<&str> {
+    fn walk<'v>(v: &'v Value, depth: usize, out: &mut Vec<&'v str>) {
+        if depth > MAX_SCHEMA_DEPTH || out.len() > 512 {
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m {
+                    if k == "properties"
+                        && let Value::Object(props) = child
+                    {
+                        out.extend(props.keys().map(String::as_str));
+                    }
+                    walk(child, depth + 1, out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, depth + 1, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(schema) = def.get("inputSchema") {
+        walk(schema, 0, &mut out);
+    }
+    if let Some(Value::Array(args)) = def.get("arguments") {
+        out.extend(args.iter().filter_map(|a| a.get("name").and_then(Value::as_str)));
+    }
+    out
+}
+
 /// The findings of one text, at most one per rule (the most severe, then the first).
 struct Sink<'t> {
     field: &'t str,
     text: &'t str,
     found: Vec<Finding>,
+    /// Where each finding was found: (category, severity, span).
+    spans: Vec<(Category, Severity, Range<usize>)>,
 }
 
 impl Sink<'_> {
+    /// Adds a finding unless one of the same category and at least its severity already
+    /// covers an overlapping span (the model-level rules of `scan/intent.rs` restate what a
+    /// specific rule found; the specific one is the better explanation).
+    fn note(&mut self, rule: &'static Rule, severity: Severity, range: Range<usize>, message: Option<String>) {
+        let covered = self.spans.iter().any(|(cat, sev, r)| {
+            *cat == rule.category && *sev >= severity && r.start < range.end && range.start < r.end
+        });
+        if !covered {
+            self.add(rule, severity, range, message);
+        }
+    }
+
     fn add(&mut self, rule: &'static Rule, severity: Severity, range: Range<usize>, message: Option<String>) {
+        self.spans.push((rule.category, severity, range.clone()));
         let existing = self.found.iter().position(|f| f.rule == rule.id);
         if let Some(i) = existing
             && self.found.get(i).is_some_and(|f| f.severity >= severity)

@@ -320,6 +320,127 @@ rule!(
     "gives the model rules for when other tools are called; a description should speak of its own tool"
 );
 
+// What a text is for (`scan/intent.rs`).
+rule!(
+    INJECTED_TEMPLATE,
+    "message-to-the-ai",
+    HiddenInstruction,
+    High,
+    "a message addressed to the AI (\"an important message from…\", \"before you can solve the task…\"): a published injection template, not a description"
+);
+rule!(
+    FAKE_TURN,
+    "fake-turn",
+    HiddenInstruction,
+    High,
+    "a fake conversation turn or role marker (`Assistant:`, `### Instruction`, `[system]`, `<user>`): the text impersonates the conversation"
+);
+rule!(
+    CONCEALMENT,
+    "concealment",
+    HiddenInstruction,
+    High,
+    "asks the model to keep something from the person it works for"
+);
+rule!(
+    OVERRIDES_ARGUMENTS,
+    "overrides-arguments",
+    HiddenInstruction,
+    High,
+    "tells the model to replace or ignore the values the person asked for"
+);
+rule!(
+    CREDENTIAL_ACCESS,
+    "credential-access",
+    SensitiveReference,
+    High,
+    "asks the model to fetch or pass credentials or private files"
+);
+rule!(
+    CONVERSATION_EXFIL,
+    "conversation-exfiltration",
+    Exfiltration,
+    High,
+    "asks for the conversation, the system prompt or earlier messages: a tool needs its arguments, not the chat"
+);
+rule!(
+    SENDS_ELSEWHERE,
+    "sends-elsewhere",
+    Exfiltration,
+    High,
+    "asks the model to send data to another destination (a partner endpoint, a backup host, an extra recipient)"
+);
+rule!(
+    SHELL_COMMAND,
+    "shell-command",
+    Command,
+    Medium,
+    "a shell command that changes, downloads or runs things (`rm -rf`, `| sh`, `base64 -d`, `chmod`, `ssh`, …)"
+);
+rule!(
+    OTHER_TOOL_RULES,
+    "other-tool-rules",
+    CrossTool,
+    High,
+    "gives the model rules for another tool: a description should speak of its own tool"
+);
+rule!(
+    STEERS_AWAY,
+    "steers-away",
+    CrossTool,
+    Medium,
+    "calls another tool broken, deprecated or off-limits (toward this one: a redirect)"
+);
+rule!(
+    SELF_REDIRECT,
+    "self-deprecated",
+    CrossTool,
+    Low,
+    "this tool says it is deprecated and points elsewhere; check that it names a tool of the same server"
+);
+rule!(
+    PREFERENCE,
+    "preference-manipulation",
+    Preference,
+    High,
+    "tells the model to always choose this tool, or never another: a description competes for the model's choice"
+);
+rule!(
+    SELF_PROMOTION,
+    "self-promotion",
+    Preference,
+    Medium,
+    "praises itself (\"the best\", \"officially recommended\", \"99% accurate\") to be chosen over other tools"
+);
+rule!(
+    AUTHORITY,
+    "authority-framing",
+    HiddenInstruction,
+    Medium,
+    "claims authority or urgency (a system notice, an administrator, a policy) to order the model"
+);
+rule!(
+    SIDE_ACTION,
+    "side-action",
+    HiddenInstruction,
+    Medium,
+    "asks the model for an extra action with every call (a copy, a second message, a recurring payment)"
+);
+rule!(
+    REPLY_MANIPULATION,
+    "reply-manipulation",
+    HiddenInstruction,
+    Medium,
+    "tells the model what to say, hide or recommend in its replies, or to act on every turn"
+);
+rule!(
+    INSTRUCTION_IN_VALUE,
+    "instruction-in-value",
+    HiddenInstruction,
+    High,
+    "an instruction where a value or a name belongs"
+);
+
 const fn lit(phrase: &'static str, rule: &'static Rule, check: Check) -> Literal {
     Literal { phrase, rule, check }
 }

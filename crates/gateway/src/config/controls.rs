@@ -13,6 +13,7 @@ use portcullis_vault::KeySource;
 use portcullis_core::anomaly::Thresholds;
 
 use super::{AnomalyConfig, ConfigError, FlowConfig, Lowering, OutputLabel, PinsConfig};
+use portcullis_core::scan::Severity;
 
 /// The longest rate window accepted.
 const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -21,6 +22,7 @@ const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPins {
     trust_on_first_use: Option<bool>,
+    hold_on: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -60,10 +62,26 @@ pub(super) struct RawRate {
 }
 
 impl Lowering<'_> {
-    pub(super) fn pins(&self, p: RawPins) -> PinsConfig {
-        PinsConfig {
+    pub(super) fn pins(&self, p: RawPins) -> Result<PinsConfig, ConfigError> {
+        let hold_on = match p.hold_on {
+            None => Some(Severity::High),
+            Some(h) => match h.get_ref().as_str() {
+                "never" => None,
+                "high" => Some(Severity::High),
+                "medium" => Some(Severity::Medium),
+                other => {
+                    return self.err(
+                        h.span(),
+                        "pins.hold_on",
+                        format!("must be `high`, `medium` or `never`, got `{other}`"),
+                    );
+                }
+            },
+        };
+        Ok(PinsConfig {
             trust_on_first_use: p.trust_on_first_use.unwrap_or(true),
-        }
+            hold_on,
+        })
     }
 
     /// `[vault]`: a key file (resolved against the config's folder), a passphrase, the OS

@@ -221,6 +221,9 @@ pub struct AuditConfig {
 pub struct PinsConfig {
     /// Trust a tool never seen before, and pin it; `false` holds new tools until approved.
     pub trust_on_first_use: bool,
+    /// A new tool whose definition has a scanner finding at or above this severity is held
+    /// until approved, like a changed one (`None`: `hold_on = "never"`).
+    pub hold_on: Option<portcullis_core::scan::Severity>,
 }
 
 /// How an upstream is reached.
@@ -544,7 +547,7 @@ impl Lowering<'_> {
             gateway,
             upstreams,
             policy,
-            pins: self.pins(raw.pins),
+            pins: self.pins(raw.pins)?,
             flow: self.flow(raw.flow)?,
             vault,
             anomaly: self.anomaly(raw.anomaly)?,

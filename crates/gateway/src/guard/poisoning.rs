@@ -77,10 +77,12 @@ pub fn pin_reports(catalog: &Catalog) -> Vec<Report<'_>> {
             let (severity, rule) = match &h.hold {
                 Hold::Changed { .. } => (Severity::High, "definition-changed"),
                 Hold::Unapproved => (Severity::Medium, "unapproved"),
+                Hold::Flagged { .. } => (Severity::High, "held-for-finding"),
             };
             let excerpt = match &h.hold {
                 Hold::Changed { pinned } => format!("approved sha256 {}", pinned.get(..16).unwrap_or(pinned)),
                 Hold::Unapproved => String::new(),
+                Hold::Flagged { rule, .. } => rule.clone(),
             };
             Report {
                 kind: Kind::Tool,

@@ -4,7 +4,7 @@
 //! clients hear list changes and resource updates through; and the reference counts of resource
 //! subscriptions held at upstreams.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -141,9 +141,12 @@ impl Gateway {
         let lists = lock(&self.lists).clone();
         let refs: Vec<Option<&UpstreamLists>> = lists.iter().map(Option::as_ref).collect();
         let mut catalog = Catalog::build(&self.namespaces, &refs);
-        self.pins.apply(&mut catalog, |i| {
-            self.namespaces.get(i).map(|n| n.upstream.clone()).unwrap_or_default()
-        });
+        let flagged = self.flagged(&catalog);
+        self.pins.apply(
+            &mut catalog,
+            |i| self.namespaces.get(i).map(|n| n.upstream.clone()).unwrap_or_default(),
+            &flagged,
+        );
         for c in &catalog.conflicts {
             tracing::error!(kind = c.kind.noun(), name = %c.exposed, upstreams = ?c.upstreams, "name collision: exposed by no upstream until resolved (set distinct prefixes)");
         }
@@ -160,6 +163,26 @@ impl Gateway {
             };
             let _ = self.changes.send(change);
         }
+    }
+
+    /// The tools whose definitions have a finding at or above `[pins] hold_on`, by exposed
+    /// name, with the worst finding (rule, message): new ones among them are held.
+    fn flagged(&self, catalog: &Catalog) -> HashMap<String, (String, String)> {
+        let Some(floor) = self.pins.hold_on() else {
+            return HashMap::new();
+        };
+        crate::guard::poisoning::scan_catalog(&self.scanner, catalog)
+            .into_iter()
+            .filter(|r| r.kind == Kind::Tool)
+            .filter_map(|r| {
+                let worst = r
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity >= floor)
+                    .max_by_key(|f| f.severity)?;
+                Some((r.entry.exposed.clone(), (worst.rule.to_owned(), worst.message.clone())))
+            })
+            .collect()
     }
 
     /// Runs the tool-poisoning scanner over what the upstreams list, every time a list is read,

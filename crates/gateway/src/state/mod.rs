@@ -194,7 +194,7 @@ impl Gateway {
     /// the event loop.
     pub async fn open(cfg: Config, mode: PinMode) -> Result<Arc<Gateway>, OpenError> {
         let store = Store::open(&cfg.gateway.data_dir).await?;
-        let pins = Pins::load(store.clone(), cfg.pins.trust_on_first_use, mode).await?;
+        let pins = Pins::load(store.clone(), cfg.pins.trust_on_first_use, cfg.pins.hold_on, mode).await?;
         let references: Vec<refs::Reference> = cfg.upstreams.iter().flat_map(refs::references).collect();
         let salt = match cfg.vault {
             KeySource::Passphrase => Some(Vault::passphrase_salt(&store).await?),

@@ -45,6 +45,7 @@ pub struct Pins {
     store: Store,
     book: Mutex<HashMap<Key, String>>,
     trust_on_first_use: bool,
+    hold_on: Option<portcullis_core::scan::Severity>,
     writes: Option<mpsc::UnboundedSender<Write>>,
 }
 
@@ -67,7 +68,12 @@ fn now_unix() -> i64 {
 impl Pins {
     /// Loads the pins from `store`. In [`PinMode::Record`] a writer task is started (call from
     /// inside a tokio runtime).
-    pub async fn load(store: Store, trust_on_first_use: bool, mode: PinMode) -> Result<Pins, StoreError> {
+    pub async fn load(
+        store: Store,
+        trust_on_first_use: bool,
+        hold_on: Option<portcullis_core::scan::Severity>,
+        mode: PinMode,
+    ) -> Result<Pins, StoreError> {
         let book = store
             .pins()
             .await?
@@ -86,6 +92,7 @@ impl Pins {
             store,
             book: Mutex::new(book),
             trust_on_first_use,
+            hold_on,
             writes,
         })
     }
@@ -105,9 +112,21 @@ impl Pins {
         Fingerprint::of(&def)
     }
 
+    /// The severity at which a new tool's findings hold it back (`None`: never).
+    pub fn hold_on(&self) -> Option<portcullis_core::scan::Severity> {
+        self.hold_on
+    }
+
     /// Assesses every tool of a freshly built catalog and holds back those not approved.
-    /// `upstream_name` maps an entry's upstream index to its configured name.
-    pub fn apply(&self, catalog: &mut Catalog, upstream_name: impl Fn(usize) -> String) {
+    /// `upstream_name` maps an entry's upstream index to its configured name; `flagged` gives,
+    /// by exposed name, the worst scanner finding at or above `hold_on` (rule, message): a
+    /// tool seen for the first time with one is held instead of pinned.
+    pub fn apply(
+        &self,
+        catalog: &mut Catalog,
+        upstream_name: impl Fn(usize) -> String,
+        flagged: &HashMap<String, (String, String)>,
+    ) {
         let mut held = HashMap::new();
         {
             let mut book = self.book.lock().unwrap_or_else(PoisonError::into_inner);
@@ -122,7 +141,16 @@ impl Pins {
                     approved_at: now_unix(),
                     approved_by: "first-use".into(),
                 };
-                match assess(book.get(&key).map(String::as_str), &fp.hash, self.trust_on_first_use) {
+                let mut assessment = assess(book.get(&key).map(String::as_str), &fp.hash, self.trust_on_first_use);
+                if matches!(assessment, Assessment::PinNow | Assessment::Held(Hold::Unapproved))
+                    && let Some((rule, message)) = flagged.get(&entry.exposed)
+                {
+                    assessment = Assessment::Held(Hold::Flagged {
+                        rule: rule.clone(),
+                        message: message.clone(),
+                    });
+                }
+                match assessment {
                     Assessment::Trusted => {}
                     Assessment::PinNow => {
                         if self.writes.is_some() {
@@ -139,6 +167,9 @@ impl Pins {
                             }
                             Hold::Unapproved => {
                                 tracing::warn!(upstream = %key.0, tool = %key.1, hash = %fp.hash, "new tool held until approved");
+                            }
+                            Hold::Flagged { rule, message } => {
+                                tracing::error!(upstream = %key.0, tool = %key.1, hash = %fp.hash, rule = %rule, "new tool held: its definition looks poisoned: {message}");
                             }
                         }
                         self.send(Write::Sighting { pin });
