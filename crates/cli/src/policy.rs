@@ -10,10 +10,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use portcullis_core::label::Label;
+use portcullis_core::output::OutputScanner;
 use portcullis_core::provenance::{ProvenanceIndex, Source};
 use portcullis_gateway::dispatch::Explained;
 use portcullis_gateway::error::GatewayError;
 use portcullis_gateway::guard::judge::Snapshot;
+use portcullis_gateway::guard::observe;
 use portcullis_gateway::state::pins::PinMode;
 use portcullis_policy::{Outcome, Principal};
 use serde_json::Value;
@@ -148,7 +150,8 @@ async fn check(args: CheckArgs) -> ExitCode {
 }
 
 /// A session that has read untrusted output of `origin` carrying `texts` (none: a fresh,
-/// trusted session), as the gateway's taint tracking would hold it.
+/// trusted session), as the gateway's taint tracking would hold it: an injection the output
+/// scanner finds in `texts` counts as seen.
 fn session_of(origin: Option<&str>, texts: &[String], arguments: &Value) -> Snapshot {
     let Some(origin) = origin else {
         return Snapshot::default();
@@ -160,12 +163,16 @@ fn session_of(origin: Option<&str>, texts: &[String], arguments: &Value) -> Snap
     for t in texts {
         index.observe(t, true, origin, at);
     }
+    let strings: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let seen = observe::scan(&OutputScanner::new(), &strings, Label::UNTRUSTED);
+    let source = Source {
+        origin: origin.to_owned(),
+        at_unix: at,
+    };
     Snapshot {
         label: Label::UNTRUSTED,
-        first_untrusted: Some(Source {
-            origin: origin.to_owned(),
-            at_unix: at,
-        }),
+        injected: seen.injected().then(|| source.clone()),
+        first_untrusted: Some(source),
         hits: index.lookup_arguments(arguments),
     }
 }

@@ -195,8 +195,10 @@ async fn injected_text_in_any_channel_marks_the_session() {
             json!(["portcullis:flow-rule"]),
             "{tool}: {r}"
         );
-        let p = &r["error"]["data"]["provenance"][0];
-        assert_eq!(p["value"], "eve@evil.test", "{tool}: {r}");
+        // The injection holds every side effect (the address itself was the client's own
+        // argument to the echoing tool, made while the session was clean: trusted context).
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(message.contains("the session saw an injection"), "{tool}: {message}");
     }
 }
 
@@ -206,6 +208,12 @@ async fn injected_text_in_any_channel_marks_the_session() {
 async fn values_under_structured_data_are_traced() {
     let gw = served("permit (principal, action, resource);", &raw_channels("")).await;
     let client = Legacy::connect(&gw.url).await;
+    // The session reads something untrusted first: arguments of calls made while it was
+    // clean are the person's own context, which is not what this test is about.
+    let r = client
+        .call("raw__structured", json!({"value": {"note": "hello"}}))
+        .await;
+    assert!(r["result"].is_object(), "{r}");
     let r = client
         .call("raw__structured", json!({"value": {"to": "mallory@evil.test"}}))
         .await;

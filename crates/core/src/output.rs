@@ -115,19 +115,57 @@ const IGNORED: &[&str] = &[
     "earlier instructions",
 ];
 
+/// What an assistant is told to ignore: its instructions ("ignore previous instructions",
+/// "disregard the above"), not an earlier draft or message ("you can ignore the previous
+/// draft" is what people write).
+const ORDERS: &[&str] = &[
+    "instruction",
+    "prompt",
+    "rule",
+    "direction",
+    "directive",
+    "guideline",
+    "context",
+    "order",
+    "command",
+    "task",
+    "system",
+    "content",
+    "and ",
+    ",",
+    ".",
+];
+
+fn ignored(t: &[u8], _: usize, e: usize) -> bool {
+    IGNORED.iter().any(|w| {
+        let rest = t.get(e..).unwrap_or_default();
+        if !rest.starts_with(w.as_bytes()) {
+            return false;
+        }
+        if w.contains("instructions") {
+            return true;
+        }
+        let after = e + w.len();
+        let spaces = t
+            .get(after..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|b| **b == b' ')
+            .count();
+        let next = after + spaces;
+        (spaces == 0 && followed_by(t, next, &[",", "."]))
+            || (spaces > 0 && followed_by(t, next, ORDERS))
+            || t.get(after..).is_none_or(<[u8]>::is_empty)
+    })
+}
+
 /// Markers aimed at an assistant: an anchor literal (lowercase), what must surround it, and
 /// the rule. Few anchors, each checked in place, keep the automaton under the 64 literals its
 /// SIMD prefilter handles (BENCHMARKS.md).
 const MARKERS: &[(&str, OutputKind, &str, Verify)] = &[
-    ("ignore ", OutputKind::Injection, "ignore-previous", |t, _, e| {
-        followed_by(t, e, IGNORED)
-    }),
-    ("disregard ", OutputKind::Injection, "ignore-previous", |t, _, e| {
-        followed_by(t, e, IGNORED)
-    }),
-    ("forget ", OutputKind::Injection, "ignore-previous", |t, _, e| {
-        followed_by(t, e, IGNORED)
-    }),
+    ("ignore ", OutputKind::Injection, "ignore-previous", ignored),
+    ("disregard ", OutputKind::Injection, "ignore-previous", ignored),
+    ("forget ", OutputKind::Injection, "ignore-previous", ignored),
     ("instructions:", OutputKind::Injection, "new-instructions", |t, s, _| {
         preceded_by(t, s, &["new ", "updated ", "real ", "actual "])
     }),
@@ -227,6 +265,32 @@ const MARKERS: &[(&str, OutputKind, &str, Verify)] = &[
         preceded_by(t, s, &["<", "</"])
     }),
     ("<admin>", OutputKind::Injection, "role-tag", ALWAYS),
+    // The widely published template: a block that claims to be an important message from the
+    // person and asks for something "before you can solve the task".
+    (
+        "important message from",
+        OutputKind::Injection,
+        "injection-template",
+        ALWAYS,
+    ),
+    (
+        "before you can ",
+        OutputKind::Injection,
+        "injection-template",
+        |t, _, e| {
+            followed_by(
+                t,
+                e,
+                &["solve", "complete", "finish", "answer", "continue", "proceed", "help"],
+            )
+        },
+    ),
+    (
+        "do the following first",
+        OutputKind::Injection,
+        "injection-template",
+        ALWAYS,
+    ),
     // Styles that hide HTML from a reader.
     ("display:", OutputKind::Invisible, "hidden-html", |t, _, e| {
         then_value(t, e, &["none"])

@@ -37,6 +37,15 @@ pub enum ValueKind {
 }
 
 impl ValueKind {
+    /// Whether a value of this kind names where something goes: an address, a URL, a domain,
+    /// an account. The flow rule holds a write or a send that carries one from untrusted output.
+    pub fn is_destination(self) -> bool {
+        matches!(
+            self,
+            ValueKind::Email | ValueKind::Url | ValueKind::Domain | ValueKind::Iban
+        )
+    }
+
     /// A word for explanations.
     pub fn noun(self) -> &'static str {
         match self {
@@ -59,6 +68,9 @@ pub struct Value {
     /// The normalised text (lowercased where case does not matter).
     pub text: String,
 }
+
+/// Most words of an argument that is a field (a value or a short list), not running text.
+pub const MAX_FIELD_WORDS: usize = 4;
 
 /// Words per passage shingle.
 pub const SHINGLE_WORDS: usize = 8;
@@ -98,8 +110,16 @@ fn cut(s: &str) -> String {
     s.get(..end).unwrap_or_default().to_owned()
 }
 
-/// The distinctive values in `text`, at most [`MAX_PER_TEXT`].
+/// The distinctive values in `text`, at most [`MAX_PER_TEXT`]. The domain of every address
+/// and URL is a value too (output that names `x@evil.test` taints a bare `evil.test`).
 pub fn extract(text: &str) -> Vec<Value> {
+    extract_with(text, true)
+}
+
+/// `extract`, with or without the domains of addresses and URLs (an argument is judged by its
+/// address, not by the address's domain: `bob@corp.test` from the person is not steered
+/// because `alice@corp.test` wrote an email).
+fn extract_with(text: &str, derived_domains: bool) -> Vec<Value> {
     let mut out = Vec::new();
     let push = |kind: ValueKind, text: String, out: &mut Vec<Value>| {
         if out.len() < MAX_PER_TEXT {
@@ -118,7 +138,7 @@ pub fn extract(text: &str) -> Vec<Value> {
         if let Some(rest) = lower.strip_prefix("mailto:") {
             if let Some((_, domain)) = rest.split_once('@') {
                 push(ValueKind::Email, cut(rest), &mut out);
-                if is_domain(domain) {
+                if derived_domains && is_domain(domain) {
                     push(ValueKind::Domain, cut(domain), &mut out);
                 }
             }
@@ -138,7 +158,7 @@ pub fn extract(text: &str) -> Vec<Value> {
                 w.get(scheme_host..).unwrap_or_default()
             );
             push(ValueKind::Url, cut(&url), &mut out);
-            if is_domain(host) {
+            if derived_domains && is_domain(host) {
                 push(ValueKind::Domain, cut(host), &mut out);
             }
             continue;
@@ -148,7 +168,9 @@ pub fn extract(text: &str) -> Vec<Value> {
             && is_domain(domain)
         {
             push(ValueKind::Email, cut(&lower), &mut out);
-            push(ValueKind::Domain, cut(domain), &mut out);
+            if derived_domains {
+                push(ValueKind::Domain, cut(domain), &mut out);
+            }
             continue;
         }
         if w.starts_with('/') || w.starts_with("~/") || w.starts_with("./") || w.starts_with("../") {
@@ -232,6 +254,10 @@ pub struct Hit {
     pub value: Value,
     /// Where it was first seen.
     pub source: Source,
+    /// Whether the argument is a field (the value alone, or a short list of values) rather
+    /// than running text: `to: "eve@evil.test"` names where something goes; a body that
+    /// quotes an address does not.
+    pub field: bool,
 }
 
 impl fmt::Display for Hit {
@@ -304,7 +330,28 @@ impl ProvenanceIndex {
 
     /// Remembers the values of `text`, output of `origin` at `at_unix`, as untrusted or not.
     pub fn observe(&mut self, text: &str, untrusted: bool, origin: &str, at_unix: i64) {
-        let values = extract(text);
+        self.observe_echo(text, untrusted, origin, at_unix, &serde_json::Value::Null);
+    }
+
+    /// `observe` for the output of a call made with `arguments`: trusted output does not make
+    /// trusted a value the call was given (an echo is not a confirmation — a trusted tool that
+    /// repeats an attacker's address would otherwise launder it).
+    pub fn observe_echo(
+        &mut self,
+        text: &str,
+        untrusted: bool,
+        origin: &str,
+        at_unix: i64,
+        arguments: &serde_json::Value,
+    ) {
+        let mut values = extract(text);
+        if !untrusted && !arguments.is_null() {
+            let mut given: HashSet<u64> = HashSet::new();
+            walk_strings(arguments, &mut String::new(), &mut |_, s| {
+                given.extend(extract(s).iter().map(|v| self.hash(v)));
+            });
+            values.retain(|v| !given.contains(&self.hash(v)));
+        }
         if values.is_empty() {
             return;
         }
@@ -378,7 +425,12 @@ impl ProvenanceIndex {
             return Vec::new();
         }
         let mut hits: Vec<Hit> = Vec::new();
-        for v in extract(text) {
+        let field = text
+            .split(|c: char| c.is_whitespace() || matches!(c, ',' | ';'))
+            .filter(|w| !w.is_empty())
+            .count()
+            <= MAX_FIELD_WORDS;
+        for v in extract_with(text, false) {
             let h = self.hash(&v);
             if self.trusted.contains(&h) {
                 continue;
@@ -390,6 +442,7 @@ impl ProvenanceIndex {
                     argument: argument.to_owned(),
                     value: v,
                     source: source.clone(),
+                    field,
                 });
             }
         }

@@ -101,7 +101,7 @@ pub struct Request<'a> {
     pub tool: &'a Tool,
     /// The call's arguments, a JSON object (`null` counts as `{}`); `context.arguments`.
     pub arguments: &'a serde_json::Value,
-    /// The session's trust labels (`untrusted`, `private`); `context.session.labels`.
+    /// The session's trust labels (`untrusted`, `private`, `injected`); `context.session.labels`.
     pub labels: &'a [String],
     /// Which arguments carry values from untrusted output, and from where;
     /// `context.provenance`.

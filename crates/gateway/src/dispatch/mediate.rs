@@ -58,9 +58,17 @@ impl Link<'_> {
             let rules: Vec<&str> = seen.findings.iter().map(|f| f.rule).collect();
             tracing::warn!(%origin, findings = ?rules, "upstream traffic carries what an assistant should not act on");
         }
-        self.gw
-            .taint
-            .observe(&self.ctx.principal, &self.ctx.scope(), &origin, seen.label, &strings);
+        self.gw.taint.observe_output(
+            &self.ctx.principal,
+            &self.ctx.scope(),
+            &crate::state::taint::Output {
+                origin: &origin,
+                label: seen.label,
+                injected: seen.injected(),
+                texts: &strings,
+                arguments: &Value::Null,
+            },
+        );
     }
 
     /// A notification of this call: relayed after it is observed, if its kind is relayed at

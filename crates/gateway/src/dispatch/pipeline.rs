@@ -22,7 +22,7 @@ use crate::guard::route::{self, Miss, Target};
 use crate::guard::{observe, parse, throttle};
 use crate::state::Gateway;
 use crate::state::catalog::START_WAIT;
-use crate::state::taint::now_unix;
+use crate::state::taint::{Output, now_unix};
 
 /// A request routed: where it goes, and what is judged.
 #[derive(Debug)]
@@ -393,8 +393,16 @@ fn judge(gw: &Gateway, ctx: &ClientCtx, action: Action, routed: &Routed) -> Resu
         tracing::warn!(tool = %routed.tool.name, upstream = %routed.tool.upstream, error = %e, "policy could not be evaluated; denied");
     }
     let verdict = judge::verdict(engine, &inputs, decision);
-    if let Err(e) = &verdict {
-        tracing::info!(tool = %routed.tool.name, upstream = %routed.tool.upstream, error = %e, "refused");
+    match &verdict {
+        Err(e) => {
+            tracing::info!(tool = %routed.tool.name, upstream = %routed.tool.upstream, error = %e, "refused");
+        }
+        // What a clean session's permitted calls name is the person's (or trusted) context.
+        Ok(()) if !session.label.is_untrusted() => {
+            gw.taint
+                .note_clean_arguments(&ctx.principal, &ctx.scope(), &routed.target.exposed, &routed.arguments);
+        }
+        Ok(()) => {}
     }
     verdict
 }
@@ -519,7 +527,19 @@ fn observe_reply(gw: &Gateway, ctx: &ClientCtx, routed: &Routed, reply: Reply) -
                     let mut value = match observe::read(raw_result.get()) {
                         Ok(v) => v,
                         Err(why) => {
-                            gw.taint.observe(&ctx.principal, &scope, origin, Label::UNTRUSTED, &[]);
+                            // Unread, it could have carried anything: the session counts
+                            // as having seen an injection.
+                            gw.taint.observe_output(
+                                &ctx.principal,
+                                &scope,
+                                &Output {
+                                    origin,
+                                    label: Label::UNTRUSTED,
+                                    injected: true,
+                                    texts: &[],
+                                    arguments: &Value::Null,
+                                },
+                            );
                             tracing::warn!(%origin, error = %why, "an upstream result cannot be read strictly; not passed on");
                             return Err(GatewayError::Upstream {
                                 upstream: upstream_name,
@@ -536,7 +556,17 @@ fn observe_reply(gw: &Gateway, ctx: &ClientCtx, routed: &Routed, reply: Reply) -
                         let rules: Vec<&str> = seen.findings.iter().map(|f| f.rule).collect();
                         tracing::warn!(%origin, label = %seen.label, findings = ?rules, "tool output carries what an assistant should not act on");
                     }
-                    gw.taint.observe(&ctx.principal, &scope, origin, seen.label, &strings);
+                    gw.taint.observe_output(
+                        &ctx.principal,
+                        &scope,
+                        &Output {
+                            origin,
+                            label: seen.label,
+                            injected: seen.injected(),
+                            texts: &strings,
+                            arguments: &routed.arguments,
+                        },
+                    );
                     drop(strings);
                     if seen.label.is_untrusted()
                         && let Some(up) = up
@@ -561,7 +591,17 @@ fn observe_reply(gw: &Gateway, ctx: &ClientCtx, routed: &Routed, reply: Reply) -
                         observe::texts(d, &mut strings);
                     }
                     let seen = observe::scan(&gw.output_scanner, &strings, routed.base);
-                    gw.taint.observe(&ctx.principal, &scope, origin, seen.label, &strings);
+                    gw.taint.observe_output(
+                        &ctx.principal,
+                        &scope,
+                        &Output {
+                            origin,
+                            label: seen.label,
+                            injected: seen.injected(),
+                            texts: &strings,
+                            arguments: &routed.arguments,
+                        },
+                    );
                 }
             }
             Ok(Reply::Upstream(resp))

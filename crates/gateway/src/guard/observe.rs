@@ -54,6 +54,17 @@ pub struct Seen {
     pub findings: Vec<OutputFinding>,
 }
 
+impl Seen {
+    /// Whether what the scanner found is an injection: text aimed at an assistant, or Unicode
+    /// tag characters (invisible text no honest content carries). Zero-width characters, hidden
+    /// HTML and tracking links are common in honest mail and pages: they raise the label only.
+    pub fn injected(&self) -> bool {
+        self.findings
+            .iter()
+            .any(|f| f.kind == output::OutputKind::Injection || f.rule == "tag-characters")
+    }
+}
+
 /// Scans the texts of `value` from a source labelled `base`.
 pub fn scan(scanner: &OutputScanner, strings: &[&str], base: Label) -> Seen {
     let mut findings: Vec<OutputFinding> = Vec::new();

@@ -37,10 +37,27 @@ pub struct Facts {
     pub label: Label,
     /// The first untrusted output, for explanations.
     pub first_untrusted: Option<Source>,
+    /// The first output in which the scanner found an injection.
+    pub injected: Option<Source>,
     /// Values of the session's outputs.
     pub provenance: ProvenanceIndex,
     last_seen: Instant,
     expires: bool,
+}
+
+/// One output as the session records it.
+#[derive(Debug, Clone, Copy)]
+pub struct Output<'a> {
+    /// The tool, resource or prompt (as exposed) or channel it came from.
+    pub origin: &'a str,
+    /// Its label.
+    pub label: Label,
+    /// Whether the scanner found an injection in it.
+    pub injected: bool,
+    /// Its texts.
+    pub texts: &'a [&'a str],
+    /// The arguments of the call that produced it (`Null` when none).
+    pub arguments: &'a Value,
 }
 
 /// Where a request's session facts live.
@@ -75,6 +92,8 @@ struct Principal {
     sessions: HashMap<String, Arc<Mutex<Facts>>>,
     /// The latest untrusted output any of this principal's sessions saw, and when.
     untrusted: Option<(Source, Instant)>,
+    /// The latest output with an injection any of this principal's sessions saw, and when.
+    injected: Option<(Source, Instant)>,
     last_seen: Option<Instant>,
 }
 
@@ -100,6 +119,14 @@ impl Principal {
     /// The untrusted history still within `window`.
     fn history(&self, now: Instant, window: Duration) -> Option<&Source> {
         self.untrusted
+            .as_ref()
+            .filter(|(_, at)| now.saturating_duration_since(*at) <= window)
+            .map(|(s, _)| s)
+    }
+
+    /// The injection history still within `window`.
+    fn injected_history(&self, now: Instant, window: Duration) -> Option<&Source> {
+        self.injected
             .as_ref()
             .filter(|(_, at)| now.saturating_duration_since(*at) <= window)
             .map(|(s, _)| s)
@@ -162,6 +189,7 @@ impl Sessions {
         // A new session of a principal that held untrusted content within the window starts
         // where that left off: untrusted.
         let inherited = p.history(now, window).cloned();
+        let injected = p.injected_history(now, window).cloned();
         let f = Arc::new(Mutex::new(Facts {
             label: if inherited.is_some() {
                 Label::UNTRUSTED
@@ -169,6 +197,7 @@ impl Sessions {
                 Label::TRUSTED
             },
             first_untrusted: inherited,
+            injected,
             provenance: ProvenanceIndex::new(self.cfg.max_values),
             last_seen: now,
             expires: scope.expires,
@@ -189,6 +218,7 @@ impl Sessions {
         for p in map.values_mut() {
             if p.sessions.remove(scope).is_some() {
                 p.untrusted = None;
+                p.injected = None;
                 return true;
             }
         }
@@ -228,6 +258,7 @@ impl Sessions {
         Snapshot {
             label: f.label,
             first_untrusted: f.first_untrusted.clone(),
+            injected: f.injected.clone(),
             hits: if side_effect && f.label.is_untrusted() {
                 f.provenance.lookup_arguments(arguments)
             } else {
@@ -238,18 +269,51 @@ impl Sessions {
 
     /// Records an output of `origin` with `label` and its texts.
     pub fn observe(&self, principal: &str, scope: &Scope, origin: &str, label: Label, texts: &[&str]) {
+        self.observe_output(
+            principal,
+            scope,
+            &Output {
+                origin,
+                label,
+                injected: false,
+                texts,
+                arguments: &Value::Null,
+            },
+        );
+    }
+
+    /// Records an output: its label, whether it carried an injection, its texts, and the
+    /// arguments of the call that produced it (trusted output does not confirm a value the
+    /// call was given).
+    pub fn observe_output(&self, principal: &str, scope: &Scope, out: &Output<'_>) {
+        let Output {
+            origin,
+            label,
+            injected,
+            texts,
+            arguments,
+        } = *out;
         let at = now_unix();
         let f = self.facts(principal, scope);
-        if label.is_untrusted() {
+        if label.is_untrusted() || injected {
             let source = Source {
                 origin: origin.to_owned(),
                 at_unix: at,
             };
             if let Some(p) = lock(&self.map).get_mut(principal) {
+                if injected {
+                    p.injected = Some((source.clone(), Instant::now()));
+                }
                 p.untrusted = Some((source, Instant::now()));
             }
         }
         let mut f = lock(&f);
+        if injected && f.injected.is_none() {
+            f.injected = Some(Source {
+                origin: origin.to_owned(),
+                at_unix: at,
+            });
+        }
         f.label = f.label.join(label);
         if label.is_untrusted() && f.first_untrusted.is_none() {
             f.first_untrusted = Some(Source {
@@ -259,7 +323,8 @@ impl Sessions {
         }
         let before = f.provenance.evicted;
         for t in texts {
-            f.provenance.observe(t, label.is_untrusted(), origin, at);
+            f.provenance
+                .observe_echo(t, label.is_untrusted(), origin, at, arguments);
         }
         if f.provenance.evicted > before {
             tracing::debug!(
@@ -267,6 +332,21 @@ impl Sessions {
                 "provenance values forgotten (oldest first)"
             );
         }
+    }
+
+    /// Records the values of a permitted call's arguments as trusted context when the session
+    /// has seen nothing untrusted: the assistant can only have had them from the person or
+    /// from trusted output (an address the person named in a first search is theirs).
+    pub fn note_clean_arguments(&self, principal: &str, scope: &Scope, origin: &str, arguments: &Value) {
+        let f = self.facts(principal, scope);
+        let mut f = lock(&f);
+        if f.label.is_untrusted() {
+            return;
+        }
+        let at = now_unix();
+        portcullis_core::provenance::walk_strings(arguments, &mut String::new(), &mut |_, s| {
+            f.provenance.observe(s, false, origin, at);
+        });
     }
 
     /// The window after which an idle stateless session starts afresh.
