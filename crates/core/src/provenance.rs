@@ -236,6 +236,46 @@ fn extract_with(text: &str, derived_domains: bool) -> Vec<Value> {
     out
 }
 
+/// Whether `v` is covered by a trusted-destination `pattern` (lowercase): an address
+/// (`alice@corp.test`), every address of a domain (`*@corp.test`), a domain with its addresses
+/// and URLs (`corp.test`), the same with subdomains (`*.corp.test`), or a URL prefix
+/// (`https://wiki.corp.test/`). An account number matches itself.
+pub fn destination_matches(pattern: &str, v: &Value) -> bool {
+    let text = v.text.to_ascii_lowercase();
+    let host_of = |s: &str| -> String {
+        let after = s.split_once("://").map_or(s, |(_, a)| a);
+        let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+        let host = after.get(..end).unwrap_or_default();
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        host.split(':').next().unwrap_or_default().to_owned()
+    };
+    let in_domain = |domain: &str, subdomains: bool| -> bool {
+        let d = match v.kind {
+            ValueKind::Email => text.rsplit_once('@').map(|(_, d)| d.to_owned()),
+            ValueKind::Url => Some(host_of(&text)),
+            ValueKind::Domain => Some(text.clone()),
+            _ => None,
+        };
+        d.is_some_and(|d| d == domain || (subdomains && d.ends_with(&format!(".{domain}"))))
+    };
+    if let Some(domain) = pattern.strip_prefix("*@") {
+        return v.kind == ValueKind::Email && in_domain(domain, false);
+    }
+    if let Some(domain) = pattern.strip_prefix("*.") {
+        return in_domain(domain, true);
+    }
+    if pattern.contains("://") {
+        return v.kind == ValueKind::Url && text.starts_with(pattern);
+    }
+    if pattern.contains('@') {
+        return v.kind == ValueKind::Email && text == pattern;
+    }
+    if v.kind == ValueKind::Iban {
+        return text == pattern;
+    }
+    in_domain(pattern, false)
+}
+
 /// Where an untrusted value was first seen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source {

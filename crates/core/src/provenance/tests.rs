@@ -189,3 +189,53 @@ proptest! {
         prop_assert!(extract(&text).len() <= MAX_PER_TEXT);
     }
 }
+
+#[test]
+fn trusted_destination_patterns() {
+    let v = |kind, text: &str| Value {
+        kind,
+        text: text.into(),
+    };
+    let cases: &[(&str, ValueKind, &str, bool)] = &[
+        ("alice@corp.test", ValueKind::Email, "alice@corp.test", true),
+        ("alice@corp.test", ValueKind::Email, "bob@corp.test", false),
+        ("*@corp.test", ValueKind::Email, "bob@corp.test", true),
+        ("*@corp.test", ValueKind::Email, "bob@corp.test.evil.test", false),
+        ("*@corp.test", ValueKind::Domain, "corp.test", false),
+        ("corp.test", ValueKind::Domain, "corp.test", true),
+        ("corp.test", ValueKind::Email, "bob@corp.test", true),
+        ("corp.test", ValueKind::Url, "https://corp.test/x", true),
+        ("corp.test", ValueKind::Url, "https://corp.test.evil.test/x", false),
+        ("corp.test", ValueKind::Url, "https://corp.test@evil.test/x", false),
+        ("corp.test", ValueKind::Domain, "wiki.corp.test", false),
+        ("*.corp.test", ValueKind::Domain, "wiki.corp.test", true),
+        ("*.corp.test", ValueKind::Email, "a@mail.corp.test", true),
+        ("*.corp.test", ValueKind::Domain, "evilcorp.test", false),
+        (
+            "https://wiki.corp.test/",
+            ValueKind::Url,
+            "https://wiki.corp.test/page",
+            true,
+        ),
+        (
+            "https://wiki.corp.test/",
+            ValueKind::Url,
+            "https://wiki.corp.test.evil.test/",
+            false,
+        ),
+        (
+            "de89370400440532013000",
+            ValueKind::Iban,
+            "DE89370400440532013000",
+            true,
+        ),
+        ("corp.test", ValueKind::Passage, "corp.test is nice", false),
+    ];
+    for (pattern, kind, text, want) in cases {
+        assert_eq!(
+            destination_matches(pattern, &v(*kind, text)),
+            *want,
+            "{pattern} vs {kind:?} {text}"
+        );
+    }
+}

@@ -51,6 +51,8 @@ pub(super) struct RawAnomaly {
 pub(super) struct RawFlow {
     window: Option<Spanned<String>>,
     max_values: Option<Spanned<u64>>,
+    #[serde(default)]
+    trusted_destinations: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -173,9 +175,26 @@ impl Lowering<'_> {
     }
 
     pub(super) fn flow(&self, f: RawFlow) -> Result<FlowConfig, ConfigError> {
+        let mut trusted_destinations = Vec::new();
+        for d in f.trusted_destinations {
+            let pattern = d.get_ref().trim().to_ascii_lowercase();
+            let bare = pattern.trim_start_matches("*@").trim_start_matches("*.");
+            if bare.is_empty() || bare.contains('*') || pattern.chars().any(char::is_whitespace) {
+                return self.err(
+                    d.span(),
+                    "flow.trusted_destinations",
+                    format!(
+                        "`{}` is not a destination pattern: an address, `*@domain`, a domain, `*.domain` or a URL prefix",
+                        d.get_ref()
+                    ),
+                );
+            }
+            trusted_destinations.push(pattern);
+        }
         Ok(FlowConfig {
             window: self.duration(f.window, "flow.window", Duration::from_secs(30 * 60))?,
             max_values: self.bounded(f.max_values, "flow.max_values", 100, 10_000_000, 20_000)? as usize,
+            trusted_destinations,
         })
     }
 

@@ -160,12 +160,16 @@ pub struct PolicyConfig {
 }
 
 /// Session taint and argument provenance (`[flow]`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowConfig {
     /// How long a stateless (2026-07-28) client's session lasts without a request.
     pub window: Duration,
     /// Most distinctive values remembered per session for argument provenance.
     pub max_values: usize,
+    /// Destinations that are the person's own context whatever output named them (their
+    /// address, their company's domain): `alice@corp.test`, `*@corp.test`, `corp.test`,
+    /// `*.corp.test`, a URL prefix. Lowercase.
+    pub trusted_destinations: Vec<String>,
 }
 
 /// How an upstream's (or one tool's) output is labelled: `None` leaves the decision to what

@@ -172,6 +172,7 @@ fn output_labels_and_flow() {
 [flow]
 window = "10m"
 max_values = 5000
+trusted_destinations = ["Alice@Corp.test", "*@corp.test"]
 
 [upstreams.mail]
 command = "x"
@@ -189,6 +190,7 @@ private = true
     .unwrap();
     assert_eq!(c.flow.window, Duration::from_secs(600));
     assert_eq!(c.flow.max_values, 5000);
+    assert_eq!(c.flow.trusted_destinations, ["alice@corp.test", "*@corp.test"]);
     let mail = &c.upstreams[0];
     assert_eq!(mail.output.trust, Some(Integrity::Untrusted));
     assert!(mail.sanitize && mail.spotlight);
@@ -212,6 +214,14 @@ private = true
             "portcullis.toml:3: `upstreams.a.output`: must be `trusted` or `untrusted`, got `maybe`",
         ),
         ("[flow]\nmax_values = 1\n", "`flow.max_values`: must be between 100"),
+        (
+            "[flow]\ntrusted_destinations = [\"*\"]\n",
+            "`flow.trusted_destinations`: `*` is not a destination pattern",
+        ),
+        (
+            "[flow]\ntrusted_destinations = [\"*@\"]\n",
+            "`flow.trusted_destinations`: `*@` is not a destination pattern",
+        ),
     ] {
         let err = parse(text).expect_err(text).to_string();
         assert!(err.contains(want), "{text:?}\n got: {err}\nwant: {want}");

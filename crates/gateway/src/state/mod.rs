@@ -350,7 +350,7 @@ impl Gateway {
             scanner: Scanner::new(),
             pins,
             limiter: Mutex::new(Limiter::new()),
-            taint: Sessions::new(cfg.flow),
+            taint: Sessions::new(cfg.flow.clone()),
             audit,
             misuse: Misuse::new(
                 cfg.upstreams

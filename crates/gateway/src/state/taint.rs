@@ -260,7 +260,16 @@ impl Sessions {
             first_untrusted: f.first_untrusted.clone(),
             injected: f.injected.clone(),
             hits: if side_effect && f.label.is_untrusted() {
-                f.provenance.lookup_arguments(arguments)
+                let mut hits = f.provenance.lookup_arguments(arguments);
+                // The person's own destinations are trusted context whatever output named them.
+                hits.retain(|h| {
+                    !self
+                        .cfg
+                        .trusted_destinations
+                        .iter()
+                        .any(|p| portcullis_core::provenance::destination_matches(p, &h.value))
+                });
+                hits
             } else {
                 Vec::new()
             },

@@ -7,6 +7,7 @@ fn sessions(window: Duration) -> Sessions {
     Sessions::new(FlowConfig {
         window,
         max_values: 1000,
+        trusted_destinations: vec!["*@corp.test".into()],
     })
 }
 
@@ -173,4 +174,22 @@ fn clean_arguments_are_trusted_context_only_while_clean() {
     let snap = s.snapshot("alice", &a, &json!({"to": ["bob@corp.test", "eve@evil.test"]}), true);
     let values: Vec<&str> = snap.hits.iter().map(|h| h.value.text.as_str()).collect();
     assert_eq!(values, ["eve@evil.test"], "{:?}", snap.hits);
+}
+
+/// `[flow] trusted_destinations`: the person's own domain is trusted context whatever output
+/// named it; anything else from untrusted output is still a hit.
+#[test]
+fn trusted_destinations_are_never_hits() {
+    let s = sessions(Duration::from_secs(60));
+    let a = client("alice", "a");
+    s.observe(
+        "alice",
+        &a,
+        "mail__read",
+        Label::UNTRUSTED,
+        &["to: alice@corp.test, cc: eve@evil.test"],
+    );
+    let snap = s.snapshot("alice", &a, &json!({"to": ["alice@corp.test", "eve@evil.test"]}), true);
+    let values: Vec<&str> = snap.hits.iter().map(|h| h.value.text.as_str()).collect();
+    assert_eq!(values, ["eve@evil.test"]);
 }
