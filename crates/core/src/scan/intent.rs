@@ -246,7 +246,7 @@ impl Intent {
                 r"\b(a copy|copies|everything|every (record|file|message|email|result|quote|note|entry|item|statement|listing|transfer|invoice|order)|each (record|file|message|email|result|note|entry|item)|(the |all |its |their |any )(result|results|output|outputs|response|responses|data|content|contents|body|bodies|file|files|messages?|emails?|mails?|conversation|details|information|credentials?|arguments?|parameters?|requests?|query|queries|document|documents|history|records?|logs?|attachments?|text|summary|listing|listings|payload|subjects?|senders?|attendees?|attendee list|recipients?|itinerary|position|location|record|calendar|raw input|input)|results|contents|findings|listing results|extracted text|returned \w+|retrieved \w+|all (\w+ ){0,2}(retrieval|traffic|requests|queries|calls|messages|mail|emails?|data|files|results|output|outputs|notes|records))\b",
             )?,
             target: re(
-                r"https?://\S+|\b[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)+\b|\b[a-z0-9-]+(\.[a-z0-9-]+)*\.(com|net|org|io|ru|cn|xyz|top|site|app|dev|cc|co|info|biz|me|tk|test|example)(/\S*)?\b|\b\d{3,}[- ]\d{2,}([- ]\d+)*\b|\b[a-z]{2}\d{2}( ?[a-z0-9]{4}){3,}\b|(?-i:\b[A-Z]{2,}[A-Z0-9]*-[A-Z0-9-]*\d[A-Z0-9-]*\b)|[`'\x22][\w.:/@-]*\d[\w.:/@-]*[`'\x22]|\B#[a-z][\w-]{2,}\b|\+\d{8,}\b|\b[\w-]+/[\w.-]+\b(/|\s+repo)",
+                r"https?://\S+|\b[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)+\b|\b[a-z0-9-]+(\.[a-z0-9-]+)*\.(com|net|org|io|ru|cn|xyz|top|site|app|dev|cc|co|info|biz|me|tk|test|example)(/\S*)?\b|\b\d{3,}[- ]\d{3,}([- ]\d+)*\b|\b[a-z]{2}\d{2}( ?[a-z0-9]{4}){3,}\b|(?-i:\b[A-Z]{2,}[A-Z0-9]*-[A-Z0-9-]*\d[A-Z0-9-]*\b)|[`'\x22][\w.:/@-]*\d[\w.:/@-]*[`'\x22]|\B#[a-z][\w-]{2,}\b|\+\d{8,}\b|\b[\w-]+/[\w.-]+\b(/|\s+repo)",
             )?,
             example: re(
                 r"\b(e\.g\.?|eg\.|for example|for instance|such as|example:|examples:|like|i\.e\.?|format|formatted like|looks like|in the form)[,:]?\s*\S{0,3}$",
@@ -804,7 +804,15 @@ impl Intent {
             let before = s.get(r.start.saturating_sub(30)..r.start).unwrap_or_default();
             self.example.is_match(before)
         };
-        let target = self.target.find_iter(s).map(|m| m.range()).find(|r| !example(r));
+        // A reference in parentheses ("(SEP-2243)", "(RFC 8707)") cites; it names no destination.
+        let cited = |r: &Range<usize>| {
+            s.get(..r.start).is_some_and(|h| h.ends_with('(')) && s.get(r.end..).is_some_and(|t| t.starts_with(')'))
+        };
+        let target = self
+            .target
+            .find_iter(s)
+            .map(|m| m.range())
+            .find(|r| !example(r) && !cited(r));
         let outward = find(&self.outward);
         if moves || transfers || self.side_effect.is_match(s) {
             let mut w: f32 = 0.0;

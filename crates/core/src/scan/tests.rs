@@ -648,3 +648,14 @@ proptest! {
         }
     }
 }
+
+/// Regression: an ISO date ("2026-07-28") read as a phone-like destination, so the conformance
+/// fixture's honest `test_header_param` was held as poisoned (side action, data elsewhere).
+#[test]
+fn a_date_is_not_a_destination() {
+    let findings = SCANNER.scan_text(
+        "description",
+        "Echoes a parameter that 2026-07-28 clients also send as the `Mcp-Param-Region` header (SEP-2243)",
+    );
+    assert!(findings.iter().all(|f| f.severity < Severity::High), "{findings:#?}");
+}

@@ -309,7 +309,16 @@ async fn route(gw: &Gateway, plan: Plan, method: &str, read: &Map<String, Value>
                 .get("ref")
                 .and_then(Value::as_object)
                 .ok_or_else(|| GatewayError::InvalidParams("`ref` must be an object".into()))?;
-            let (target, rewritten) = route::completion(&gw.catalog(), reference, &gw.resource_servers())?;
+            // Like a call, a completion may come right after the gateway started, before the
+            // upstream that owns its prompt has listed: a miss waits (bounded) for upstreams
+            // still starting.
+            let (target, rewritten) = match route::completion(&gw.catalog(), reference, &gw.resource_servers()) {
+                Ok(found) => found,
+                Err(_) if gw.wait_settled(START_WAIT).await => {
+                    route::completion(&gw.catalog(), reference, &gw.resource_servers())?
+                }
+                Err(e) => return Err(e),
+            };
             let tool = judge::named(&upstream_name(target.upstream), &target.original, Effect::Read);
             let mut arguments = Map::new();
             for key in ["argument", "context"] {
