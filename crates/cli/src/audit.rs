@@ -133,6 +133,34 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
         return tampered(broken, walked.verified);
     }
     let head = walked.verified;
+    // The witness file outside the database: every checkpoint it recorded must still be there.
+    let witness_path = cfg.gateway.data_dir.join(portcullis_gateway::state::audit::WITNESS);
+    let witness = match read_witness(&witness_path) {
+        Ok(w) => w,
+        Err(e) => {
+            outln!(
+                "broken: the witness file {} cannot be read: {e}",
+                witness_path.display()
+            );
+            return ExitCode::from(EX_DATAERR);
+        }
+    };
+    // Checked after the signatures, so that a broken signature is named as such first.
+    let witnessed = || -> ExitCode {
+        match (
+            &witness,
+            checkpoint::check_witness(&checkpoints, witness.as_deref().unwrap_or_default()),
+        ) {
+            (_, Err(broken)) => return tampered(&broken, broken.seq.saturating_sub(1).min(head)),
+            (Some(_), Ok(n)) => outln!("ok: the witness file's {n} checkpoints are all in the database"),
+            (None, Ok(_)) if !checkpoints.is_empty() => outln!(
+                "no witness file at {} (a removed tail would go unnoticed; the gateway writes one with every checkpoint)",
+                witness_path.display()
+            ),
+            (None, Ok(_)) => {}
+        }
+        ExitCode::SUCCESS
+    };
     let key = match public_key {
         Some(text) => match checkpoint::decode_public(&text) {
             Some(k) => Some(k),
@@ -157,22 +185,53 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
                     report.signed_through,
                     head - report.signed_through
                 );
-                ExitCode::SUCCESS
+                witnessed()
             }
             Err(broken) => tampered(&broken, broken.seq.saturating_sub(1).min(head)),
         },
         None if checkpoints.is_empty() => {
             outln!("no signed checkpoints (the gateway signs them when it has a vault)");
-            ExitCode::SUCCESS
+            witnessed()
         }
         None => {
             outln!(
                 "unverified: {} signed checkpoints, and no key to check them (no master key here; give `--public-key`)",
                 checkpoints.len()
             );
-            ExitCode::SUCCESS
+            witnessed()
         }
     }
+}
+
+/// The witness file's checkpoints, or `None` when there is none. A last line cut short (the
+/// gateway stopped mid-write) is skipped; any other line that does not read is an error.
+fn read_witness(path: &std::path::Path) -> Result<Option<Vec<checkpoint::Checkpoint>>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let parsed = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| {
+            Some(checkpoint::Checkpoint {
+                seq: v.get("seq")?.as_i64()?,
+                hash: v.get("hash")?.as_str()?.to_owned(),
+                at_ms: v.get("at_ms")?.as_i64()?,
+                prev: v.get("prev")?.as_i64()?,
+                key_id: v.get("key_id")?.as_str()?.to_owned(),
+                signature: v.get("signature")?.as_str()?.to_owned(),
+            })
+        });
+        match parsed {
+            Some(c) => out.push(c),
+            None if i + 1 == lines.len() && !complete => {}
+            None => return Err(format!("line {} is not a checkpoint", i + 1)),
+        }
+    }
+    Ok(Some(out))
 }
 
 fn tampered(broken: &Broken, good: i64) -> ExitCode {

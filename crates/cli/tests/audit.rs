@@ -335,4 +335,71 @@ async fn signed_checkpoints_catch_a_rewritten_chain_truncation_and_removed_check
     let (code, out, _) = cli(&["audit", "verify", "--config", cfg.to_str().unwrap()]).await;
     assert_eq!(code, 65, "{out}");
     assert!(out.contains("does not verify"), "{out}");
+
+    // Regression (issue 19): the tail removed with the newest checkpoint over it — what is left
+    // verifies by itself; the witness file beside the database remembers how far it came.
+    let cfg = scenario("cut");
+    tamper(
+        &db("cut"),
+        "DELETE FROM audit_records WHERE seq > 8; DELETE FROM audit_checkpoints WHERE seq > 8;",
+    );
+    let (code, out, _) = cli(&["audit", "verify", "--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(code, 65, "{out}");
+    assert!(
+        out.contains("witness file recorded a signed checkpoint over records through 10"),
+        "{out}"
+    );
+    // Every checkpoint removed.
+    let cfg = scenario("stripped");
+    tamper(&db("stripped"), "DELETE FROM audit_checkpoints;");
+    let (code, out, _) = cli(&["audit", "verify", "--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(code, 65, "{out}");
+    assert!(out.contains("no longer has"), "{out}");
+    // The untouched copy says the witness agrees.
+    let (code, out, _) = cli(&["audit", "verify", "--config", c]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok: the witness file's") && out.contains("checkpoints are all in the database"),
+        "{out}"
+    );
+}
+
+/// Regression (issue 19): a gateway killed after a quiet moment left its newest records
+/// unsigned, so they could be deleted without `audit verify` noticing. A checkpoint now
+/// follows a second after the first unsigned record.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_a_quiet_second_leaves_no_record_unsigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("master.key");
+    let config = dir.path().join("portcullis.toml");
+    let state = dir.path().join("state");
+    let rest = format!(
+        "[vault]\nkey_file = {}\n\n{}",
+        toml_str(&key.to_string_lossy()),
+        raw_upstream("raw", "output = \"trusted\"")
+    );
+    let gateway = format!("data_dir = {}", toml_str(&state.to_string_lossy()));
+    std::fs::write(&config, format!("[gateway]\n{gateway}\n\n{rest}")).unwrap();
+    let c = config.to_str().unwrap();
+    let (code, _, err) = cli(&["vault", "init", "--key-file", key.to_str().unwrap(), "--config", c]).await;
+    assert_eq!(code, 0, "{err}");
+    let mut gw = Served::start_config(&gateway, &rest, &[]).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let client = Modern::new(&gw.url);
+    for _ in 0..4 {
+        let r = client.call("raw__pid", json!({})).await;
+        assert!(r["result"].is_object(), "{r}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    gw.child.start_kill().unwrap();
+    let _ = gw.child.wait().await;
+
+    let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: 8 records"), "{out}");
+    assert!(out.contains("cover records 1 to 8; 0 newer"), "{out}");
+    // The attacker deletes the last three records: a signed checkpoint covers them.
+    tamper(&state.join("portcullis.db"), "DELETE FROM audit_records WHERE seq > 5;");
+    let (code, out, _) = cli(&["audit", "verify", "--config", c]).await;
+    assert_eq!(code, 65, "{out}");
 }

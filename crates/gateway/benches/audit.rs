@@ -28,7 +28,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 async fn run(callers: usize, signed: bool, seconds: u64) -> (f64, Duration, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
-    let signer = signed.then(|| Signer::new(&[7u8; 32], 1000));
+    let signer = signed.then(|| Signer::new(&[7u8; 32], 1000).with_witness(dir.path().join("witness.jsonl")));
     let log = Arc::new(AuditLog::start(store, signer).await.unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();

@@ -147,6 +147,36 @@ pub fn verify(
     })
 }
 
+/// Checks the database's checkpoints (`db`) against the witness file kept outside the
+/// database: every checkpoint the witness recorded must still be in the database, unchanged.
+/// A database whose tail was cut (records and the checkpoints over them) or whose newest
+/// checkpoints were removed fails here even though what is left of it verifies. Returns how
+/// many witnessed checkpoints were found.
+pub fn check_witness(db: &[Checkpoint], witness: &[Checkpoint]) -> Result<usize, Broken> {
+    let by_seq: std::collections::HashMap<i64, &Checkpoint> = db.iter().map(|c| (c.seq, c)).collect();
+    for w in witness {
+        match by_seq.get(&w.seq) {
+            Some(c) if *c == w => {}
+            Some(_) => {
+                return Err(Broken {
+                    seq: w.seq,
+                    why: "its signed checkpoint is not the one the witness file recorded (replaced)".into(),
+                });
+            }
+            None => {
+                return Err(Broken {
+                    seq: w.seq,
+                    why: format!(
+                        "missing: the witness file recorded a signed checkpoint over records through {} that the database no longer has (its tail or checkpoints were removed)",
+                        w.seq
+                    ),
+                });
+            }
+        }
+    }
+    Ok(witness.len())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
@@ -224,5 +254,28 @@ mod tests {
         // A signed field altered.
         cps[0].at_ms += 1;
         assert!(check(&cps, &hashes, 7).unwrap_err().why.contains("does not verify"));
+    }
+
+    #[test]
+    fn the_witness_catches_a_removed_tail_and_removed_checkpoints() {
+        let k = key(7);
+        let c1 = sign(&k, 1000, "h1000", 1, 0);
+        let c2 = sign(&k, 1004, "h1004", 2, 1000);
+        let witness = [c1.clone(), c2.clone()];
+        assert_eq!(check_witness(&[c1.clone(), c2.clone()], &witness), Ok(2));
+        // The database may hold more than the witness (a witness line that could not be written).
+        let c3 = sign(&k, 1010, "h1010", 3, 1004);
+        assert_eq!(check_witness(&[c1.clone(), c2.clone(), c3], &witness), Ok(2));
+        // The newest checkpoint removed with the records after the one before it: what is left
+        // verifies on its own, the witness does not.
+        let e = check_witness(std::slice::from_ref(&c1), &witness).unwrap_err();
+        assert_eq!(e.seq, 1004);
+        assert!(e.why.contains("no longer has"), "{}", e.why);
+        // Every checkpoint removed.
+        assert_eq!(check_witness(&[], &witness).unwrap_err().seq, 1000);
+        // A checkpoint re-signed over a rewritten record.
+        let forged = sign(&k, 1004, "other", 2, 1000);
+        let e = check_witness(&[c1, forged], &witness).unwrap_err();
+        assert!(e.why.contains("replaced"), "{}", e.why);
     }
 }

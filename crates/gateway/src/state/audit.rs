@@ -3,6 +3,15 @@
 //! by hash ([`portcullis_core::audit`]). One writer task commits records in batches — group
 //! commit: every record waiting when a transaction starts goes into it — so concurrent calls
 //! share a commit. Arguments are scrubbed of vault secrets and long values are digested.
+//!
+//! With a signer, a signed checkpoint covers the head whenever the chain passes a multiple of
+//! `every` records, [`SIGN_AFTER`] after the first record no checkpoint covers yet (so a crash
+//! leaves at most about a second unprotected), and at a clean stop. Each checkpoint is also
+//! appended to a witness file outside the database ([`WITNESS`] in the data folder, 0600), so
+//! a verifier notices a removed tail or removed checkpoints.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +32,10 @@ const QUEUE: usize = 65_536;
 const COMMIT_WAIT: Duration = Duration::from_secs(10);
 /// Strings longer than this are recorded as their digest.
 const MAX_VALUE: usize = 512;
+/// How long a record waits, at most, before a signed checkpoint covers it.
+pub const SIGN_AFTER: Duration = Duration::from_secs(1);
+/// The witness file's name in the data folder: one JSON line per signed checkpoint.
+pub const WITNESS: &str = "audit-witness.jsonl";
 
 type Pending = (i64, Value, oneshot::Sender<bool>);
 
@@ -40,6 +53,10 @@ pub struct Signer {
     key: SigningKey,
     /// A checkpoint whenever the chain passes a multiple of this many records.
     every: i64,
+    /// The witness file every checkpoint is appended to, if any.
+    witness: Option<PathBuf>,
+    /// The last checkpoint made (for the witness line once it is committed).
+    last: Mutex<Option<CheckpointRow>>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -57,20 +74,62 @@ impl Signer {
         Signer {
             key: SigningKey::from_bytes(key),
             every: i64::try_from(every.max(1)).unwrap_or(i64::MAX),
+            witness: None,
+            last: Mutex::new(None),
         }
+    }
+
+    /// The same signer, appending every checkpoint to the witness file at `path`.
+    #[must_use]
+    pub fn with_witness(mut self, path: PathBuf) -> Signer {
+        self.witness = Some(path);
+        self
     }
 
     fn make(&self) -> impl Fn(i64, &str, i64) -> CheckpointRow + Send + Sync + '_ {
         move |seq, hash, prev| {
             let c = checkpoint::sign(&self.key, seq, hash, now_ms(), prev);
-            CheckpointRow {
+            let row = CheckpointRow {
                 seq: c.seq,
                 hash: c.hash,
                 at_ms: c.at_ms,
                 prev: c.prev,
                 key_id: c.key_id,
                 signature: c.signature,
-            }
+            };
+            *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(row.clone());
+            row
+        }
+    }
+
+    /// Appends the checkpoint just committed to the witness file (created 0600). A witness
+    /// that cannot be written is logged, never fatal: the database holds the checkpoint.
+    async fn witness(&self) {
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let (Some(path), Some(c)) = (&self.witness, last) else {
+            return;
+        };
+        let line = format!(
+            "{}\n",
+            json!({"seq": c.seq, "hash": c.hash, "at_ms": c.at_ms, "prev": c.prev, "key_id": c.key_id, "signature": c.signature})
+        );
+        let written = async {
+            use tokio::io::AsyncWriteExt as _;
+            let mut f = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .await?;
+            f.write_all(line.as_bytes()).await?;
+            f.sync_data().await
+        };
+        if let Err(e) = written.await {
+            tracing::warn!(path = %path.display(), error = %e, "could not append the audit checkpoint to its witness file");
         }
     }
 }
@@ -239,7 +298,21 @@ impl AuditLog {
 
 async fn writer(store: Store, mut head: Option<(i64, String)>, mut rx: mpsc::Receiver<Msg>, signer: Option<Signer>) {
     let mut closing: Option<oneshot::Sender<()>> = None;
-    while let Some(first) = rx.recv().await {
+    // When the oldest record no checkpoint covers was committed (none: the head is signed).
+    let mut unsigned_since: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match (unsigned_since, &signer) {
+            (Some(since), Some(s)) => match tokio::time::timeout_at(since + SIGN_AFTER, rx.recv()).await {
+                Ok(m) => m,
+                Err(_) => {
+                    sign_head(&store, s, "audit head signed after a quiet second").await;
+                    unsigned_since = None;
+                    continue;
+                }
+            },
+            _ => rx.recv().await,
+        };
+        let Some(first) = next else { break };
         let mut batch = Vec::new();
         match first {
             Msg::Record(p) => batch.push(p),
@@ -253,36 +326,61 @@ async fn writer(store: Store, mut head: Option<(i64, String)>, mut rx: mpsc::Rec
             }
         }
         if !batch.is_empty() {
-            let (h, ok) = commit(&store, head, &batch, signer.as_ref()).await;
+            let (h, ok, signed) = commit(&store, head, &batch, signer.as_ref()).await;
             head = h;
             for (_, _, ack) in batch {
                 let _ = ack.send(ok);
             }
+            if let Some(s) = &signer {
+                if signed {
+                    s.witness().await;
+                    unsigned_since = None;
+                } else if ok && unsigned_since.is_none() {
+                    unsigned_since = Some(tokio::time::Instant::now());
+                }
+                // Under steady traffic the quiet-second timer never fires: sign once the oldest
+                // unsigned record is a second old, between batches.
+                if unsigned_since.is_some_and(|t| t.elapsed() >= SIGN_AFTER) {
+                    sign_head(&store, s, "audit head signed a second after its first unsigned record").await;
+                    unsigned_since = None;
+                }
+            }
         }
         if let Some(ack) = closing.take() {
             if let Some(s) = &signer {
-                match store.checkpoint_head(&s.make()).await {
-                    Ok(true) => tracing::debug!("audit head signed at shutdown"),
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not sign the audit head at shutdown"),
-                }
+                sign_head(&store, s, "audit head signed at shutdown").await;
+                unsigned_since = None;
             }
             let _ = ack.send(());
         }
     }
 }
 
+/// Signs the head if no checkpoint covers it yet, and witnesses the checkpoint.
+async fn sign_head(store: &Store, s: &Signer, what: &'static str) {
+    match store.checkpoint_head(&s.make()).await {
+        Ok(true) => {
+            s.witness().await;
+            tracing::debug!("{what}");
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not sign the audit head"),
+    }
+}
+
 /// Commits one batch (a checkpoint with it when it passes a multiple of the signer's
-/// interval); returns the new head and whether the batch was committed.
+/// interval); returns the new head, whether the batch was committed, and whether a checkpoint
+/// was committed with it.
 async fn commit(
     store: &Store,
     mut head: Option<(i64, String)>,
     batch: &[Pending],
     signer: Option<&Signer>,
-) -> (Option<(i64, String)>, bool) {
+) -> (Option<(i64, String)>, bool, bool) {
     // Another process sharing the database (a second `portcullis stdio`, a `portcullis
     // call`) may have appended since: on a conflict, re-read the head and chain again.
     let mut ok = false;
+    let mut signed = false;
     for attempt in 0..5 {
         if attempt > 0 {
             match store.audit_head().await {
@@ -302,6 +400,7 @@ async fn commit(
             Ok(()) => {
                 head = last;
                 ok = true;
+                signed = make.is_some();
                 break;
             }
             Err(e) => tracing::warn!(error = %e, attempt, "audit append failed; retrying from the current head"),
@@ -313,7 +412,7 @@ async fn commit(
             "could not write the audit log; the calls waiting on it are refused"
         );
     }
-    (head, ok)
+    (head, ok, signed)
 }
 
 /// Every signed checkpoint in the store, in order, as the verifier reads them.
@@ -422,4 +521,39 @@ pub fn decision_body(
         "reason": String::from_utf8_lossy(&crate::redact::scrub(reason.as_bytes())),
         "labels": labels,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    /// Under steady traffic (a record every 200 ms, never a quiet second) no record stays
+    /// unsigned for much more than a second, and every checkpoint reaches the witness file.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn steady_traffic_is_signed_within_about_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let witness = dir.path().join(WITNESS);
+        let log = AuditLog::start(
+            store.clone(),
+            Some(Signer::new(&[7u8; 32], 1000).with_witness(witness.clone())),
+        )
+        .await
+        .unwrap();
+        for i in 0..15 {
+            assert!(log.record(json!({"n": i})).await);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let signed = store.audit_checkpoints().await.unwrap();
+        let head = store.audit_head().await.unwrap().unwrap().0;
+        let through = signed.last().map_or(0, |c| c.seq);
+        assert!(head == 15 && through >= 9, "head {head}, signed through {through}");
+        let lines = std::fs::read_to_string(&witness).unwrap();
+        assert_eq!(lines.lines().count(), signed.len(), "{lines}");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&witness).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }

@@ -283,7 +283,10 @@ impl Gateway {
         let signer = match (&vault, mode) {
             (Some(v), PinMode::Record) => {
                 let key = crate::state::audit::signing_key(v).await?;
-                Some(crate::state::audit::Signer::new(&key, cfg.audit.checkpoint_every))
+                Some(
+                    crate::state::audit::Signer::new(&key, cfg.audit.checkpoint_every)
+                        .with_witness(cfg.gateway.data_dir.join(crate::state::audit::WITNESS)),
+                )
             }
             (None, PinMode::Record) => {
                 tracing::warn!(
