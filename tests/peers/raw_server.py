@@ -6,7 +6,9 @@ this peer sends them on purpose, so a test can prove the gateway passes them on 
 It also crashes, hangs and reports its pid on request, for the supervision tests.
 
 Speaks 2025-11-25 (`initialize`). With `--modern` it also answers `server/discover` and serves
-2026-07-28 requests statelessly.
+2026-07-28 requests statelessly; with `--modern-only` it refuses `initialize` (-32022), as the
+Python SDK does once it has seen a 2026-07-28 request. `--slow-start SECONDS` reads nothing
+for that long first (a server importing a large library).
 """
 
 import json
@@ -359,6 +361,13 @@ def handle(msg):
                 CANCELLED.append(params.get("requestId"))
         return  # notifications need no answer
     meta_version = (params.get("_meta") or {}).get("io.modelcontextprotocol/protocolVersion")
+    if method == "initialize" and "--modern-only" in sys.argv:
+        send({"jsonrpc": "2.0", "id": rid, "error": {
+            "code": -32022,
+            "message": "connection is serving the 2026-07-28 protocol; the initialize handshake is not accepted",
+            "data": {"supported": ["2026-07-28"], "requested": params.get("protocolVersion")},
+        }})
+        return
     if method == "initialize":
         caps = {"tools": {"listChanged": True} if RUG_FILE else {}}
         if CHANNELS:
@@ -437,6 +446,8 @@ def leak_env():
 
 def main():
     leak_env()
+    if "--slow-start" in sys.argv:
+        time.sleep(float(sys.argv[sys.argv.index("--slow-start") + 1]))
     if LEAK:
         # The secret astride the gateway's 4 096-byte cut of a stderr line.
         sys.stderr.write("raw_server: " + "x" * (4096 - len("raw_server: ") - 4) + LEAK + "\n")

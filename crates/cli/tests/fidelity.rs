@@ -324,3 +324,26 @@ async fn each_http_upstream_gets_only_its_own_headers_and_never_the_clients() {
         );
     }
 }
+
+/// Regression (issue 19): a stdio server that took more than 5 s to start lost its era probe
+/// to a timeout, was sent `initialize` on top of the unanswered probe, refused it (-32022: a
+/// modern server that had read the probe by then), and the gateway went without it for 10–19
+/// s, refusing calls. Now the probe waits for the start budget (`start_timeout`, 60 s by
+/// default), and a call that arrives meanwhile waits for the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_starting_modern_server_is_waited_for_not_refused() {
+    let upstream = format!(
+        "[upstreams.slow]\ncommand = \"python3\"\nargs = [{}, \"--modern\", \"--modern-only\", \"--slow-start\", \"7\"]\n",
+        toml_str(&raw_server().to_string_lossy())
+    );
+    let gw = Served::start(&upstream).await;
+    let asked = std::time::Instant::now();
+    let r = Modern::new(&gw.url).call("slow__pid", json!({})).await;
+    assert!(r["result"]["content"][0]["text"].is_string(), "{r}");
+    assert!(
+        asked.elapsed() >= std::time::Duration::from_secs(3),
+        "the server was meant to be slow"
+    );
+    let log = gw.log.lock().unwrap().join("\n");
+    assert!(!log.contains("initialize failed"), "{log}");
+}

@@ -281,6 +281,9 @@ pub struct UpstreamConfig {
     pub era: EraChoice,
     /// Per-call timeout.
     pub call_timeout: Duration,
+    /// How long it may take to start and answer its handshake (a Python server importing a
+    /// large library takes seconds); calls that arrive meanwhile wait for it.
+    pub start_timeout: Duration,
     /// Whether the gateway forwards `roots/list` requests from this (legacy) upstream to
     /// clients. Off by default: a client's roots can widen what a server may touch.
     pub forward_roots: bool,
@@ -453,6 +456,7 @@ struct RawUpstream {
     prefix: Option<Spanned<String>>,
     era: Option<Spanned<String>>,
     call_timeout: Option<Spanned<String>>,
+    start_timeout: Option<Spanned<String>>,
     #[serde(default)]
     forward_roots: bool,
     #[serde(default)]
@@ -1014,6 +1018,7 @@ impl Lowering<'_> {
             transport,
             era,
             call_timeout: self.duration(u.call_timeout, &key("call_timeout"), gateway.call_timeout)?,
+            start_timeout: self.duration(u.start_timeout, &key("start_timeout"), Duration::from_secs(60))?,
             forward_roots: u.forward_roots,
             tool_effects,
             rate: self.rate(u.rate, &key("rate"))?,

@@ -53,7 +53,11 @@ pub(super) async fn forward(
         .upstreams()
         .get(routed.target.upstream)
         .ok_or_else(|| GatewayError::MethodNotFound(method.to_owned()))?;
-    let client = up.client_for(&ctx.principal, START_WAIT).await?;
+    // A call waits for its upstream to finish starting (bounded by its start timeout), never
+    // refused because it came early.
+    let client = up
+        .client_for(&ctx.principal, up.cfg.start_timeout.max(START_WAIT))
+        .await?;
     let link = Link {
         gw,
         ctx,

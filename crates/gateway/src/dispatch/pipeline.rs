@@ -21,7 +21,6 @@ use crate::guard::judge::{self, Inputs};
 use crate::guard::route::{self, Miss, Target};
 use crate::guard::{observe, parse, throttle};
 use crate::state::Gateway;
-use crate::state::catalog::START_WAIT;
 use crate::state::taint::{Output, now_unix};
 
 /// A request routed: where it goes, and what is judged.
@@ -314,7 +313,7 @@ async fn route(gw: &Gateway, plan: Plan, method: &str, read: &Map<String, Value>
             // still starting.
             let (target, rewritten) = match route::completion(&gw.catalog(), reference, &gw.resource_servers()) {
                 Ok(found) => found,
-                Err(_) if gw.wait_settled(START_WAIT).await => {
+                Err(_) if gw.wait_settled(gw.start_wait()).await => {
                     route::completion(&gw.catalog(), reference, &gw.resource_servers())?
                 }
                 Err(e) => return Err(e),
@@ -372,7 +371,7 @@ async fn find_entry(
     if let Some(found) = look(&gw.catalog()) {
         return Ok(found);
     }
-    gw.wait_settled(START_WAIT).await;
+    gw.wait_settled(gw.start_wait()).await;
     look(&gw.catalog()).ok_or_else(|| gw.unknown_name(kind, name))
 }
 

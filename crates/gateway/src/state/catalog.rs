@@ -55,6 +55,18 @@ impl Gateway {
         (settled && !self.shutdown.is_cancelled(), ups)
     }
 
+    /// How long a request that names something no upstream lists yet waits for upstreams
+    /// still starting: the longest configured start timeout (at least [`START_WAIT`]).
+    pub fn start_wait(&self) -> Duration {
+        self.cfg
+            .upstreams
+            .iter()
+            .map(|u| u.start_timeout)
+            .max()
+            .unwrap_or(START_WAIT)
+            .max(START_WAIT)
+    }
+
     /// Waits until every upstream has either listed its items once or failed once, or until
     /// `timeout`. Returns whether all settled.
     pub async fn wait_settled(&self, timeout: Duration) -> bool {

@@ -176,7 +176,7 @@ impl ConnectOptions {
             legacy_capabilities: caps,
             limits,
             probe_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(30),
+            handshake_timeout: cfg.start_timeout,
             label: cfg.name.clone(),
         }
     }

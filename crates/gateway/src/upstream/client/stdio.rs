@@ -321,10 +321,19 @@ impl StdioLink {
         });
     }
 
+    /// The era probe, then `initialize` only if the server answered it as a legacy server.
+    /// Silence is no sign of an era over stdio: a server still starting (a Python server
+    /// importing a large library) answers late, and an `initialize` sent on top of the
+    /// unanswered probe is refused by a modern server that then reads both. So the probe
+    /// waits for the whole start budget.
     async fn handshake(&self, opts: &ConnectOptions) -> Result<ServerInfo, ClientError> {
-        let legacy_sign = |e: &ClientError| matches!(e, ClientError::Timeout(_));
+        let legacy_sign = |_: &ClientError| false;
         let probe = super::probe_modern(opts, legacy_sign, || {
-            self.raw_call("server/discover", Some(super::discover_params()), opts.probe_timeout)
+            self.raw_call(
+                "server/discover",
+                Some(super::discover_params()),
+                opts.handshake_timeout,
+            )
         });
         if let Some(info) = probe.await? {
             return Ok(info);
