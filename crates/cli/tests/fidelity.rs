@@ -347,3 +347,28 @@ async fn a_slow_starting_modern_server_is_waited_for_not_refused() {
     let log = gw.log.lock().unwrap().join("\n");
     assert!(!log.contains("initialize failed"), "{log}");
 }
+
+/// Regression (issue 19): an upstream answer over the frame limit left the call to its
+/// timeout. The frame's id is read from its edges, and the call fails at once, precisely.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_answer_over_the_frame_limit_fails_its_call_at_once() {
+    let gw = Served::start_with(&raw_upstream("raw", "call_timeout = \"60s\""), "max_frame_bytes = 2048").await;
+    gw.wait_for_tools(&["raw__"]).await;
+    // A request under the limit whose echo (twice, once escaped) is over it.
+    let asked = std::time::Instant::now();
+    let r = Modern::new(&gw.url)
+        .call("raw__echo_params", json!({"pad": "p".repeat(900)}))
+        .await;
+    assert_eq!(r["error"]["code"], -31002, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the limit of 2048 bytes"),
+        "{r}"
+    );
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(30),
+        "it waited for the timeout"
+    );
+}

@@ -428,5 +428,134 @@ impl From<Response> for Message {
     }
 }
 
+/// The top-level `"id"` of a JSON-RPC object of which only `head` (its first bytes) and `tail`
+/// (its last bytes) are at hand: a message over the size limit, which is never buffered whole,
+/// still gets its error answered to the request it belongs to. The head is walked as JSON
+/// (strings and nesting tracked) up to the `id` member at the top level; the tail is read only
+/// in the shape `, "id": VALUE }` at its very end. Anything else: `None`.
+pub fn id_of_partial(head: &[u8], tail: &[u8]) -> Option<Id> {
+    id_in_head(head).or_else(|| id_at_end(tail))
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
+        i += 1;
+    }
+    i
+}
+
+/// The end (exclusive) of the string starting at `i` (its opening quote).
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match b.get(j)? {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+}
+
+/// The end (exclusive) of the value starting at `i`.
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match b.get(j)? {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while b
+                .get(j)
+                .is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace())
+            {
+                j += 1;
+            }
+            // A scalar cut by the end of the head is not known to be whole.
+            b.get(j).map(|_| j)
+        }
+    }
+}
+
+/// An id value: an integer or a string.
+fn id_value(v: &[u8]) -> Option<Id> {
+    match serde_json::from_slice::<serde_json::Value>(v).ok()? {
+        serde_json::Value::Number(n) => n.as_i64().map(Id::Int),
+        serde_json::Value::String(s) => Some(Id::Str(s)),
+        _ => None,
+    }
+}
+
+fn id_in_head(b: &[u8]) -> Option<Id> {
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        i = skip_ws(b, i);
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(b, i)?;
+        let key = b.get(i..key_end)?;
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let end = value_end(b, i)?;
+        if key == b"\"id\"" {
+            return id_value(b.get(i..end)?);
+        }
+        i = skip_ws(b, end);
+        match b.get(i)? {
+            b',' => i += 1,
+            _ => return None,
+        }
+    }
+}
+
+fn id_at_end(b: &[u8]) -> Option<Id> {
+    let body = b.trim_ascii_end().strip_suffix(b"}")?.trim_ascii_end();
+    // The value: a string without escapes, or an integer.
+    let start = if body.last() == Some(&b'"') {
+        let open = body.get(..body.len() - 1)?.iter().rposition(|c| *c == b'"')?;
+        if body.get(open..)?.contains(&b'\\') {
+            return None;
+        }
+        open
+    } else {
+        body.iter()
+            .rposition(|c| !(c.is_ascii_digit() || *c == b'-'))
+            .map_or(0, |p| p + 1)
+    };
+    let value = body.get(start..)?;
+    let before = body.get(..start)?.trim_ascii_end().strip_suffix(b":")?.trim_ascii_end();
+    let before = before.strip_suffix(b"\"id\"")?.trim_ascii_end();
+    if before.last() != Some(&b',') {
+        return None;
+    }
+    id_value(value)
+}
+
 #[cfg(test)]
 mod tests;

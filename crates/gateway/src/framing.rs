@@ -6,7 +6,7 @@ use std::io;
 
 use bytes::{Buf, BytesMut};
 use futures::StreamExt;
-use portcullis_core::jsonrpc::ParseError;
+use portcullis_core::jsonrpc::{Id, ParseError, id_of_partial};
 use portcullis_core::{Limits, Message};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
@@ -25,18 +25,49 @@ pub enum Inbound {
     Closed(Option<io::Error>),
 }
 
-/// Splits a byte stream into lines no longer than a limit. An over-long line is reported once
-/// and skipped up to its newline, without buffering it.
-#[derive(Debug)]
+/// Splits a byte stream into lines no longer than a limit. An over-long line is skipped up to
+/// its newline without buffering it, and reported once at its end, with the request id read
+/// from its first and last bytes where it can be (so the error answers that request).
+#[derive(Debug, Default)]
 struct Lines {
     max: usize,
     discarding: bool,
     scanned: usize,
+    /// The first bytes of the line being skipped.
+    head: Vec<u8>,
+    /// Its last bytes so far.
+    tail: Vec<u8>,
 }
+
+/// How the error for an over-long message begins.
+pub const TOO_LONG: &str = "message exceeds the limit of";
+
+/// How much of an over-long line's start is kept to find its id.
+const HEAD: usize = 64 * 1024;
+/// How much of its end.
+const TAIL: usize = 1024;
 
 enum Frame {
     Line(BytesMut),
-    TooLong,
+    TooLong(Option<Id>),
+}
+
+impl Lines {
+    fn keep_tail(&mut self, bytes: &[u8]) {
+        self.tail.extend_from_slice(bytes);
+        let excess = self.tail.len().saturating_sub(TAIL);
+        self.tail.drain(..excess);
+    }
+
+    /// The over-long line ended: its id, and a fresh state.
+    fn finish(&mut self) -> Frame {
+        let id = id_of_partial(&self.head, &self.tail);
+        self.head = Vec::new();
+        self.tail = Vec::new();
+        self.discarding = false;
+        self.scanned = 0;
+        Frame::TooLong(id)
+    }
 }
 
 impl Decoder for Lines {
@@ -49,11 +80,13 @@ impl Decoder for Lines {
             let newline = buf.get(from..).and_then(|tail| tail.iter().position(|b| *b == b'\n'));
             match (self.discarding, newline) {
                 (true, Some(i)) => {
-                    buf.advance(from + i + 1);
-                    self.discarding = false;
-                    self.scanned = 0;
+                    let end = from + i;
+                    self.keep_tail(buf.get(..end).unwrap_or_default());
+                    buf.advance(end + 1);
+                    return Ok(Some(self.finish()));
                 }
                 (true, None) => {
+                    self.keep_tail(buf);
                     buf.clear();
                     self.scanned = 0;
                     return Ok(None);
@@ -62,8 +95,11 @@ impl Decoder for Lines {
                     let end = from + i;
                     self.scanned = 0;
                     if end > self.max {
+                        let line = buf.get(..end).unwrap_or_default();
+                        self.head = line.get(..HEAD.min(end)).unwrap_or_default().to_vec();
+                        self.keep_tail(line);
                         buf.advance(end + 1);
-                        return Ok(Some(Frame::TooLong));
+                        return Ok(Some(self.finish()));
                     }
                     let mut line = buf.split_to(end + 1);
                     line.truncate(end);
@@ -75,9 +111,11 @@ impl Decoder for Lines {
                 (false, None) => {
                     if buf.len() > self.max {
                         self.discarding = true;
+                        self.head = buf.get(..HEAD.min(buf.len())).unwrap_or_default().to_vec();
+                        self.keep_tail(buf);
                         buf.clear();
                         self.scanned = 0;
-                        return Ok(Some(Frame::TooLong));
+                        continue;
                     }
                     self.scanned = buf.len();
                     return Ok(None);
@@ -89,7 +127,12 @@ impl Decoder for Lines {
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, io::Error> {
         match self.decode(buf)? {
             Some(f) => Ok(Some(f)),
-            None if self.discarding || buf.is_empty() => {
+            // An over-long last line without its newline is still reported.
+            None if self.discarding => {
+                buf.clear();
+                Ok(Some(self.finish()))
+            }
+            None if buf.is_empty() => {
                 buf.clear();
                 Ok(None)
             }
@@ -112,18 +155,20 @@ where
     tokio::spawn(async move {
         let codec = Lines {
             max: limits.max_frame_bytes,
-            discarding: false,
-            scanned: 0,
+            ..Lines::default()
         };
         let mut frames = FramedRead::with_capacity(reader, codec, 64 * 1024);
         loop {
             let item = match frames.next().await {
                 None => Inbound::Closed(None),
                 Some(Err(e)) => Inbound::Closed(Some(e)),
-                Some(Ok(Frame::TooLong)) => Inbound::Malformed(ParseError::Json(format!(
-                    "message exceeds the limit of {} bytes",
-                    limits.max_frame_bytes
-                ))),
+                Some(Ok(Frame::TooLong(id))) => {
+                    let message = format!("{TOO_LONG} {} bytes", limits.max_frame_bytes);
+                    Inbound::Malformed(match id {
+                        Some(id) => ParseError::Invalid { id: Some(id), message },
+                        None => ParseError::Json(message),
+                    })
+                }
                 Some(Ok(Frame::Line(line))) => {
                     if line.iter().all(u8::is_ascii_whitespace) {
                         continue;
@@ -206,5 +251,38 @@ mod tests {
         assert!(got[1].starts_with("malformed: parse error"), "{got:?}");
         assert!(got[2].contains("exceeds the limit of 64 bytes"), "{got:?}");
         assert_eq!(got[3], "c");
+    }
+
+    /// Regression (issue 19): the error for an over-long request carried no id, so the client
+    /// waited for its own timeout. It answers the request when its id can be read — at the
+    /// start, or at the very end — whether the line came whole or in pieces.
+    #[tokio::test]
+    async fn an_over_long_request_is_answered_with_its_id() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let limits = Limits {
+            max_frame_bytes: 64,
+            max_depth: 16,
+        };
+        let big = "x".repeat(300_000);
+        let input = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\",\"params\":{{\"a\":\"{big}\"}}}}\n\
+             {{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{{\"a\":\"{big}\"}},\"id\":\"late\"}}\n\
+             {{\"jsonrpc\":\"2.0\",\"method\":\"c\"}}\n\
+             {{\"params\":\"{big}\""
+        );
+        spawn_reader(std::io::Cursor::new(input.into_bytes()), limits, tx);
+        let mut ids = Vec::new();
+        while let Some(item) = rx.recv().await {
+            match item {
+                Inbound::Malformed(e) => ids.push(e.to_response().id),
+                Inbound::Message(m) => assert_eq!(m.method(), Some("c")),
+                Inbound::Closed(_) => break,
+            }
+        }
+        assert_eq!(
+            ids,
+            [Some(Id::Int(7)), Some(Id::Str("late".into())), None],
+            "the last line has no id and no newline, and is still reported"
+        );
     }
 }

@@ -115,3 +115,56 @@ fn limits_are_enforced_before_parsing() {
     assert!(err.to_string().contains("nesting depth"), "{err}");
     assert_eq!(err.to_response().as_error().unwrap().code, code::PARSE_ERROR);
 }
+
+#[test]
+fn the_id_of_an_over_long_message() {
+    let big = "x".repeat(100);
+    let cases: &[(&str, &str, Option<Id>)] = &[
+        (
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"a":""#,
+            "",
+            Some(Id::Int(7)),
+        ),
+        (r#" { "id" : "req-1" , "method""#, "", Some(Id::Str("req-1".into()))),
+        // Members before the id, with braces and quotes inside strings.
+        (
+            r#"{"jsonrpc":"2.0","method":"x","params":{"s":"} \" {","n":[1,{"id":9}]},"id":3,"#,
+            "",
+            Some(Id::Int(3)),
+        ),
+        // The id only at the end.
+        (
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"a":"xx"#,
+            r#"xxxx"}, "id": 42 }"#,
+            Some(Id::Int(42)),
+        ),
+        (
+            r#"{"method":"m","params":"#,
+            r#"xx"},"id":"abc"}"#,
+            Some(Id::Str("abc".into())),
+        ),
+        // A nested id at the end is not the message's.
+        (r#"{"method":"m","params":"#, r#"x","id":5}}"#, None),
+        // Cut before the id's value is whole; nothing to go by; not an object; not an id.
+        (r#"{"id":12"#, "", None),
+        (r#"{"method":"m","params":{"a":1"#, "xxxx", None),
+        (r#"[{"id":1}]"#, "", None),
+        (r#"{"id":1.5,"x":1}"#, "", None),
+    ];
+    for (head, tail, want) in cases {
+        assert_eq!(
+            &id_of_partial(head.as_bytes(), tail.as_bytes()),
+            want,
+            "{head} … {tail}"
+        );
+    }
+    assert_eq!(id_of_partial(big.as_bytes(), big.as_bytes()), None);
+}
+
+proptest::proptest! {
+    #[test]
+    fn id_of_partial_is_total(head in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+                              tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        let _ = id_of_partial(&head, &tail);
+    }
+}

@@ -297,6 +297,23 @@ impl StdioLink {
                     },
                     Inbound::Malformed(e) => {
                         tracing::warn!(upstream = %label, error = %e, "upstream sent a malformed frame");
+                        // An answer over the size limit whose id could be read fails that call
+                        // at once, rather than leaving it to its timeout.
+                        if let portcullis_core::jsonrpc::ParseError::Invalid {
+                            id: Some(Id::Int(n)),
+                            message,
+                        } = &e
+                            && message.starts_with(crate::framing::TOO_LONG)
+                            && let Some(slot) = registry.remove(*n)
+                        {
+                            let _ = slot.done.send(Response::error(
+                                Some(Id::Int(*n)),
+                                ErrorObject::new(
+                                    code::UPSTREAM_UNAVAILABLE,
+                                    format!("upstream `{label}` answered with {message}"),
+                                ),
+                            ));
+                        }
                     }
                     Inbound::Closed(err) => {
                         // Give its last words (a sandbox refusing to start, a bad flag) a moment to
