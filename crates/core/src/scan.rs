@@ -268,6 +268,30 @@ impl Scanner {
                 self.scan_name(key, s, &mut out);
             }
         }
+        // A name that is another upstream's tool name in another case, spelling or alphabet
+        // (one letter apart is common between honest servers: `get_issue` / `get_issues`).
+        if let Some(name) = own.name {
+            let base = name.rsplit("__").next().unwrap_or(name);
+            if let Some(other) = other_tools
+                .iter()
+                .map(|o| o.rsplit("__").next().unwrap_or(o))
+                .find(|o| intent::same_folded(o, base))
+            {
+                out.push(Finding {
+                    severity: rules::LOOK_ALIKE_NAME.severity,
+                    category: rules::LOOK_ALIKE_NAME.category,
+                    rule: rules::LOOK_ALIKE_NAME.id,
+                    field: "name".to_owned(),
+                    message: format!(
+                        "{} (`{}` looks like `{}`)",
+                        rules::LOOK_ALIKE_NAME.message,
+                        text::escape(base),
+                        text::escape(other)
+                    ),
+                    excerpt: text::escape(name),
+                });
+            }
+        }
         for key in ["description", "title"] {
             if let Some(Value::String(s)) = obj.get(key) {
                 self.scan_into(key, s, &prose, &mut out);

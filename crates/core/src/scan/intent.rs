@@ -461,6 +461,12 @@ fn fold(name: &str) -> String {
     out
 }
 
+/// Whether `a` and `b` are different names that fold to the same: the same letters in another
+/// case, with other separators, or with look-alike characters (`send_emaiI`, `Send-Email`).
+pub(super) fn same_folded(a: &str, b: &str) -> bool {
+    a != b && fold(a) == fold(b)
+}
+
 /// Whether `a` and `b` are different names that a model could take for one another: equal
 /// when folded, or one letter apart (a swap, a slip) in names of six letters or more.
 pub(super) fn look_alike(a: &str, b: &str) -> bool {

@@ -392,6 +392,13 @@ rule!(
     "calls another tool broken, deprecated or off-limits (toward this one: a redirect)"
 );
 rule!(
+    LOOK_ALIKE_NAME,
+    "look-alike-name",
+    CrossTool,
+    High,
+    "this tool's name is another upstream's tool name in a different case, spelling or alphabet: a model can take one for the other"
+);
+rule!(
     SELF_REDIRECT,
     "self-deprecated",
     CrossTool,
