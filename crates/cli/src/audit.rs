@@ -215,20 +215,10 @@ fn read_witness(path: &std::path::Path) -> Result<Option<Vec<checkpoint::Checkpo
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        let parsed = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| {
-            Some(checkpoint::Checkpoint {
-                seq: v.get("seq")?.as_i64()?,
-                hash: v.get("hash")?.as_str()?.to_owned(),
-                at_ms: v.get("at_ms")?.as_i64()?,
-                prev: v.get("prev")?.as_i64()?,
-                key_id: v.get("key_id")?.as_str()?.to_owned(),
-                signature: v.get("signature")?.as_str()?.to_owned(),
-            })
-        });
-        match parsed {
-            Some(c) => out.push(c),
-            None if i + 1 == lines.len() && !complete => {}
-            None => return Err(format!("line {} is not a checkpoint", i + 1)),
+        match serde_json::from_str::<checkpoint::Checkpoint>(line) {
+            Ok(c) => out.push(c),
+            Err(_) if i + 1 == lines.len() && !complete => {}
+            Err(e) => return Err(format!("line {} is not a checkpoint: {e}", i + 1)),
         }
     }
     Ok(Some(out))

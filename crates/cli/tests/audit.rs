@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::{Value, json};
@@ -209,6 +209,24 @@ for seq, at_ms, body in rows:
 c.commit()
 "#;
 
+/// A gateway config in `dir` that keeps its state in `dir/state`, with a new vault (so
+/// checkpoints are signed), the tables `audit` and the raw upstream, written to
+/// `dir/portcullis.toml`. Returns its path, its `[gateway]` line and the rest (for
+/// `Served::start_config`).
+async fn vaulted(dir: &Path, audit: &str) -> (PathBuf, String, String) {
+    let key = dir.join("master.key");
+    let rest = format!(
+        "[vault]\nkey_file = {}\n\n{audit}{}",
+        toml_str(&key.to_string_lossy()),
+        raw_upstream("raw", "output = \"trusted\"")
+    );
+    let gateway = format!("data_dir = {}", toml_str(&dir.join("state").to_string_lossy()));
+    let config = dir.join("portcullis.toml");
+    std::fs::write(&config, format!("[gateway]\n{gateway}\n\n{rest}")).unwrap();
+    new_vault(&config, &key, &[]).await;
+    (config, gateway, rest)
+}
+
 fn copy_state(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -220,27 +238,14 @@ fn copy_state(from: &Path, to: &Path) {
 #[tokio::test(flavor = "multi_thread")]
 async fn signed_checkpoints_catch_a_rewritten_chain_truncation_and_removed_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("master.key");
+    let (config, gateway, rest) = vaulted(dir.path(), "[audit]\ncheckpoint_every = 4\n\n").await;
     let config_for = |state: &str| {
         format!(
-            "[gateway]\ndata_dir = {}\n\n[vault]\nkey_file = {}\n\n[audit]\ncheckpoint_every = 4\n\n{}",
-            toml_str(&dir.path().join(state).to_string_lossy()),
-            toml_str(&key.to_string_lossy()),
-            raw_upstream("raw", "output = \"trusted\"")
+            "[gateway]\ndata_dir = {}\n\n{rest}",
+            toml_str(&dir.path().join(state).to_string_lossy())
         )
     };
-    let config = dir.path().join("portcullis.toml");
-    std::fs::write(&config, config_for("state")).unwrap();
     let c = config.to_str().unwrap();
-    let (code, _, err) = cli(&["vault", "init", "--key-file", key.to_str().unwrap(), "--config", c]).await;
-    assert_eq!(code, 0, "{err}");
-
-    let gateway = format!("data_dir = {}", toml_str(&dir.path().join("state").to_string_lossy()));
-    let rest = format!(
-        "[vault]\nkey_file = {}\n\n[audit]\ncheckpoint_every = 4\n\n{}",
-        toml_str(&key.to_string_lossy()),
-        raw_upstream("raw", "output = \"trusted\"")
-    );
     let mut gw = Served::start_config(&gateway, &rest, &[]).await;
     gw.wait_for_tools(&["raw__"]).await;
     let client = Modern::new(&gw.url);
@@ -370,19 +375,9 @@ async fn signed_checkpoints_catch_a_rewritten_chain_truncation_and_removed_check
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_after_a_quiet_second_leaves_no_record_unsigned() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("master.key");
-    let config = dir.path().join("portcullis.toml");
+    let (config, gateway, rest) = vaulted(dir.path(), "").await;
     let state = dir.path().join("state");
-    let rest = format!(
-        "[vault]\nkey_file = {}\n\n{}",
-        toml_str(&key.to_string_lossy()),
-        raw_upstream("raw", "output = \"trusted\"")
-    );
-    let gateway = format!("data_dir = {}", toml_str(&state.to_string_lossy()));
-    std::fs::write(&config, format!("[gateway]\n{gateway}\n\n{rest}")).unwrap();
     let c = config.to_str().unwrap();
-    let (code, _, err) = cli(&["vault", "init", "--key-file", key.to_str().unwrap(), "--config", c]).await;
-    assert_eq!(code, 0, "{err}");
     let mut gw = Served::start_config(&gateway, &rest, &[]).await;
     gw.wait_for_tools(&["raw__"]).await;
     let client = Modern::new(&gw.url);

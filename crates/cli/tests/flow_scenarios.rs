@@ -230,12 +230,7 @@ async fn config(dir: &Path, docs: &Path) -> (String, String) {
         toml_str(&dir.join("state").to_string_lossy())
     );
     std::fs::write(&config, format!("[gateway]\n{state}\n\n{tables}")).unwrap();
-    let c = config.to_str().unwrap();
-    let k = key.to_str().unwrap();
-    let (code, _, err) = run_portcullis(&["vault", "init", "--key-file", k, "--config", c], "", &[]).await;
-    assert_eq!(code, 0, "{err}");
-    let (code, _, err) = run_portcullis(&["vault", "set", "mail_password", "--config", c], "alicepass\n", &[]).await;
-    assert_eq!(code, 0, "{err}");
+    new_vault(&config, &key, &[("mail_password", "alicepass")]).await;
     (state, tables)
 }
 

@@ -50,16 +50,7 @@ async fn vaulted_mail(dir: &std::path::Path, extra: &str) -> (String, String) {
     );
     let state = format!("data_dir = {}", toml_str(&dir.join("state").to_string_lossy()));
     std::fs::write(&config, format!("[gateway]\n{state}\n\n{tables}")).unwrap();
-    let c = config.to_str().unwrap();
-    let (code, _, err) = run_portcullis(
-        &["vault", "init", "--key-file", key.to_str().unwrap(), "--config", c],
-        "",
-        &[],
-    )
-    .await;
-    assert_eq!(code, 0, "{err}");
-    let (code, _, err) = run_portcullis(&["vault", "set", "mail_password", "--config", c], "alicepass\n", &[]).await;
-    assert_eq!(code, 0, "{err}");
+    new_vault(&config, &key, &[("mail_password", "alicepass")]).await;
     (state, tables)
 }
 

@@ -57,6 +57,16 @@ async fn cli(args: &[&str]) -> (i32, String, String) {
     run_portcullis(args, "", &[]).await
 }
 
+/// The tool named `name` in the output of `portcullis tools --json`.
+fn listed<'l>(listing: &'l Value, name: &str) -> &'l Value {
+    listing["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("`{name}` is not in {listing}"))
+}
+
 fn config_of(gw: &Served) -> PathBuf {
     gw.dir.path().join("portcullis.toml")
 }
@@ -172,19 +182,9 @@ async fn pins_survive_a_restart() {
     let (code, out, err) = cli(&["tools", "--config", dir.join("again.toml").to_str().unwrap(), "--json"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
     let listing: Value = serde_json::from_str(&out).unwrap();
-    let weather = listing["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "raw__weather")
-        .unwrap();
+    let weather = listed(&listing, "raw__weather");
     assert_eq!(weather["x-portcullis-pin"], "changed", "{weather}");
-    let echo = listing["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "raw__echo_params")
-        .unwrap();
+    let echo = listed(&listing, "raw__echo_params");
     assert_eq!(echo["x-portcullis-pin"], "approved", "{echo}");
 }
 
@@ -268,12 +268,7 @@ async fn a_new_poisoned_tool_is_held_until_a_person_approves_it() {
     let (code, out, err) = cli(&["tools", "--config", config, "--json"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
     let listing: Value = serde_json::from_str(&out).unwrap();
-    let add = listing["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "shady__add")
-        .unwrap();
+    let add = listed(&listing, "shady__add");
     assert_eq!(add["x-portcullis-pin"], "flagged", "{add}");
 
     let (code, out, err) = cli(&["tools", "approve", "shady__add", "--config", config, "--yes"]).await;

@@ -137,8 +137,8 @@ const ORDERS: &[&str] = &[
 ];
 
 fn ignored(t: &[u8], _: usize, e: usize) -> bool {
+    let rest = t.get(e..).unwrap_or_default();
     IGNORED.iter().any(|w| {
-        let rest = t.get(e..).unwrap_or_default();
         if !rest.starts_with(w.as_bytes()) {
             return false;
         }

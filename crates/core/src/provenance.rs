@@ -110,6 +110,15 @@ fn cut(s: &str) -> String {
     s.get(..end).unwrap_or_default().to_owned()
 }
 
+/// The host of a URL given after its `scheme://` (no user info, no port), and where the
+/// authority ends.
+fn url_host(after_scheme: &str) -> (&str, usize) {
+    let end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
+    let authority = after_scheme.get(..end).unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (host.split(':').next().unwrap_or_default(), end)
+}
+
 /// The distinctive values in `text`, at most [`MAX_PER_TEXT`]. The domain of every address
 /// and URL is a value too (output that names `x@evil.test` taints a bare `evil.test`).
 pub fn extract(text: &str) -> Vec<Value> {
@@ -146,10 +155,7 @@ fn extract_with(text: &str, derived_domains: bool) -> Vec<Value> {
         }
         if lower.starts_with("http://") || lower.starts_with("https://") {
             let after = lower.split_once("://").map_or("", |(_, a)| a);
-            let host_end = after.find(['/', '?', '#']).unwrap_or(after.len());
-            let host = after.get(..host_end).unwrap_or_default();
-            let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-            let host = host.split(':').next().unwrap_or_default();
+            let (host, host_end) = url_host(after);
             // The URL keeps the case of its path: only scheme and host are case-free.
             let scheme_host = lower.len() - after.len() + host_end;
             let url = format!(
@@ -242,17 +248,14 @@ fn extract_with(text: &str, derived_domains: bool) -> Vec<Value> {
 /// (`https://wiki.corp.test/`). An account number matches itself.
 pub fn destination_matches(pattern: &str, v: &Value) -> bool {
     let text = v.text.to_ascii_lowercase();
-    let host_of = |s: &str| -> String {
-        let after = s.split_once("://").map_or(s, |(_, a)| a);
-        let end = after.find(['/', '?', '#']).unwrap_or(after.len());
-        let host = after.get(..end).unwrap_or_default();
-        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-        host.split(':').next().unwrap_or_default().to_owned()
-    };
     let in_domain = |domain: &str, subdomains: bool| -> bool {
         let d = match v.kind {
             ValueKind::Email => text.rsplit_once('@').map(|(_, d)| d.to_owned()),
-            ValueKind::Url => Some(host_of(&text)),
+            ValueKind::Url => Some(
+                url_host(text.split_once("://").map_or(text.as_str(), |(_, a)| a))
+                    .0
+                    .to_owned(),
+            ),
             ValueKind::Domain => Some(text.clone()),
             _ => None,
         };
@@ -370,28 +373,37 @@ impl ProvenanceIndex {
 
     /// Remembers the values of `text`, output of `origin` at `at_unix`, as untrusted or not.
     pub fn observe(&mut self, text: &str, untrusted: bool, origin: &str, at_unix: i64) {
-        self.observe_echo(text, untrusted, origin, at_unix, &serde_json::Value::Null);
+        self.remember(extract(text), untrusted, origin, at_unix);
     }
 
-    /// `observe` for the output of a call made with `arguments`: trusted output does not make
-    /// trusted a value the call was given (an echo is not a confirmation — a trusted tool that
-    /// repeats an attacker's address would otherwise launder it).
+    /// `observe` for the `texts` of the output of a call made with `arguments`: trusted output
+    /// does not make trusted a value the call was given (an echo is not a confirmation — a
+    /// trusted tool that repeats an attacker's address would otherwise launder it).
     pub fn observe_echo(
         &mut self,
-        text: &str,
+        texts: &[&str],
         untrusted: bool,
         origin: &str,
         at_unix: i64,
         arguments: &serde_json::Value,
     ) {
-        let mut values = extract(text);
+        let mut given: HashSet<u64> = HashSet::new();
         if !untrusted && !arguments.is_null() {
-            let mut given: HashSet<u64> = HashSet::new();
             walk_strings(arguments, &mut String::new(), &mut |_, s| {
                 given.extend(extract(s).iter().map(|v| self.hash(v)));
             });
-            values.retain(|v| !given.contains(&self.hash(v)));
         }
+        for text in texts {
+            let mut values = extract(text);
+            if !given.is_empty() {
+                values.retain(|v| !given.contains(&self.hash(v)));
+            }
+            self.remember(values, untrusted, origin, at_unix);
+        }
+    }
+
+    /// Remembers `values` of one output, with their source.
+    fn remember(&mut self, values: Vec<Value>, untrusted: bool, origin: &str, at_unix: i64) {
         if values.is_empty() {
             return;
         }

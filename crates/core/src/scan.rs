@@ -558,59 +558,63 @@ impl<'s, 'd> Ctx<'s, 'd> {
     }
 }
 
-/// The string values a definition's schema lists (`enum`, `const`) at any depth.
-fn schema_values(def: &Value) -> Vec<&str> {
-    fn walk<'v>(v: &'v Value, depth: usize, out: &mut Vec<&'v str>) {
+/// Strings gathered from a definition's `inputSchema` at any depth (bounded): `pick` sees
+/// each member (key, value), adds what it wants, and says whether to walk into the value.
+fn from_input_schema<'v>(def: &'v Value, pick: fn(&'v str, &'v Value, &mut Vec<&'v str>) -> bool) -> Vec<&'v str> {
+    fn walk<'v>(
+        v: &'v Value,
+        depth: usize,
+        pick: fn(&'v str, &'v Value, &mut Vec<&'v str>) -> bool,
+        out: &mut Vec<&'v str>,
+    ) {
         if depth > MAX_SCHEMA_DEPTH || out.len() > 512 {
             return;
         }
         match v {
             Value::Object(m) => {
                 for (k, child) in m {
-                    match (k.as_str(), child) {
-                        ("enum", Value::Array(items)) => out.extend(items.iter().filter_map(Value::as_str)),
-                        ("const", Value::String(s)) => out.push(s),
-                        _ => walk(child, depth + 1, out),
+                    if pick(k, child, out) {
+                        walk(child, depth + 1, pick, out);
                     }
                 }
             }
-            Value::Array(items) => items.iter().for_each(|i| walk(i, depth + 1, out)),
+            Value::Array(items) => items.iter().for_each(|i| walk(i, depth + 1, pick, out)),
             _ => {}
         }
     }
     let mut out = Vec::new();
     if let Some(schema) = def.get("inputSchema") {
-        walk(schema, 0, &mut out);
+        walk(schema, 0, pick, &mut out);
     }
     out
+}
+
+/// The string values a definition's schema lists (`enum`, `const`) at any depth.
+fn schema_values(def: &Value) -> Vec<&str> {
+    from_input_schema(def, |k, child, out| match (k, child) {
+        ("enum", Value::Array(items)) => {
+            out.extend(items.iter().filter_map(Value::as_str));
+            false
+        }
+        ("const", Value::String(s)) => {
+            out.push(s);
+            false
+        }
+        _ => true,
+    })
 }
 
 /// The names of a definition's parameters at any depth (`inputSchema` properties, prompt
 /// `arguments`).
 fn param_names(def: &Value) -> Vec<&str> {
-    fn walk<'v>(v: &'v Value, depth: usize, out: &mut Vec<&'v str>) {
-        if depth > MAX_SCHEMA_DEPTH || out.len() > 512 {
-            return;
+    let mut out = from_input_schema(def, |k, child, out| {
+        if k == "properties"
+            && let Value::Object(props) = child
+        {
+            out.extend(props.keys().map(String::as_str));
         }
-        match v {
-            Value::Object(m) => {
-                for (k, child) in m {
-                    if k == "properties"
-                        && let Value::Object(props) = child
-                    {
-                        out.extend(props.keys().map(String::as_str));
-                    }
-                    walk(child, depth + 1, out);
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|i| walk(i, depth + 1, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    if let Some(schema) = def.get("inputSchema") {
-        walk(schema, 0, &mut out);
-    }
+        true
+    });
     if let Some(Value::Array(args)) = def.get("arguments") {
         out.extend(args.iter().filter_map(|a| a.get("name").and_then(Value::as_str)));
     }

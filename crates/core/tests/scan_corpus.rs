@@ -73,6 +73,13 @@ struct Tally {
 }
 
 impl Tally {
+    /// Counts one definition whose worst finding is `w`.
+    fn count(&mut self, w: Option<Severity>) {
+        self.n += 1;
+        self.flagged += usize::from(w >= Some(Severity::Medium));
+        self.high += usize::from(w == Some(Severity::High));
+    }
+
     fn pct(part: usize, n: usize) -> f64 {
         if n == 0 { 0.0 } else { 100.0 * part as f64 / n as f64 }
     }
@@ -93,9 +100,7 @@ fn poisoned_definitions_are_flagged_and_most_at_high() {
             tallies.push(&mut held);
         }
         for t in tallies {
-            t.n += 1;
-            t.flagged += usize::from(w >= Some(Severity::Medium));
-            t.high += usize::from(w == Some(Severity::High));
+            t.count(w);
         }
         if w != Some(Severity::High) {
             misses.push(format!(
@@ -147,9 +152,7 @@ fn definitions_that_push_the_model_to_prefer_them_are_flagged() {
             tallies.push(&mut held);
         }
         for t in tallies {
-            t.n += 1;
-            t.flagged += usize::from(w >= Some(Severity::Medium));
-            t.high += usize::from(w == Some(Severity::High));
+            t.count(w);
         }
         if w < Some(Severity::Medium) {
             eprintln!(

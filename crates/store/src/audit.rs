@@ -73,18 +73,18 @@ impl Store {
 
     /// Appends records in one transaction: all or none.
     pub async fn append_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
-        self.append_audit_signed(rows, None).await
+        self.append_audit_signed(rows, None).await.map(|_| ())
     }
 
     /// Appends records and, with `checkpoint`, a checkpoint over the last of them, in one
-    /// transaction: all or none.
+    /// transaction: all or none. Returns the checkpoint stored, if any.
     pub async fn append_audit_signed(
         &self,
         rows: &[AuditRow],
         checkpoint: Option<&MakeCheckpoint<'_>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<CheckpointRow>, StoreError> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         // One multi-row INSERT per chunk: a single statement is atomic by itself, so a batch
         // without a checkpoint (and of at most one chunk) needs no BEGIN / COMMIT round trips,
@@ -92,36 +92,40 @@ impl Store {
         let chunks: Vec<&[AuditRow]> = rows.chunks(ROWS_PER_STATEMENT).collect();
         if checkpoint.is_none() && chunks.len() == 1 {
             insert_rows(&self.pool, rows).await?;
-            return Ok(());
+            return Ok(None);
         }
         let mut tx = self.pool.begin().await?;
         for chunk in chunks {
             insert_rows(&mut *tx, chunk).await?;
         }
+        let mut signed = None;
         if let (Some(make), Some(last)) = (checkpoint, rows.last()) {
             let prev = last_checkpoint(&mut tx).await?;
-            insert_checkpoint(&mut tx, &make(last.seq, &last.hash, prev)).await?;
+            let c = make(last.seq, &last.hash, prev);
+            insert_checkpoint(&mut tx, &c).await?;
+            signed = Some(c);
         }
         tx.commit().await?;
-        Ok(())
+        Ok(signed)
     }
 
-    /// Signs the head of the chain when no checkpoint covers it yet (at shutdown); whether one
-    /// was written.
-    pub async fn checkpoint_head(&self, make: &MakeCheckpoint<'_>) -> Result<bool, StoreError> {
+    /// Signs the head of the chain when no checkpoint covers it yet; the checkpoint written,
+    /// if one was.
+    pub async fn checkpoint_head(&self, make: &MakeCheckpoint<'_>) -> Result<Option<CheckpointRow>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let head = sqlx::query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(head) = head else { return Ok(false) };
+        let Some(head) = head else { return Ok(None) };
         let (seq, hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
         let prev = last_checkpoint(&mut tx).await?;
         if prev >= seq {
-            return Ok(false);
+            return Ok(None);
         }
-        insert_checkpoint(&mut tx, &make(seq, &hash, prev)).await?;
+        let c = make(seq, &hash, prev);
+        insert_checkpoint(&mut tx, &c).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(c))
     }
 
     /// Every checkpoint, in order.

@@ -471,6 +471,23 @@ pub async fn run_portcullis(args: &[&str], stdin: &str, env: &[(&str, &str)]) ->
     )
 }
 
+/// Makes a new vault for the gateway configured in `config`, its master key in `key`; and
+/// seals each (`name`, `value`) of `secrets` in it. Each step must succeed.
+pub async fn new_vault(config: &Path, key: &Path, secrets: &[(&str, &str)]) {
+    let c = config.to_str().unwrap();
+    let (code, _, err) = run_portcullis(
+        &["vault", "init", "--key-file", key.to_str().unwrap(), "--config", c],
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    for (name, value) in secrets {
+        let (code, _, err) = run_portcullis(&["vault", "set", name, "--config", c], &format!("{value}\n"), &[]).await;
+        assert_eq!(code, 0, "{err}");
+    }
+}
+
 /// Sends one JSON-RPC request on a stdio gateway and returns the response with its id
 /// (notifications in between are skipped).
 pub async fn stdio_call(

@@ -30,8 +30,8 @@ pub fn decode_public(text: &str) -> Option<VerifyingKey> {
 
 use super::Broken;
 
-/// One signed checkpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One signed checkpoint (also a line of the witness file, as JSON).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Checkpoint {
     /// The record it covers (every record up to it).
     pub seq: i64,

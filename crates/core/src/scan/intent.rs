@@ -862,7 +862,7 @@ impl Intent {
             if let Some(d) = self.disparage.find(s).or_else(|| self.self_deprecated.find(s)) {
                 ev.add(Concern::Successor, 0.5, d.range());
             }
-        } else if let Some((first, first_at)) = others.first() {
+        } else if let Some((_, first_at)) = others.first() {
             let mut w: f32 = 1.0;
             let called = others.iter().any(|(_, r)| {
                 let before = s.get(r.start.saturating_sub(24)..r.start).unwrap_or_default();
@@ -895,7 +895,6 @@ impl Intent {
             {
                 ev.add(Concern::Redirect, 3.0, first_at.clone());
             }
-            let _ = first;
             // Redirects: another tool called broken, replaced, deprecated.
             if let Some(d) = self.disparage.find(s) {
                 if self.self_deprecated.is_match(s) {

@@ -58,16 +58,13 @@ impl Link<'_> {
             let rules: Vec<&str> = seen.findings.iter().map(|f| f.rule).collect();
             tracing::warn!(%origin, findings = ?rules, "upstream traffic carries what an assistant should not act on");
         }
-        self.gw.taint.observe_output(
+        self.gw.taint.observe_seen(
             &self.ctx.principal,
             &self.ctx.scope(),
-            &crate::state::taint::Output {
-                origin: &origin,
-                label: seen.label,
-                injected: seen.injected(),
-                texts: &strings,
-                arguments: &Value::Null,
-            },
+            &origin,
+            &seen,
+            &strings,
+            &Value::Null,
         );
     }
 

@@ -564,17 +564,8 @@ fn observe_reply(gw: &Gateway, ctx: &ClientCtx, routed: &Routed, reply: Reply) -
                         let rules: Vec<&str> = seen.findings.iter().map(|f| f.rule).collect();
                         tracing::warn!(%origin, label = %seen.label, findings = ?rules, "tool output carries what an assistant should not act on");
                     }
-                    gw.taint.observe_output(
-                        &ctx.principal,
-                        &scope,
-                        &Output {
-                            origin,
-                            label: seen.label,
-                            injected: seen.injected(),
-                            texts: &strings,
-                            arguments: &routed.arguments,
-                        },
-                    );
+                    gw.taint
+                        .observe_seen(&ctx.principal, &scope, origin, &seen, &strings, &routed.arguments);
                     drop(strings);
                     if seen.label.is_untrusted()
                         && let Some(up) = up
@@ -599,17 +590,8 @@ fn observe_reply(gw: &Gateway, ctx: &ClientCtx, routed: &Routed, reply: Reply) -
                         observe::texts(d, &mut strings);
                     }
                     let seen = observe::scan(&gw.output_scanner, &strings, routed.base);
-                    gw.taint.observe_output(
-                        &ctx.principal,
-                        &scope,
-                        &Output {
-                            origin,
-                            label: seen.label,
-                            injected: seen.injected(),
-                            texts: &strings,
-                            arguments: &routed.arguments,
-                        },
-                    );
+                    gw.taint
+                        .observe_seen(&ctx.principal, &scope, origin, &seen, &strings, &routed.arguments);
                 }
             }
             Ok(Reply::Upstream(resp))

@@ -11,7 +11,6 @@
 //! a verifier notices a removed tail or removed checkpoints.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,8 +54,6 @@ pub struct Signer {
     every: i64,
     /// The witness file every checkpoint is appended to, if any.
     witness: Option<PathBuf>,
-    /// The last checkpoint made (for the witness line once it is committed).
-    last: Mutex<Option<CheckpointRow>>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -75,7 +72,6 @@ impl Signer {
             key: SigningKey::from_bytes(key),
             every: i64::try_from(every.max(1)).unwrap_or(i64::MAX),
             witness: None,
-            last: Mutex::new(None),
         }
     }
 
@@ -89,34 +85,28 @@ impl Signer {
     fn make(&self) -> impl Fn(i64, &str, i64) -> CheckpointRow + Send + Sync + '_ {
         move |seq, hash, prev| {
             let c = checkpoint::sign(&self.key, seq, hash, now_ms(), prev);
-            let row = CheckpointRow {
+            CheckpointRow {
                 seq: c.seq,
                 hash: c.hash,
                 at_ms: c.at_ms,
                 prev: c.prev,
                 key_id: c.key_id,
                 signature: c.signature,
-            };
-            *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(row.clone());
-            row
+            }
         }
     }
 
-    /// Appends the checkpoint just committed to the witness file (created 0600). A witness
-    /// that cannot be written is logged, never fatal: the database holds the checkpoint.
-    async fn witness(&self) {
-        let last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        let (Some(path), Some(c)) = (&self.witness, last) else {
-            return;
+    /// Appends `c`, just committed, to the witness file (created 0600). A witness that cannot
+    /// be written is logged, never fatal: the database holds the checkpoint.
+    async fn witness(&self, c: CheckpointRow) {
+        let Some(path) = &self.witness else { return };
+        let line = match serde_json::to_string(&verifiable(c)) {
+            Ok(l) => l + "\n",
+            Err(e) => {
+                tracing::warn!(error = %e, "could not write an audit checkpoint as JSON");
+                return;
+            }
         };
-        let line = format!(
-            "{}\n",
-            json!({"seq": c.seq, "hash": c.hash, "at_ms": c.at_ms, "prev": c.prev, "key_id": c.key_id, "signature": c.signature})
-        );
         let written = async {
             use tokio::io::AsyncWriteExt as _;
             let mut f = tokio::fs::OpenOptions::new()
@@ -332,8 +322,8 @@ async fn writer(store: Store, mut head: Option<(i64, String)>, mut rx: mpsc::Rec
                 let _ = ack.send(ok);
             }
             if let Some(s) = &signer {
-                if signed {
-                    s.witness().await;
+                if let Some(c) = signed {
+                    s.witness(c).await;
                     unsigned_since = None;
                 } else if ok && unsigned_since.is_none() {
                     unsigned_since = Some(tokio::time::Instant::now());
@@ -359,28 +349,28 @@ async fn writer(store: Store, mut head: Option<(i64, String)>, mut rx: mpsc::Rec
 /// Signs the head if no checkpoint covers it yet, and witnesses the checkpoint.
 async fn sign_head(store: &Store, s: &Signer, what: &'static str) {
     match store.checkpoint_head(&s.make()).await {
-        Ok(true) => {
-            s.witness().await;
+        Ok(Some(c)) => {
+            s.witness(c).await;
             tracing::debug!("{what}");
         }
-        Ok(false) => {}
+        Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "could not sign the audit head"),
     }
 }
 
 /// Commits one batch (a checkpoint with it when it passes a multiple of the signer's
-/// interval); returns the new head, whether the batch was committed, and whether a checkpoint
-/// was committed with it.
+/// interval); returns the new head, whether the batch was committed, and the checkpoint
+/// committed with it.
 async fn commit(
     store: &Store,
     mut head: Option<(i64, String)>,
     batch: &[Pending],
     signer: Option<&Signer>,
-) -> (Option<(i64, String)>, bool, bool) {
+) -> (Option<(i64, String)>, bool, Option<CheckpointRow>) {
     // Another process sharing the database (a second `portcullis stdio`, a `portcullis
     // call`) may have appended since: on a conflict, re-read the head and chain again.
     let mut ok = false;
-    let mut signed = false;
+    let mut signed = None;
     for attempt in 0..5 {
         if attempt > 0 {
             match store.audit_head().await {
@@ -392,15 +382,11 @@ async fn commit(
         let before = head.as_ref().map_or(0, |(s, _)| *s);
         let after = last.as_ref().map_or(0, |(s, _)| *s);
         let make = signer.filter(|s| before / s.every != after / s.every).map(Signer::make);
-        let result = match &make {
-            Some(m) => store.append_audit_signed(&rows, Some(m)).await,
-            None => store.append_audit(&rows).await,
-        };
-        match result {
-            Ok(()) => {
+        match store.append_audit_signed(&rows, make.as_ref().map(|m| m as _)).await {
+            Ok(c) => {
                 head = last;
                 ok = true;
-                signed = make.is_some();
+                signed = c;
                 break;
             }
             Err(e) => tracing::warn!(error = %e, attempt, "audit append failed; retrying from the current head"),
@@ -415,21 +401,21 @@ async fn commit(
     (head, ok, signed)
 }
 
+/// A stored checkpoint as the verifier (and the witness file) reads it.
+fn verifiable(c: CheckpointRow) -> checkpoint::Checkpoint {
+    checkpoint::Checkpoint {
+        seq: c.seq,
+        hash: c.hash,
+        at_ms: c.at_ms,
+        prev: c.prev,
+        key_id: c.key_id,
+        signature: c.signature,
+    }
+}
+
 /// Every signed checkpoint in the store, in order, as the verifier reads them.
 pub async fn checkpoints(store: &Store) -> Result<Vec<checkpoint::Checkpoint>, StoreError> {
-    Ok(store
-        .audit_checkpoints()
-        .await?
-        .into_iter()
-        .map(|c| checkpoint::Checkpoint {
-            seq: c.seq,
-            hash: c.hash,
-            at_ms: c.at_ms,
-            prev: c.prev,
-            key_id: c.key_id,
-            signature: c.signature,
-        })
-        .collect())
+    Ok(store.audit_checkpoints().await?.into_iter().map(verifiable).collect())
 }
 
 /// Records read per page when walking the whole log.

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::config::FlowConfig;
 use crate::guard::judge::Snapshot;
+use crate::guard::observe::Seen;
 
 /// Most sessions kept per principal; past it, that principal's longest idle go first.
 pub const MAX_SESSIONS_PER_PRINCIPAL: usize = 1_000;
@@ -115,21 +116,21 @@ pub(crate) fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// A remembered source, if it was seen within `window`.
+fn recent(seen: Option<&(Source, Instant)>, now: Instant, window: Duration) -> Option<&Source> {
+    seen.filter(|(_, at)| now.saturating_duration_since(*at) <= window)
+        .map(|(s, _)| s)
+}
+
 impl Principal {
     /// The untrusted history still within `window`.
     fn history(&self, now: Instant, window: Duration) -> Option<&Source> {
-        self.untrusted
-            .as_ref()
-            .filter(|(_, at)| now.saturating_duration_since(*at) <= window)
-            .map(|(s, _)| s)
+        recent(self.untrusted.as_ref(), now, window)
     }
 
     /// The injection history still within `window`.
     fn injected_history(&self, now: Instant, window: Duration) -> Option<&Source> {
-        self.injected
-            .as_ref()
-            .filter(|(_, at)| now.saturating_duration_since(*at) <= window)
-            .map(|(s, _)| s)
+        recent(self.injected.as_ref(), now, window)
     }
 
     fn stale(f: &Facts, now: Instant, window: Duration) -> bool {
@@ -291,6 +292,30 @@ impl Sessions {
         );
     }
 
+    /// Records an output as the scanner `seen` it: its label, and whether it carried an
+    /// injection.
+    pub fn observe_seen(
+        &self,
+        principal: &str,
+        scope: &Scope,
+        origin: &str,
+        seen: &Seen,
+        texts: &[&str],
+        arguments: &Value,
+    ) {
+        self.observe_output(
+            principal,
+            scope,
+            &Output {
+                origin,
+                label: seen.label,
+                injected: seen.injected(),
+                texts,
+                arguments,
+            },
+        );
+    }
+
     /// Records an output: its label, whether it carried an injection, its texts, and the
     /// arguments of the call that produced it (trusted output does not confirm a value the
     /// call was given).
@@ -331,10 +356,8 @@ impl Sessions {
             });
         }
         let before = f.provenance.evicted;
-        for t in texts {
-            f.provenance
-                .observe_echo(t, label.is_untrusted(), origin, at, arguments);
-        }
+        f.provenance
+            .observe_echo(texts, label.is_untrusted(), origin, at, arguments);
         if f.provenance.evicted > before {
             tracing::debug!(
                 evicted = f.provenance.evicted - before,
