@@ -605,7 +605,7 @@ fn schema_values(def: &Value) -> Vec<&str> {
 }
 
 /// The names of a definition's parameters at any depth (`inputSchema` properties, prompt
-/// `arguments`).
+/// `arguments`, a resource template's `{variables}`).
 fn param_names(def: &Value) -> Vec<&str> {
     let mut out = from_input_schema(def, |k, child, out| {
         if k == "properties"
@@ -617,6 +617,21 @@ fn param_names(def: &Value) -> Vec<&str> {
     });
     if let Some(Value::Array(args)) = def.get("arguments") {
         out.extend(args.iter().filter_map(|a| a.get("name").and_then(Value::as_str)));
+    }
+    if let Some(template) = def.get("uriTemplate").and_then(Value::as_str) {
+        // RFC 6570 expressions: `{name}`, `{+name}`, `{?a,b*}`, `{name:3}`.
+        for expr in template
+            .split('{')
+            .skip(1)
+            .filter_map(|e| e.split_once('}').map(|(v, _)| v))
+        {
+            let vars = expr.trim_start_matches(['+', '#', '.', '/', ';', '?', '&']);
+            out.extend(
+                vars.split(',')
+                    .map(|v| v.split([':', '*']).next().unwrap_or_default())
+                    .filter(|v| !v.is_empty()),
+            );
+        }
     }
     out
 }
