@@ -121,16 +121,69 @@ struct Figures {
     p50: Duration,
     p99: Duration,
     per_second: f64,
+    /// The gateway's (or relay's) CPU time per call in the throughput phase, and its resident
+    /// memory before the first call and after the last.
+    process: Option<ProcessFigures>,
+}
+
+#[derive(Clone, Copy)]
+struct ProcessFigures {
+    cpu_per_call: Duration,
+    idle_rss_kib: u64,
+    loaded_rss_kib: u64,
+}
+
+/// utime + stime of `pid`, in clock ticks (`/proc/PID/stat`, fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The child of this process whose command line starts with `program` and holds `word`.
+fn child_pid(program: &Path, word: &str) -> u32 {
+    let me = std::process::id();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else { continue };
+        let ppid: u32 = stat[close + 2..]
+            .split(' ')
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if ppid == me && cmdline.starts_with(&*program.to_string_lossy()) && cmdline.contains(word) {
+            return pid;
+        }
+    }
+    panic!("no child {} {word}", program.display());
 }
 
 /// Measures several paths to the same server. Latency samples are taken in interleaved rounds
 /// (a batch on each path in turn), so a change in the machine's load hits every path alike;
 /// throughput is measured per path afterwards.
-async fn measure(clients: &[Arc<McpClient>], tool: &str) -> Vec<Figures> {
+async fn measure(clients: &[Arc<McpClient>], pids: &[Option<u32>], tool: &str) -> Vec<Figures> {
     let calls: usize = env_or("BENCH_CALLS", 5000);
     let seconds: u64 = env_or("BENCH_SECONDS", 3);
     let concurrency: usize = env_or("BENCH_CONCURRENCY", 16);
     const ROUND: usize = 100;
+    let idle: Vec<Option<u64>> = pids.iter().map(|p| p.map(rss_kib)).collect();
     // Warm up (connections, allocator, page cache).
     for client in clients {
         for _ in 0..200 {
@@ -149,7 +202,7 @@ async fn measure(clients: &[Arc<McpClient>], tool: &str) -> Vec<Figures> {
         }
     }
     let mut figures = Vec::new();
-    for (client, mut samples) in clients.iter().zip(samples) {
+    for (i, (client, mut samples)) in clients.iter().zip(samples).enumerate() {
         samples.sort();
         let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
         let done = Arc::new(AtomicU64::new(0));
@@ -168,21 +221,39 @@ async fn measure(clients: &[Arc<McpClient>], tool: &str) -> Vec<Figures> {
             })
             .collect();
         let started = Instant::now();
+        let ticks = pids[i].map(cpu_ticks);
         for w in workers {
             w.await.unwrap();
         }
+        let calls = done.load(Ordering::Relaxed);
+        // `/proc` counts in USER_HZ, 100 on Linux whatever the kernel's own tick.
+        let hz = 100u64;
+        let process = pids[i].zip(ticks).map(|(pid, before)| ProcessFigures {
+            cpu_per_call: Duration::from_secs_f64((cpu_ticks(pid) - before) as f64 / hz as f64 / calls.max(1) as f64),
+            idle_rss_kib: idle[i].unwrap_or(0),
+            loaded_rss_kib: rss_kib(pid),
+        });
         figures.push(Figures {
             p50: pick(0.50),
             p99: pick(0.99),
-            per_second: done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
+            per_second: calls as f64 / started.elapsed().as_secs_f64(),
+            process,
         });
     }
     figures
 }
 
 fn row(label: &str, f: Figures) {
+    let process = f.process.map_or(String::new(), |p| {
+        format!(
+            "   CPU {:>6.1} µs/call   RSS {:.1} MiB idle, {:.1} MiB loaded",
+            p.cpu_per_call.as_secs_f64() * 1e6,
+            p.idle_rss_kib as f64 / 1024.0,
+            p.loaded_rss_kib as f64 / 1024.0
+        )
+    });
     println!(
-        "{label:<34} p50 {:>8.1} µs   p99 {:>8.1} µs   {:>9.0} calls/s",
+        "{label:<38} p50 {:>8.1} µs   p99 {:>8.1} µs   {:>9.0} calls/s{process}",
         f.p50.as_secs_f64() * 1e6,
         f.p99.as_secs_f64() * 1e6,
         f.per_second
@@ -191,7 +262,7 @@ fn row(label: &str, f: Figures) {
 
 fn added(direct: Figures, through: Figures) {
     println!(
-        "{:<34} p50 {:>+8.1} µs   p99 {:>+8.1} µs   throughput ×{:.2}",
+        "{:<38} p50 {:>+8.1} µs   p99 {:>+8.1} µs   throughput ×{:.2}",
         "  added",
         (through.p50.as_secs_f64() - direct.p50.as_secs_f64()) * 1e6,
         (through.p99.as_secs_f64() - direct.p99.as_secs_f64()) * 1e6,
@@ -295,7 +366,12 @@ async fn bench() {
     )
     .await
     .unwrap();
-    let stdio_figures = measure(&[Arc::new(direct), Arc::new(through), Arc::new(relay)], &tool).await;
+    let pids = [
+        None,
+        Some(child_pid(&portcullis, " stdio ")),
+        Some(child_pid(&me, "--relay-stdio")),
+    ];
+    let stdio_figures = measure(&[Arc::new(direct), Arc::new(through), Arc::new(relay)], &pids, &tool).await;
     let [direct_stdio, through_stdio, relay_stdio] = stdio_figures[..] else {
         unreachable!()
     };
@@ -314,7 +390,7 @@ async fn bench() {
     let through = McpClient::connect(&http(gport), &options(EraChoice::Modern))
         .await
         .unwrap();
-    let http_figures = measure(&[Arc::new(direct), Arc::new(through)], &tool).await;
+    let http_figures = measure(&[Arc::new(direct), Arc::new(through)], &[None, _gateway.id()], &tool).await;
     let [direct_http, through_http] = http_figures[..] else {
         unreachable!()
     };

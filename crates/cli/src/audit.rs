@@ -90,6 +90,14 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(EX_CANTCREAT, e),
     };
+    // What a gateway that stopped without its clean stop journaled and did not index yet
+    // (its next start would do the same).
+    let journal = cfg.gateway.data_dir.join(portcullis_gateway::state::journal::DIR);
+    match portcullis_gateway::state::audit::recover(&store, &journal).await {
+        Ok(0) => {}
+        Ok(n) => eprintln!("portcullis audit: indexed {n} records a stopped gateway had journaled"),
+        Err(e) => eprintln!("portcullis audit: could not index what a stopped gateway journaled: {e}"),
+    }
     if let AuditCommand::PublicKey { .. } = cmd {
         return match vault_key(&cfg, &store).await {
             Ok(Some(k)) => {

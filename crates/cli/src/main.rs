@@ -155,7 +155,7 @@ async fn open(cfg: Config, mode: PinMode) -> Result<Arc<Gateway>, ExitCode> {
     Gateway::open(cfg, mode).await.map_err(|e| {
         eprintln!("portcullis: {e}");
         match e {
-            OpenError::Store(_) => ExitCode::from(EX_CANTCREAT),
+            OpenError::Store(_) | OpenError::Audit(_) => ExitCode::from(EX_CANTCREAT),
             OpenError::Vault(_) | OpenError::Resolve(_) | OpenError::OAuth(_) => ExitCode::from(EX_USAGE),
         }
     })

@@ -33,6 +33,30 @@ pub fn legacy_result_for_modern(method: Method, result: Box<RawValue>) -> Box<Ra
     if changed { obj.to_raw() } else { result }
 }
 
+/// A modern result made right for a legacy client: the 2026-07-28 fields a 2025-11-25 client
+/// does not know are dropped — `resultType: "complete"` (an `input_required` result never
+/// reaches a legacy client: the gateway relays its questions as requests), and for
+/// `resources/read` the cache fields `ttlMs` and `cacheScope`. Everything else stays as sent.
+pub fn modern_result_for_legacy(method: Method, result: Box<RawValue>) -> Box<RawValue> {
+    // Cheap test before parsing the whole result.
+    if !result.get().contains("resultType") && method != Method::ResourcesRead {
+        return result;
+    }
+    let Ok(mut obj) = RawObject::from_raw(&result) else {
+        return result;
+    };
+    let mut changed = false;
+    if obj.get("resultType").is_some_and(|v| v.get() == "\"complete\"") {
+        obj.remove("resultType");
+        changed = true;
+    }
+    if method == Method::ResourcesRead {
+        changed |= obj.remove("ttlMs").is_some();
+        changed |= obj.remove("cacheScope").is_some();
+    }
+    if changed { obj.to_raw() } else { result }
+}
+
 /// A legacy error made right for a modern client: "resource not found" was -32002 and is
 /// -32602 (invalid params) from 2026-07-28 on.
 pub fn legacy_error_for_modern(method: Method, mut error: ErrorObject) -> ErrorObject {
@@ -45,6 +69,23 @@ pub fn legacy_error_for_modern(method: Method, mut error: ErrorObject) -> ErrorO
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_legacy_client_gets_no_modern_result_fields() {
+        let out = modern_result_for_legacy(
+            Method::ToolsCall,
+            raw(r#"{"content":[],"resultType":"complete","x":{"resultType":1}}"#),
+        );
+        assert_eq!(out.get(), r#"{"content":[],"x":{"resultType":1}}"#);
+        let out = modern_result_for_legacy(
+            Method::ResourcesRead,
+            raw(r#"{"contents":[],"resultType":"complete","ttlMs":5000,"cacheScope":"public"}"#),
+        );
+        assert_eq!(out.get(), r#"{"contents":[]}"#);
+        // Nothing to drop: the bytes as sent.
+        let same = r#"{"content": [ ] }"#;
+        assert_eq!(modern_result_for_legacy(Method::ToolsCall, raw(same)).get(), same);
+    }
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap()

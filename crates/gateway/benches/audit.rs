@@ -29,7 +29,11 @@ async fn run(callers: usize, signed: bool, seconds: u64) -> (f64, Duration, Dura
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).await.unwrap();
     let signer = signed.then(|| Signer::new(&[7u8; 32], 1000).with_witness(dir.path().join("witness.jsonl")));
-    let log = Arc::new(AuditLog::start(store, signer).await.unwrap());
+    let log = Arc::new(
+        AuditLog::start(store, signer, &dir.path().join("audit-journal"))
+            .await
+            .unwrap(),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut tasks = Vec::new();

@@ -83,20 +83,40 @@ impl Store {
         rows: &[AuditRow],
         checkpoint: Option<&MakeCheckpoint<'_>>,
     ) -> Result<Option<CheckpointRow>, StoreError> {
+        self.append_audit_journaled(rows, checkpoint, None).await
+    }
+
+    /// [`Store::append_audit_signed`], also noting in the same transaction that journal
+    /// `segment` is indexed up to its record `upto` (`progress`).
+    pub async fn append_audit_journaled(
+        &self,
+        rows: &[AuditRow],
+        checkpoint: Option<&MakeCheckpoint<'_>>,
+        progress: Option<(&str, i64)>,
+    ) -> Result<Option<CheckpointRow>, StoreError> {
         if rows.is_empty() {
             return Ok(None);
         }
         // One multi-row INSERT per chunk: a single statement is atomic by itself, so a batch
-        // without a checkpoint (and of at most one chunk) needs no BEGIN / COMMIT round trips,
-        // which were most of a lone caller's wait.
+        // without a checkpoint or progress (and of at most one chunk) needs no BEGIN / COMMIT.
         let chunks: Vec<&[AuditRow]> = rows.chunks(ROWS_PER_STATEMENT).collect();
-        if checkpoint.is_none() && chunks.len() == 1 {
+        if checkpoint.is_none() && progress.is_none() && chunks.len() == 1 {
             insert_rows(&self.pool, rows).await?;
             return Ok(None);
         }
         let mut tx = self.pool.begin().await?;
         for chunk in chunks {
             insert_rows(&mut *tx, chunk).await?;
+        }
+        if let Some((segment, upto)) = progress {
+            sqlx::query(
+                "INSERT INTO audit_journal (segment, upto) VALUES (?, ?) \
+                 ON CONFLICT (segment) DO UPDATE SET upto = excluded.upto",
+            )
+            .bind(segment)
+            .bind(upto)
+            .execute(&mut *tx)
+            .await?;
         }
         let mut signed = None;
         if let (Some(make), Some(last)) = (checkpoint, rows.last()) {
@@ -107,6 +127,24 @@ impl Store {
         }
         tx.commit().await?;
         Ok(signed)
+    }
+
+    /// The number of journal `segment`'s last record already in the log (0: none).
+    pub async fn audit_journal_upto(&self, segment: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT upto FROM audit_journal WHERE segment = ?")
+            .bind(segment)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("upto")).transpose()?.unwrap_or(0))
+    }
+
+    /// Forgets journal `segment` (its file is gone: every record of it is in the log).
+    pub async fn forget_audit_journal(&self, segment: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM audit_journal WHERE segment = ?")
+            .bind(segment)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Signs the head of the chain when no checkpoint covers it yet; the checkpoint written,

@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "approval consent",
         include_str!("../migrations/0010_approval_consent.sql"),
     ),
+    (
+        11,
+        "audit journal",
+        include_str!("../migrations/0011_audit_journal.sql"),
+    ),
 ];
 
 /// Why the store could not do what was asked.

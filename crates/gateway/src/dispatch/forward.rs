@@ -19,7 +19,6 @@ use portcullis_core::mcp::{self, Era, Method, meta};
 use portcullis_core::translate;
 use portcullis_core::{ErrorObject, Outcome, Params, Response};
 use serde_json::{Map, Value, json};
-use tokio::sync::oneshot;
 
 use super::ctx::ClientCtx;
 use super::mediate::Link;
@@ -69,7 +68,8 @@ pub(super) async fn forward(
     let mrtr = Method::of(method).allows_input_required();
 
     if ctx.era == Era::Legacy && upstream_era == Era::Modern && mrtr {
-        return relay_input_rounds(&link, &client, method, params, proof).await;
+        let reply = relay_input_rounds(&link, &client, method, params, proof).await?;
+        return Ok(modern_reply_for_legacy(Method::of(method), reply));
     }
     if ctx.era == Era::Modern && upstream_era == Era::Legacy {
         // A modern client resuming an exchange the gateway parked, or a new call.
@@ -88,6 +88,9 @@ pub(super) async fn forward(
         // A modern upstream's questions reach a modern client inside its result: each is
         // mediated like any other request an upstream makes of the client.
         return link.mediate_input_required(reply).await;
+    }
+    if upstream_era == Era::Modern {
+        return Ok(modern_reply_for_legacy(Method::of(method), reply));
     }
     Ok(reply)
 }
@@ -217,6 +220,8 @@ fn ask(
     method: &str,
 ) -> Result<Reply, GatewayError> {
     let requests = input_requests(&pending);
+    let mut ex = ex;
+    ex.detach();
     let parked = Parked::new(
         ex,
         pending,
@@ -353,6 +358,20 @@ fn legacy_reply_for_modern(method: Method, reply: Reply) -> Reply {
     }
 }
 
+/// What a modern upstream answered, without the fields a legacy client does not know (see
+/// [`portcullis_core::translate`]).
+fn modern_reply_for_legacy(method: Method, reply: Reply) -> Reply {
+    match reply {
+        Reply::Upstream(mut resp) => {
+            if let Outcome::Result(r) = resp.outcome {
+                resp.outcome = Outcome::Result(translate::modern_result_for_legacy(method, r));
+            }
+            Reply::Upstream(resp)
+        }
+        built @ Reply::Result(_) => built,
+    }
+}
+
 /// The `input_required` result in a response, if that is what it is.
 pub(super) fn input_required(resp: &Response) -> Option<Map<String, Value>> {
     let Outcome::Result(r) = &resp.outcome else { return None };
@@ -389,7 +408,7 @@ fn input_requests(pending: &[(String, ServerRequest)]) -> Map<String, Value> {
         .collect()
 }
 
-/// Starts a committed request upstream in its own task, its related traffic owned by this
+/// Prepares a committed request upstream (sent when the handler first polls it), its related traffic owned by this
 /// client's principal and session.
 fn spawn_exchange(
     client: Arc<McpClient>,
@@ -412,7 +431,6 @@ fn spawn_exchange_shared(
     _proof: &Arc<Committed>,
 ) -> Exchange {
     let (sink, notes, requests) = CallSink::bounded(Some(ctx.owner()));
-    let (result_tx, result) = oneshot::channel();
     let call = Call {
         method: method.to_owned(),
         params: Some(params),
@@ -420,16 +438,7 @@ fn spawn_exchange_shared(
         sink: Some(sink),
         meta: Some(ctx.meta.clone()),
     };
-    let task = tokio::spawn(async move {
-        let r = client.call(call).await;
-        let _ = result_tx.send(r);
-    });
-    Exchange {
-        result,
-        notes,
-        requests,
-        task,
-    }
+    Exchange::new(async move { client.call(call).await }, notes, requests)
 }
 
 enum Step {
@@ -460,7 +469,7 @@ async fn step(link: &Link<'_>, ex: &mut Exchange) -> Step {
                 while let Ok(n) = ex.notes.try_recv() {
                     link.relay_note(n);
                 }
-                return Step::Done(r.unwrap_or_else(|_| Err(ClientError::Closed("the upstream call ended".into()))));
+                return Step::Done(r);
             }
         }
     }

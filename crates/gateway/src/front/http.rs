@@ -719,18 +719,36 @@ async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Op
         session: tracked,
         id: id.clone(),
     };
-    let flight = super::driver::start(front.gw.clone(), ctx, r, (permit, untrack));
-    let (task, mut rx) = (flight.task, flight.rx);
-    if let Some(hs) = &legacy {
-        lock(&hs.in_flight).insert(id.clone(), task.abort_handle());
-    }
-    // Modern: the request lives as long as its HTTP exchange. Legacy: disconnection is not
-    // cancellation, so the task runs on and its stream can be resumed.
-    let guard = match era {
-        Era::Modern => AbortOnDrop(Some(task)),
-        Era::Legacy => AbortOnDrop(None),
+    let ready = super::driver::prepare(front.gw.clone(), ctx, r, (permit, untrack));
+    let (mut serve, mut rx) = (ready.serve, ready.rx);
+    // Modern: the request lives as long as its HTTP exchange, so it runs right here (no task,
+    // no hop to another thread) until its first message; only a streamed answer gets a task.
+    // Legacy: disconnection is not cancellation, so it runs in a task that outlives the
+    // exchange and its stream can be resumed.
+    let (first, guard) = match era {
+        Era::Modern => {
+            let first = tokio::select! {
+                biased;
+                m = rx.recv() => m,
+                () = &mut serve => rx.recv().await,
+            };
+            // Unfinished (a streamed answer): it goes on in its own task, cancelled with the
+            // exchange. A finished future is not polled again.
+            let guard = match &first {
+                Some(Message::Response(r)) if r.id.as_ref() == Some(&id) => AbortOnDrop(None),
+                _ => AbortOnDrop(Some(tokio::spawn(serve))),
+            };
+            (first, guard)
+        }
+        Era::Legacy => {
+            let task = tokio::spawn(serve);
+            if let Some(hs) = &legacy {
+                lock(&hs.in_flight).insert(id.clone(), task.abort_handle());
+            }
+            (rx.recv().await, AbortOnDrop(None))
+        }
     };
-    let Some(first) = rx.recv().await else {
+    let Some(first) = first else {
         return plain(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorObject::new(code::INTERNAL_ERROR, "request handler failed"),

@@ -150,19 +150,10 @@ impl Conn {
         // The slot is taken under the lock, so the task cannot end (and release it) before it
         // is recorded.
         let mut in_flight = lock(&self.in_flight);
-        let mut flight = super::driver::start(self.gw.clone(), ctx, req, done);
-        in_flight.insert(id, flight.task.abort_handle());
+        // Related messages go out before the response, in order; each is scrubbed.
+        let task = super::driver::serve_into(self.gw.clone(), ctx, req, done, self.out.clone());
+        in_flight.insert(id, task.abort_handle());
         drop(in_flight);
-        // Related messages go out before the response, in order; the writer scrubs each.
-        let out = self.out.clone();
-        tokio::spawn(async move {
-            while let Some(m) = flight.rx.recv().await {
-                let last = matches!(m, Message::Response(_));
-                if out.send(crate::redact::wire(&m)).await.is_err() || last {
-                    return;
-                }
-            }
-        });
     }
 
     fn notification(&self, n: Notification) {

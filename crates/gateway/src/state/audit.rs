@@ -1,8 +1,10 @@
-//! The audit log at run time: one record per decision (written, and committed, before the call
-//! is forwarded or refused) and one per completed call (latency, result digest, label), chained
-//! by hash ([`portcullis_core::audit`]). One writer task commits records in batches — group
-//! commit: every record waiting when a transaction starts goes into it — so concurrent calls
-//! share a commit. Arguments are scrubbed of vault secrets and long values are digested.
+//! The audit log at run time: one record per decision (journaled before the call is forwarded
+//! or refused) and one per completed call (latency, result digest, label), chained by hash
+//! ([`portcullis_core::audit`]). A caller appends its record to the process's journal
+//! ([`super::journal`]: one `write(2)`, no thread hop) and goes on; one writer task indexes the
+//! journal into the database in batches — every record waiting when a transaction starts goes
+//! into it — off the call path, and the next start replays what a crash left unindexed.
+//! Arguments are scrubbed of vault secrets and long values are digested.
 //!
 //! With a signer, a signed checkpoint covers the head whenever the chain passes a multiple of
 //! `every` records, [`SIGN_AFTER`] after the first record no checkpoint covers yet (so a crash
@@ -10,8 +12,8 @@
 //! appended to a witness file outside the database ([`WITNESS`] in the data folder, 0600), so
 //! a verifier notices a removed tail or removed checkpoints.
 
-use std::path::PathBuf;
-
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
@@ -20,15 +22,23 @@ use portcullis_core::audit::checkpoint;
 use portcullis_store::{AuditRow, CheckpointRow, Store, StoreError};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::journal::{self, Entry, Journal, Segment};
 
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 512;
-/// Most records queued for the writer; past it, a caller waits for room (and a decision that
-/// cannot be queued within the commit wait refuses its call).
-const QUEUE: usize = 65_536;
-/// How long a call waits for its decision to be committed before it is refused.
+/// Most records journaled and not yet indexed; past it, a caller waits for room (and a decision
+/// that finds none within the commit wait refuses its call): a database that stays down fails
+/// closed instead of growing the backlog without bound.
+const QUEUE: usize = 16_384;
+/// How long a call waits for room in the backlog before it is refused, and how long a clean
+/// stop waits for the writer.
 const COMMIT_WAIT: Duration = Duration::from_secs(10);
+/// How long the writer gathers records into one batch after the first arrives.
+const GATHER: Duration = Duration::from_millis(5);
+/// Longest pause between two tries to index a batch the database refused.
+const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Strings longer than this are recorded as their digest.
 const MAX_VALUE: usize = 512;
 /// How long a record waits, at most, before a signed checkpoint covers it.
@@ -36,10 +46,10 @@ pub const SIGN_AFTER: Duration = Duration::from_secs(1);
 /// The witness file's name in the data folder: one JSON line per signed checkpoint.
 pub const WITNESS: &str = "audit-witness.jsonl";
 
-type Pending = (i64, Value, oneshot::Sender<bool>);
-
 enum Msg {
-    Record(Pending),
+    Record(Entry),
+    /// A segment whose records all precede this message: remove it once they are indexed.
+    Sealed(Segment),
     /// Sign the head (at shutdown), then answer.
     Close(oneshot::Sender<()>),
 }
@@ -171,10 +181,19 @@ pub async fn signing_key(
 /// forwards nothing).
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: Option<mpsc::Sender<Msg>>,
+    inner: Option<Arc<Inner>>,
 }
 
-/// The proof that a decision to forward a request is committed to the audit log. Only
+#[derive(Debug)]
+struct Inner {
+    journal: Mutex<Journal>,
+    tx: mpsc::UnboundedSender<Msg>,
+    /// Records that may still be journaled before the writer indexes some.
+    room: Arc<Semaphore>,
+}
+
+/// The proof that a decision to forward a request is in the audit log (journaled: a crash of
+/// the process no longer loses it). Only
 /// [`AuditLog::commit`] makes one, and `dispatch::forward` takes one for every request it
 /// sends upstream: "judged, then recorded, then forwarded" holds by construction.
 #[derive(Debug)]
@@ -187,6 +206,7 @@ impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Msg::Record(_) => "Record",
+            Msg::Sealed(_) => "Sealed",
             Msg::Close(_) => "Close",
         })
     }
@@ -233,66 +253,174 @@ pub fn recorded_arguments(v: &Value) -> Value {
 impl AuditLog {
     /// A log that records nothing.
     pub fn disabled() -> AuditLog {
-        AuditLog { tx: None }
+        AuditLog { inner: None }
     }
 
-    /// Starts the writer over `store`, continuing its chain, signing checkpoints with `signer`
-    /// (none without a vault).
-    pub async fn start(store: Store, signer: Option<Signer>) -> Result<AuditLog, StoreError> {
-        let head = store.audit_head().await?;
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(store, head, rx, signer));
-        Ok(AuditLog { tx: Some(tx) })
+    /// Opens the journal in `journal_dir`, replays into `store` what stopped processes left
+    /// unindexed there, and starts the writer, continuing the store's chain and signing
+    /// checkpoints with `signer` (none without a vault).
+    pub async fn start(store: Store, signer: Option<Signer>, journal_dir: &Path) -> Result<AuditLog, AuditError> {
+        let journal = Journal::open(journal_dir).map_err(AuditError::Journal)?;
+        let own = journal.segment();
+        let mut head = store.audit_head().await?;
+        head = replay(&store, head, signer.as_ref(), journal_dir, own.as_deref()).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(QUEUE));
+        tokio::spawn(writer(store, head, rx, signer, room.clone()));
+        Ok(AuditLog {
+            inner: Some(Arc::new(Inner {
+                journal: Mutex::new(journal),
+                tx,
+                room,
+            })),
+        })
     }
 
-    /// Writes what is queued and signs the head: called when the gateway stops.
+    /// Indexes what is journaled, signs the head and removes this process's journal segment:
+    /// called when the gateway stops. No record is journaled after it.
     pub async fn close(&self) {
-        let Some(tx) = &self.tx else { return };
+        let Some(inner) = &self.inner else { return };
         let (ack, done) = oneshot::channel();
-        if tx.send(Msg::Close(ack)).await.is_ok() {
-            let _ = tokio::time::timeout(COMMIT_WAIT, done).await;
+        {
+            let mut j = inner.journal.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(seg) = j.close() {
+                let _ = inner.tx.send(Msg::Sealed(seg));
+            }
+            if inner.tx.send(Msg::Close(ack)).is_err() {
+                return;
+            }
         }
+        let _ = tokio::time::timeout(COMMIT_WAIT, done).await;
     }
 
-    /// Records `body` and waits until it is committed; `false` when it could not be (the caller
-    /// refuses the call: no decision goes unrecorded).
+    /// Journals `body`; `false` when it could not be (the caller refuses the call: no decision
+    /// goes unrecorded).
     pub async fn record(&self, body: Value) -> bool {
-        let Some(tx) = &self.tx else { return true };
-        let (ack, done) = oneshot::channel();
-        let queued = tokio::time::timeout(COMMIT_WAIT, tx.send(Msg::Record((now_ms(), body, ack))));
-        if !matches!(queued.await, Ok(Ok(()))) {
-            return false;
+        let Some(inner) = &self.inner else { return true };
+        match inner.room.try_acquire() {
+            Ok(p) => p.forget(),
+            Err(_) => match tokio::time::timeout(COMMIT_WAIT, inner.room.acquire()).await {
+                Ok(Ok(p)) => p.forget(),
+                _ => {
+                    tracing::error!("the audit log's backlog is full (the database is not keeping up); refusing");
+                    return false;
+                }
+            },
         }
-        matches!(tokio::time::timeout(COMMIT_WAIT, done).await, Ok(Ok(true)))
+        let mut j = inner.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        match j.append(now_ms(), body) {
+            Ok((entry, sealed)) => {
+                // Sent under the journal's lock: the writer sees records in the journal's order.
+                let sent = inner.tx.send(Msg::Record(entry)).is_ok();
+                if let Some(seg) = sealed {
+                    let _ = inner.tx.send(Msg::Sealed(seg));
+                }
+                // A writer that is gone still leaves the record in the journal (replayed at the
+                // next start), but a gateway without one stops forwarding.
+                sent
+            }
+            Err(e) => {
+                drop(j);
+                inner.room.add_permits(1);
+                tracing::error!(error = %e, "could not journal an audit record; refusing");
+                false
+            }
+        }
     }
 
-    /// Commits the decision to forward a request (`body`, a decision record) and returns the
+    /// Journals the decision to forward a request (`body`, a decision record) and returns the
     /// proof forwarding needs. A gateway that only looks (no log) forwards nothing.
     pub async fn commit(&self, body: Value) -> Result<Committed, crate::error::GatewayError> {
-        if self.tx.is_some() && self.record(body).await {
+        if self.inner.is_some() && self.record(body).await {
             Ok(Committed { _sealed: () })
         } else {
             Err(crate::error::GatewayError::AuditUnavailable)
         }
     }
 
-    /// Records `body` without waiting for the commit (what happened after a decision); waits
-    /// only for room in the queue.
+    /// Records `body`, what happened after a decision; a failure is logged, not returned.
     pub async fn note(&self, body: Value) {
-        if let Some(tx) = &self.tx {
-            let (ack, _) = oneshot::channel();
-            let _ = tx.send(Msg::Record((now_ms(), body, ack))).await;
-        }
+        let _ = self.record(body).await;
     }
 }
 
-async fn writer(store: Store, mut head: Option<(i64, String)>, mut rx: mpsc::Receiver<Msg>, signer: Option<Signer>) {
-    let mut closing: Option<oneshot::Sender<()>> = None;
-    // When the oldest record no checkpoint covers was committed (none: the head is signed).
+/// Indexes into `store` what stopped processes journaled in `journal_dir` and the database
+/// does not hold yet (what a gateway's next start does first), for commands that read the log
+/// while no gateway may run. Returns how many records it indexed.
+pub async fn recover(store: &Store, journal_dir: &Path) -> Result<usize, AuditError> {
+    if !journal_dir.exists() {
+        return Ok(0);
+    }
+    let before = store.audit_head().await?;
+    let after = replay(store, before.clone(), None, journal_dir, None).await?;
+    let n = after.map_or(0, |(s, _)| s) - before.map_or(0, |(s, _)| s);
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// Why the audit log could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The journal folder or a segment could not be opened.
+    #[error("cannot open the audit journal: {0}")]
+    Journal(std::io::Error),
+    /// The database refused.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Indexes the records of segments left by stopped processes (a crash, a kill) that the
+/// database does not hold yet, then removes the segments. A segment that does not read to its
+/// end is kept, renamed `….damaged`, after its readable records are indexed.
+async fn replay(
+    store: &Store,
+    mut head: Option<(i64, String)>,
+    signer: Option<&Signer>,
+    dir: &Path,
+    own: Option<&str>,
+) -> Result<Option<(i64, String)>, AuditError> {
+    let found = journal::orphans(dir, own).map_err(AuditError::Journal)?;
+    for o in found {
+        let upto = store.audit_journal_upto(&o.segment.name).await?;
+        let todo: Vec<Entry> = o.entries.into_iter().filter(|e| e.n > upto).collect();
+        for batch in todo.chunks(MAX_BATCH) {
+            let (h, _) = index(store, head, batch, signer).await?;
+            head = h;
+        }
+        if !todo.is_empty() {
+            tracing::warn!(
+                segment = %o.segment.name,
+                records = todo.len(),
+                "indexed audit records a stopped gateway had journaled but not indexed"
+            );
+        }
+        let name = o.segment.name.clone();
+        if let Some(why) = o.damage {
+            let kept = dir.join(format!("{name}.damaged"));
+            tracing::error!(segment = %name, kept = %kept.display(), "audit journal segment damaged: {why}; the records after it were not indexed");
+            std::fs::rename(dir.join(&*name), &kept).map_err(AuditError::Journal)?;
+        } else {
+            o.segment.remove().map_err(AuditError::Journal)?;
+        }
+        store.forget_audit_journal(&name).await?;
+    }
+    Ok(head)
+}
+
+async fn writer(
+    store: Store,
+    mut head: Option<(i64, String)>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    signer: Option<Signer>,
+    room: Arc<Semaphore>,
+) {
+    // When the oldest record no checkpoint covers was indexed (none: the head is signed).
     let mut unsigned_since: Option<tokio::time::Instant> = None;
+    // A message read ahead while gathering a batch.
+    let mut ahead: Option<Msg> = None;
     loop {
-        let next = match (unsigned_since, &signer) {
-            (Some(since), Some(s)) => match tokio::time::timeout_at(since + SIGN_AFTER, rx.recv()).await {
+        let next = match (ahead.take(), unsigned_since, &signer) {
+            (Some(m), _, _) => Some(m),
+            (None, Some(since), Some(s)) => match tokio::time::timeout_at(since + SIGN_AFTER, rx.recv()).await {
                 Ok(m) => m,
                 Err(_) => {
                     sign_head(&store, s, "audit head signed after a quiet second").await;
@@ -302,46 +430,83 @@ async fn writer(store: Store, mut head: Option<(i64, String)>, mut rx: mpsc::Rec
             },
             _ => rx.recv().await,
         };
-        let Some(first) = next else { break };
-        let mut batch = Vec::new();
-        match first {
-            Msg::Record(p) => batch.push(p),
-            Msg::Close(ack) => closing = Some(ack),
-        }
-        while batch.len() < MAX_BATCH && closing.is_none() {
-            match rx.try_recv() {
-                Ok(Msg::Record(p)) => batch.push(p),
-                Ok(Msg::Close(ack)) => closing = Some(ack),
-                Err(_) => break,
-            }
-        }
-        if !batch.is_empty() {
-            let (h, ok, signed) = commit(&store, head, &batch, signer.as_ref()).await;
-            head = h;
-            for (_, _, ack) in batch {
-                let _ = ack.send(ok);
-            }
-            if let Some(s) = &signer {
-                if let Some(c) = signed {
-                    s.witness(c).await;
-                    unsigned_since = None;
-                } else if ok && unsigned_since.is_none() {
-                    unsigned_since = Some(tokio::time::Instant::now());
+        let Some(msg) = next else { break };
+        match msg {
+            Msg::Record(first) => {
+                // A batch holds one segment's records: its progress is one number.
+                let segment = first.segment.clone();
+                let mut batch = vec![first];
+                // Gather for a moment: sequential calls then share a transaction too, which
+                // costs the writer (and the cores the calls run on) far less than one each.
+                let deadline = tokio::time::Instant::now() + GATHER;
+                while batch.len() < MAX_BATCH {
+                    let m = match rx.try_recv() {
+                        Ok(m) => Some(m),
+                        Err(mpsc::error::TryRecvError::Disconnected) => None,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                                Ok(m) => m,
+                                Err(_) => break,
+                            }
+                        }
+                    };
+                    match m {
+                        Some(Msg::Record(e)) if e.segment == segment => batch.push(e),
+                        Some(other) => {
+                            ahead = Some(other);
+                            break;
+                        }
+                        None => break,
+                    }
                 }
-                // Under steady traffic the quiet-second timer never fires: sign once the oldest
-                // unsigned record is a second old, between batches.
-                if unsigned_since.is_some_and(|t| t.elapsed() >= SIGN_AFTER) {
-                    sign_head(&store, s, "audit head signed a second after its first unsigned record").await;
-                    unsigned_since = None;
+                let mut pause = Duration::from_millis(50);
+                let signed = loop {
+                    match index(&store, head.clone(), &batch, signer.as_ref()).await {
+                        Ok((h, signed)) => {
+                            head = h;
+                            break signed;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, records = batch.len(), "could not index audit records into the database; they wait in the journal, retrying");
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(RETRY_MAX);
+                        }
+                    }
+                };
+                room.add_permits(batch.len());
+                if let Some(s) = &signer {
+                    if let Some(c) = signed {
+                        s.witness(c).await;
+                        unsigned_since = None;
+                    } else if unsigned_since.is_none() {
+                        unsigned_since = Some(tokio::time::Instant::now());
+                    }
+                    // Under steady traffic the quiet-second timer never fires: sign once the
+                    // oldest unsigned record is a second old, between batches.
+                    if unsigned_since.is_some_and(|t| t.elapsed() >= SIGN_AFTER) {
+                        sign_head(&store, s, "audit head signed a second after its first unsigned record").await;
+                        unsigned_since = None;
+                    }
                 }
             }
-        }
-        if let Some(ack) = closing.take() {
-            if let Some(s) = &signer {
-                sign_head(&store, s, "audit head signed at shutdown").await;
-                unsigned_since = None;
+            Msg::Sealed(seg) => {
+                // Every record of it is indexed (they came before this message). The file goes
+                // first: a crash between the two leaves a stale progress row, never a segment
+                // without one (which a replay would index twice).
+                let name = seg.name.clone();
+                if let Err(e) = seg.remove() {
+                    tracing::warn!(segment = %name, error = %e, "could not remove an indexed audit journal segment");
+                } else if let Err(e) = store.forget_audit_journal(&name).await {
+                    tracing::warn!(segment = %name, error = %e, "could not forget an indexed audit journal segment");
+                }
             }
-            let _ = ack.send(());
+            Msg::Close(ack) => {
+                if let Some(s) = &signer {
+                    sign_head(&store, s, "audit head signed at shutdown").await;
+                    unsigned_since = None;
+                }
+                let _ = ack.send(());
+            }
         }
     }
 }
@@ -358,47 +523,38 @@ async fn sign_head(store: &Store, s: &Signer, what: &'static str) {
     }
 }
 
-/// Commits one batch (a checkpoint with it when it passes a multiple of the signer's
-/// interval); returns the new head, whether the batch was committed, and the checkpoint
-/// committed with it.
-async fn commit(
+/// Indexes one batch of one segment's records (a checkpoint with it when it passes a multiple
+/// of the signer's interval, and the segment's progress); returns the new head and the
+/// checkpoint stored with it.
+async fn index(
     store: &Store,
     mut head: Option<(i64, String)>,
-    batch: &[Pending],
+    batch: &[Entry],
     signer: Option<&Signer>,
-) -> (Option<(i64, String)>, bool, Option<CheckpointRow>) {
+) -> Result<(Option<(i64, String)>, Option<CheckpointRow>), StoreError> {
+    let progress = batch.last().map(|e| (e.segment.clone(), e.n));
     // Another process sharing the database (a second `portcullis stdio`, a `portcullis
     // call`) may have appended since: on a conflict, re-read the head and chain again.
-    let mut ok = false;
-    let mut signed = None;
-    for attempt in 0..5 {
+    let mut attempt = 0;
+    loop {
         if attempt > 0 {
-            match store.audit_head().await {
-                Ok(h) => head = h,
-                Err(e) => tracing::warn!(error = %e, "could not re-read the audit head"),
-            }
+            head = store.audit_head().await?;
         }
         let (rows, last) = chain(head.as_ref(), batch);
         let before = head.as_ref().map_or(0, |(s, _)| *s);
         let after = last.as_ref().map_or(0, |(s, _)| *s);
         let make = signer.filter(|s| before / s.every != after / s.every).map(Signer::make);
-        match store.append_audit_signed(&rows, make.as_ref().map(|m| m as _)).await {
-            Ok(c) => {
-                head = last;
-                ok = true;
-                signed = c;
-                break;
-            }
-            Err(e) => tracing::warn!(error = %e, attempt, "audit append failed; retrying from the current head"),
+        let progress = progress.as_ref().map(|(s, n)| (&**s, *n));
+        match store
+            .append_audit_journaled(&rows, make.as_ref().map(|m| m as _), progress)
+            .await
+        {
+            Ok(c) => return Ok((last, c)),
+            Err(e) if attempt >= 4 => return Err(e),
+            Err(e) => tracing::debug!(error = %e, attempt, "audit append failed; retrying from the current head"),
         }
+        attempt += 1;
     }
-    if !ok {
-        tracing::error!(
-            records = batch.len(),
-            "could not write the audit log; the calls waiting on it are refused"
-        );
-    }
-    (head, ok, signed)
 }
 
 /// A stored checkpoint as the verifier (and the witness file) reads it.
@@ -463,11 +619,11 @@ pub async fn walk(store: &Store, mut each: impl FnMut(&audit::Row)) -> Result<Wa
 }
 
 /// The rows for `batch` after `head`, and the new head.
-fn chain(head: Option<&(i64, String)>, batch: &[Pending]) -> (Vec<AuditRow>, Option<(i64, String)>) {
+fn chain(head: Option<&(i64, String)>, batch: &[Entry]) -> (Vec<AuditRow>, Option<(i64, String)>) {
     let mut rows = Vec::with_capacity(batch.len());
     let mut cur = head.cloned();
-    for (at_ms, body, _) in batch {
-        let row = audit::next(cur.as_ref().map(|(s, h)| (s, h.as_str())), *at_ms, body);
+    for e in batch {
+        let row = audit::next(cur.as_ref().map(|(s, h)| (s, h.as_str())), e.at_ms, &e.body);
         cur = Some((row.seq, row.hash.clone()));
         rows.push(AuditRow {
             seq: row.seq,
@@ -517,6 +673,87 @@ mod tests {
 
     /// Under steady traffic (a record every 200 ms, never a quiet second) no record stays
     /// unsigned for much more than a second, and every checkpoint reaches the witness file.
+    async fn bodies(store: &Store) -> Vec<Value> {
+        let rows = store.audit_rows(0, 1000).await.unwrap();
+        let mut v = audit::Verifier::new();
+        for r in &rows {
+            let row = audit::Row {
+                seq: r.seq,
+                at_ms: r.at_ms,
+                body: r.body.clone(),
+                prev: r.prev.clone(),
+                hash: r.hash.clone(),
+            };
+            v.push(&row).unwrap();
+        }
+        rows.iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect()
+    }
+
+    fn segments(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    /// A process that journaled five records and indexed two before it died: the next start
+    /// indexes the other three, once each, in order, and removes the dead segment.
+    #[tokio::test]
+    async fn a_dead_processs_journal_is_indexed_once_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let jdir = dir.path().join(journal::DIR);
+        let mut j = Journal::open(&jdir).unwrap();
+        let entries: Vec<Entry> = (0..5).map(|i| j.append(i, json!({"i": i})).unwrap().0).collect();
+        index(&store, None, &entries[..2], None).await.unwrap();
+        drop(j);
+
+        let log = AuditLog::start(store.clone(), None, &jdir).await.unwrap();
+        let want: Vec<Value> = (0..5).map(|i| json!({"i": i})).collect();
+        assert_eq!(bodies(&store).await, want);
+        // Only the new process's own segment is left, and a clean stop removes it.
+        assert_eq!(segments(&jdir), 1);
+        assert!(log.record(json!({"i": 5})).await);
+        log.close().await;
+        assert_eq!(segments(&jdir), 0);
+        assert_eq!(bodies(&store).await.len(), 6);
+    }
+
+    /// A record is journaled when `record` returns: a process that dies before its writer
+    /// indexed anything loses nothing, and `recover` (what `portcullis audit` runs) finds it.
+    #[tokio::test]
+    async fn a_journaled_record_survives_a_writer_that_never_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let jdir = dir.path().join(journal::DIR);
+        {
+            // A writer that never runs: a runtime stopped right after the calls.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let other = store.clone();
+            let jdir = jdir.clone();
+            std::thread::spawn(move || {
+                rt.block_on(async {
+                    let log = AuditLog::start(other, None, &jdir).await.unwrap();
+                    for i in 0..3 {
+                        assert!(log.record(json!({"i": i})).await);
+                    }
+                    // Gone without `close`, and the runtime with it: the writer never ran.
+                    drop(log);
+                });
+            })
+            .join()
+            .unwrap();
+        }
+        assert!(bodies(&store).await.is_empty());
+        // The process is gone, and its segment's lock with it.
+        assert_eq!(recover(&store, &jdir).await.unwrap(), 3);
+        assert_eq!(
+            bodies(&store).await,
+            vec![json!({"i": 0}), json!({"i": 1}), json!({"i": 2})]
+        );
+        assert_eq!(recover(&store, &jdir).await.unwrap(), 0);
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn steady_traffic_is_signed_within_about_a_second() {
         let dir = tempfile::tempdir().unwrap();
@@ -525,6 +762,7 @@ mod tests {
         let log = AuditLog::start(
             store.clone(),
             Some(Signer::new(&[7u8; 32], 1000).with_witness(witness.clone())),
+            &dir.path().join(journal::DIR),
         )
         .await
         .unwrap();

@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod journal;
 pub mod keys;
 pub mod metrics;
 pub mod misuse;
@@ -89,6 +90,9 @@ pub enum OpenError {
     /// An upstream's OAuth setup.
     #[error("{0}")]
     OAuth(#[from] crate::upstream::oauth::OAuthError),
+    /// The audit log (its journal, or replaying it).
+    #[error("audit log: {0}")]
+    Audit(#[from] crate::state::audit::AuditError),
 }
 
 /// A change clients may want to hear about.
@@ -301,7 +305,14 @@ impl Gateway {
             tracing::debug!(secrets = n, "redacting every vault secret from output and logs");
         }
         let audit = match mode {
-            PinMode::Record => AuditLog::start(store.clone(), signer).await?,
+            PinMode::Record => {
+                AuditLog::start(
+                    store.clone(),
+                    signer,
+                    &cfg.gateway.data_dir.join(crate::state::journal::DIR),
+                )
+                .await?
+            }
             PinMode::ReadOnly => AuditLog::disabled(),
         };
         let gw = Gateway::start(cfg, pins, upstreams, audit, keys, store);

@@ -1,4 +1,4 @@
-//! One forwarded call as a task the request handler drives, and the parking lot that lets a
+//! One forwarded call the request handler drives, and the parking lot that lets a
 //! modern client answer a legacy upstream's server-to-client requests.
 //!
 //! A legacy upstream asks for sampling, elicitation or roots with a JSON-RPC request in the
@@ -11,6 +11,8 @@
 //! use, bound to the principal, method and target of the call, and expire.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use portcullis_core::{Notification, Response};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::upstream::client::{ClientError, ServerRequest};
@@ -30,19 +32,67 @@ pub const MAX_PARKED_PER_PRINCIPAL: usize = 64;
 /// Most exchanges parked at once.
 pub const MAX_PARKED: usize = 4096;
 
-/// A forwarded call running in its own task.
-#[derive(Debug)]
+/// The upstream call of an exchange, as a future.
+pub type CallFuture = Pin<Box<dyn Future<Output = Result<Response, ClientError>> + Send>>;
+
+/// A forwarded call. The handler polls it in place (no task, no hop) until it is parked; a
+/// parked call moves to its own task ([`Exchange::detach`]) so it keeps running while nobody
+/// waits on it.
 pub struct Exchange {
-    pub result: oneshot::Receiver<Result<Response, ClientError>>,
+    /// The call's outcome: poll it (it is `Unpin`) until it is ready, once.
+    pub result: CallFuture,
     pub notes: mpsc::Receiver<Notification>,
     pub requests: mpsc::Receiver<ServerRequest>,
-    pub task: JoinHandle<()>,
+    task: Option<AbortHandle>,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("detached", &self.task.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exchange {
+    /// An exchange over `call`, its notifications and its server-to-client requests.
+    pub fn new(
+        call: impl Future<Output = Result<Response, ClientError>> + Send + 'static,
+        notes: mpsc::Receiver<Notification>,
+        requests: mpsc::Receiver<ServerRequest>,
+    ) -> Exchange {
+        Exchange {
+            result: Box::pin(call),
+            notes,
+            requests,
+            task: None,
+        }
+    }
+
+    /// Moves the call into its own task, so it goes on while the exchange is parked.
+    pub fn detach(&mut self) {
+        if self.task.is_some() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let call = std::mem::replace(&mut self.result, Box::pin(std::future::pending()));
+        let task = tokio::spawn(async move {
+            let _ = tx.send(call.await);
+        });
+        self.task = Some(task.abort_handle());
+        self.result = Box::pin(async move {
+            rx.await
+                .unwrap_or_else(|_| Err(ClientError::Closed("the upstream call ended".into())))
+        });
+    }
 }
 
 impl Drop for Exchange {
     fn drop(&mut self) {
-        // Dropping the exchange cancels the upstream call.
-        self.task.abort();
+        // Dropping the exchange cancels the upstream call (in place, the future is dropped).
+        if let Some(t) = &self.task {
+            t.abort();
+        }
     }
 }
 
