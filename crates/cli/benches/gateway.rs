@@ -150,29 +150,44 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// The child of this process whose command line starts with `program` and holds `word`.
+/// The process under this one whose command line starts with `program` and holds `word`, the
+/// one with the most threads (a sandbox helper stage that only waits has one).
 fn child_pid(program: &Path, word: &str) -> u32 {
     let me = std::process::id();
+    let parent = |pid: u32| -> u32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rfind(')')
+            .and_then(|close| stat.get(close + 2..))
+            .and_then(|rest| rest.split(' ').nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    };
+    let below_me = |mut pid: u32| {
+        while pid > 1 {
+            pid = parent(pid);
+            if pid == me {
+                return true;
+            }
+        }
+        false
+    };
+    let mut best: Option<(usize, u32)> = None;
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else { continue };
-        let ppid: u32 = stat[close + 2..]
-            .split(' ')
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if ppid == me && cmdline.starts_with(&*program.to_string_lossy()) && cmdline.contains(word) {
-            return pid;
+        let started = cmdline.starts_with(&format!("{} ", program.to_string_lossy()));
+        if started && cmdline.contains(word) && below_me(pid) {
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
+            if best.is_none_or(|(t, _)| threads > t) {
+                best = Some((threads, pid));
+            }
         }
     }
-    panic!("no child {} {word}", program.display());
+    best.unwrap_or_else(|| panic!("no process {} {word} under this one", program.display()))
+        .1
 }
 
 /// Measures several paths to the same server. Latency samples are taken in interleaved rounds

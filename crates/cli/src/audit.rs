@@ -98,6 +98,15 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
         Ok(n) => eprintln!("portcullis audit: indexed {n} records a stopped gateway had journaled"),
         Err(e) => eprintln!("portcullis audit: could not index what a stopped gateway journaled: {e}"),
     }
+    // What a running gateway journaled before now, indexed within moments: wait for it.
+    let wait = std::time::Duration::from_secs(5);
+    match portcullis_gateway::state::audit::settle(&store, &journal, wait).await {
+        Ok(true) => {}
+        Ok(false) => eprintln!(
+            "portcullis audit: a running gateway has journaled records it has not indexed yet (its database may be locked or slow); they are not shown"
+        ),
+        Err(e) => eprintln!("portcullis audit: could not read the audit journal: {e}"),
+    }
     if let AuditCommand::PublicKey { .. } = cmd {
         return match vault_key(&cfg, &store).await {
             Ok(Some(k)) => {

@@ -65,7 +65,26 @@ async fn decisions_are_recorded_first_and_tampering_is_caught() {
         .call("raw__send_message", json!({"to": "bob@example.com", "body": "hi"}))
         .await;
     assert!(r["result"].is_object(), "{r}");
-    // Committed before the answer: the record is there the moment the client has it.
+    // Journaled before the call went upstream: the record is in the journal the moment the
+    // client has the answer ...
+    let journal = gw.dir.path().join("state/audit-journal");
+    let journaled: Vec<Value> = std::fs::read_dir(&journal)
+        .unwrap()
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        journaled
+            .iter()
+            .any(|l| l["body"]["kind"] == "decision" && l["body"]["arguments"]["to"] == "bob@example.com"),
+        "{journaled:?}"
+    );
+    // ... and `audit export`, which waits until what was journaled before it started is
+    // indexed, shows it at once.
     let (_, out, _) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
     let first = records(&out);
     assert_eq!(first[0]["record"]["decision"], "permit", "{out}");
@@ -438,4 +457,60 @@ async fn a_gateway_killed_right_after_answering_loses_no_decision() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
         .count();
     assert_eq!(left, 0);
+}
+
+/// Issue 19: the database locked by another process (a long write transaction) does not lose a
+/// decision nor stop the calls that are recorded: each decision is journaled before its call
+/// goes upstream, and indexed once the lock goes. (A backlog of 16 384 journaled records waiting
+/// for the database refuses further calls: ARCHITECTURE.md, "Bounds".)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_database_delays_indexing_and_loses_nothing() {
+    use tokio::io::AsyncBufReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, gateway, rest) = vaulted(dir.path(), "").await;
+    let c = config.to_str().unwrap();
+    let gw = Served::start_config(&gateway, &rest, &[]).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let client = Modern::new(&gw.url);
+    let db = dir.path().join("state/portcullis.db");
+    let mut locker = tokio::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\nc.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(6)\nc.execute('COMMIT')",
+            db.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(locker.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("locked"));
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        let r = client.call("raw__pid", json!({})).await;
+        assert!(r["result"].is_object(), "{r}");
+    }
+    // Answered while the database was still locked.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(locker.wait().await.unwrap().success());
+    // Indexed once the lock went (the writer retries with a growing pause, at most 5 s).
+    let mut decisions = 0;
+    for _ in 0..100 {
+        let (_, out, _) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
+        decisions = records(&out)
+            .iter()
+            .filter(|r| r["record"]["kind"] == "decision" && r["record"]["decision"] == "permit")
+            .count();
+        if decisions == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(decisions, 5);
+    let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
+    assert_eq!(code, 0, "{out}{err}");
 }

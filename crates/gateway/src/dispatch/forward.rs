@@ -453,6 +453,11 @@ async fn step(link: &Link<'_>, ex: &mut Exchange) -> Step {
             biased;
             Some(n) = ex.notes.recv() => link.relay_note(n),
             Some(sr) = ex.requests.recv() => {
+                // From the upstream's first question on, the call runs in its own task, as
+                // the answers travel: the upstream's transport (an HTTP response stream, read
+                // by the call) must go on while this handler waits for siblings, relays, or
+                // parks the exchange.
+                ex.detach();
                 if link.ctx.era == Era::Legacy {
                     link.relay_request(sr).await;
                     continue;

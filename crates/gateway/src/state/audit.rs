@@ -357,6 +357,34 @@ pub async fn recover(store: &Store, journal_dir: &Path) -> Result<usize, AuditEr
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
+/// Waits, at most `wait`, until every record journaled so far — by running gateways too — is
+/// indexed into `store`: a reader of the log then sees every decision made before it started.
+/// `false` when some were still waiting at the end.
+pub async fn settle(store: &Store, journal_dir: &Path, wait: Duration) -> Result<bool, AuditError> {
+    if !journal_dir.exists() {
+        return Ok(true);
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let written = journal::written(journal_dir).map_err(AuditError::Journal)?;
+    loop {
+        let mut behind = false;
+        for (segment, n) in &written {
+            // A segment removed meanwhile was indexed whole.
+            if store.audit_journal_upto(segment).await? < *n && journal_dir.join(segment).exists() {
+                behind = true;
+                break;
+            }
+        }
+        if !behind {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Why the audit log could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {

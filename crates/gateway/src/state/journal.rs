@@ -255,6 +255,29 @@ pub fn orphans(dir: &Path, own: Option<&str>) -> std::io::Result<Vec<Orphan>> {
     Ok(out)
 }
 
+/// Every segment in `dir` with the number of complete records written to it so far (a
+/// running process's segment goes on growing).
+pub fn written(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        if !name.ends_with(".jsonl") {
+            continue;
+        }
+        let bytes = match std::fs::read(e.path()) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let lines = bytes.iter().filter(|&&b| b == b'\n').count();
+        out.push((name, i64::try_from(lines).unwrap_or(i64::MAX)));
+    }
+    Ok(out)
+}
+
 /// The records of a segment's bytes, up to the first line that does not read or is out of
 /// order; a last line without its newline is a write the crash cut short.
 fn parse(segment: &Arc<str>, bytes: &[u8]) -> (Vec<Entry>, Option<String>) {
