@@ -514,3 +514,96 @@ async fn a_locked_database_delays_indexing_and_loses_nothing() {
     let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
     assert_eq!(code, 0, "{out}{err}");
 }
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// Unmounts (lazily: the gateway may still hold files) when the test ends, however it ends.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Issue 19: a full disk refuses calls — a decision that cannot be journaled is not forwarded —
+/// with a clear error, leaves no torn record behind, and service resumes once there is room.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_refuses_calls_and_service_resumes_with_room() {
+    if !is_root() {
+        eprintln!("not run: mounting a small tmpfs as the data folder needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _unmount = Unmount(state.clone());
+    let (config, gateway, rest) = vaulted(dir.path(), "").await;
+    let c = config.to_str().unwrap();
+    let gw = Served::start_config(&gateway, &rest, &[]).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let client = Modern::new(&gw.url);
+    let r = client.call("raw__pid", json!({})).await;
+    assert!(r["result"].is_object(), "{r}");
+
+    // Fill the disk.
+    let filler = state.join("filler");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        while f.write_all(&chunk[..512]).is_ok() {}
+    }
+    let mut answered = 1;
+    let mut refusal = None;
+    // The journal's last page may still hold a few records.
+    for _ in 0..200 {
+        let r = client.call("raw__pid", json!({})).await;
+        if r["result"].is_object() {
+            answered += 1;
+        } else {
+            refusal = Some(r);
+            break;
+        }
+    }
+    let refusal = refusal.expect("a call went through with the disk full");
+    assert!(
+        refusal["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the audit log cannot be written; the call was not forwarded"),
+        "{refusal}"
+    );
+
+    // Room again: service resumes.
+    std::fs::remove_file(&filler).unwrap();
+    let r = client.call("raw__pid", json!({})).await;
+    assert!(r["result"].is_object(), "{r}");
+    answered += 1;
+
+    // Every answered call has its decision, the chain verifies: the failed writes left no torn
+    // line in the journal.
+    let (code, out, err) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
+    assert_eq!(code, 0, "{err}");
+    let decisions = records(&out)
+        .iter()
+        .filter(|r| r["record"]["kind"] == "decision" && r["record"]["decision"] == "permit")
+        .count();
+    let log = gw.log.lock().unwrap().join("\n");
+    assert_eq!(decisions, answered, "{err}\n{log}");
+    let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -104,29 +104,34 @@ impl Store {
             insert_rows(&self.pool, rows).await?;
             return Ok(None);
         }
-        let mut tx = self.pool.begin().await?;
-        for chunk in chunks {
-            insert_rows(&mut *tx, chunk).await?;
+        let mut conn = self.pool.acquire().await?;
+        let done = async {
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            for chunk in chunks {
+                insert_rows(&mut *conn, chunk).await?;
+            }
+            if let Some((segment, upto)) = progress {
+                sqlx::query(
+                    "INSERT INTO audit_journal (segment, upto) VALUES (?, ?) \
+                     ON CONFLICT (segment) DO UPDATE SET upto = excluded.upto",
+                )
+                .bind(segment)
+                .bind(upto)
+                .execute(&mut *conn)
+                .await?;
+            }
+            let mut signed = None;
+            if let (Some(make), Some(last)) = (checkpoint, rows.last()) {
+                let prev = last_checkpoint(&mut conn).await?;
+                let c = make(last.seq, &last.hash, prev);
+                insert_checkpoint(&mut conn, &c).await?;
+                signed = Some(c);
+            }
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok::<_, sqlx::Error>(signed)
         }
-        if let Some((segment, upto)) = progress {
-            sqlx::query(
-                "INSERT INTO audit_journal (segment, upto) VALUES (?, ?) \
-                 ON CONFLICT (segment) DO UPDATE SET upto = excluded.upto",
-            )
-            .bind(segment)
-            .bind(upto)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let mut signed = None;
-        if let (Some(make), Some(last)) = (checkpoint, rows.last()) {
-            let prev = last_checkpoint(&mut tx).await?;
-            let c = make(last.seq, &last.hash, prev);
-            insert_checkpoint(&mut tx, &c).await?;
-            signed = Some(c);
-        }
-        tx.commit().await?;
-        Ok(signed)
+        .await;
+        Ok(settle(conn, done).await?)
     }
 
     /// The number of journal `segment`'s last record already in the log (0: none).
@@ -150,20 +155,29 @@ impl Store {
     /// Signs the head of the chain when no checkpoint covers it yet; the checkpoint written,
     /// if one was.
     pub async fn checkpoint_head(&self, make: &MakeCheckpoint<'_>) -> Result<Option<CheckpointRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let head = sqlx::query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(head) = head else { return Ok(None) };
-        let (seq, hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
-        let prev = last_checkpoint(&mut tx).await?;
-        if prev >= seq {
-            return Ok(None);
+        let mut conn = self.pool.acquire().await?;
+        let done = async {
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            let head = sqlx::query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?;
+            let Some(head) = head else {
+                sqlx::query("COMMIT").execute(&mut *conn).await?;
+                return Ok(None);
+            };
+            let (seq, hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
+            let prev = last_checkpoint(&mut conn).await?;
+            if prev >= seq {
+                sqlx::query("COMMIT").execute(&mut *conn).await?;
+                return Ok(None);
+            }
+            let c = make(seq, &hash, prev);
+            insert_checkpoint(&mut conn, &c).await?;
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok::<_, sqlx::Error>(Some(c))
         }
-        let c = make(seq, &hash, prev);
-        insert_checkpoint(&mut tx, &c).await?;
-        tx.commit().await?;
-        Ok(Some(c))
+        .await;
+        Ok(settle(conn, done).await?)
     }
 
     /// Every checkpoint, in order.
@@ -207,6 +221,26 @@ impl Store {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from)
     }
+}
+
+/// Ends a transaction begun on `conn`: on an error, rolls it back explicitly, and never hands a
+/// connection that may still hold it back to the pool (a COMMIT that failed — a full disk —
+/// leaves SQLite's transaction open, and a pooled connection holding it made every later write
+/// on it conflict with rows no other connection saw).
+async fn settle<T>(
+    mut conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    done: Result<T, sqlx::Error>,
+) -> Result<T, sqlx::Error> {
+    if done.is_err() {
+        // Rolled back, or none was open: the connection is clean. Anything else: drop it (an
+        // in-memory database goes with its connection, but only a file's can fill a disk).
+        match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("no transaction is active") => {}
+            Err(_) => conn.close_on_drop(),
+        }
+    }
+    done
 }
 
 /// Rows per INSERT: 5 bound values each, well inside SQLite's limit on variables.

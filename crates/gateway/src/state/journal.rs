@@ -66,9 +66,23 @@ impl Segment {
         for k in 0..1000u32 {
             let name = format!("{ms:013}-{pid}-{k}.jsonl");
             let path = dir.join(&name);
-            match OpenOptions::new().append(true).create_new(true).mode(0o600).open(&path) {
-                Ok(file) => {
-                    file.lock()?;
+            // Made and locked under a name no replay looks at, then linked in place: a process
+            // starting meanwhile never sees it unlocked (and takes it for a dead one's).
+            let fresh = dir.join(format!("{name}.new"));
+            let file = match OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&fresh)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            let placed = file.lock().and_then(|()| std::fs::hard_link(&fresh, &path));
+            let _ = std::fs::remove_file(&fresh);
+            match placed {
+                Ok(()) => {
                     return Ok(Segment {
                         name: name.into(),
                         path,
@@ -213,7 +227,8 @@ pub fn orphans(dir: &Path, own: Option<&str>) -> std::io::Result<Vec<Orphan>> {
         let Ok(name) = e.file_name().into_string() else {
             continue;
         };
-        if name.ends_with(".jsonl") && Some(name.as_str()) != own {
+        // Only regular files: a FIFO or a link planted here would block or redirect the replay.
+        if name.ends_with(".jsonl") && Some(name.as_str()) != own && e.file_type()?.is_file() {
             names.push(name);
         }
     }
@@ -222,7 +237,13 @@ pub fn orphans(dir: &Path, own: Option<&str>) -> std::io::Result<Vec<Orphan>> {
     let mut out = Vec::new();
     for name in names {
         let path = dir.join(&name);
-        let mut file = match OpenOptions::new().read(true).append(true).open(&path) {
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .append(true)
+            // Not through a link, not blocking on a FIFO (swapped in after the listing).
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
@@ -264,7 +285,7 @@ pub fn written(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
         let Ok(name) = e.file_name().into_string() else {
             continue;
         };
-        if !name.ends_with(".jsonl") {
+        if !name.ends_with(".jsonl") || !e.file_type()?.is_file() {
             continue;
         }
         let bytes = match std::fs::read(e.path()) {
@@ -345,6 +366,22 @@ mod tests {
         assert_eq!(o.entries[2].body, json!({"i": 2}));
         // Locked by the replaying process now.
         assert!(orphans(dir.path(), None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_in_the_journal_folder_is_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere.jsonl");
+        std::fs::write(&elsewhere, "{\"n\":1,\"at\":1,\"body\":{\"forged\":true}}\n").unwrap();
+        let jdir = dir.path().join("j");
+        std::fs::create_dir(&jdir).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, jdir.join("1-1-0.jsonl")).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(jdir.join("2-2-0.jsonl"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(orphans(&jdir, None).unwrap().is_empty());
     }
 
     #[test]
