@@ -39,6 +39,22 @@ fn records(export: &str) -> Vec<Value> {
     export.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// How many permit decisions an export holds.
+fn permits(export: &str) -> usize {
+    records(export)
+        .iter()
+        .filter(|r| r["record"]["kind"] == "decision" && r["record"]["decision"] == "permit")
+        .count()
+}
+
+/// Calls `raw__pid` `n` times; each must be answered.
+async fn call_pid(client: &Modern, n: usize) {
+    for _ in 0..n {
+        let r = client.call("raw__pid", json!({})).await;
+        assert!(r["result"].is_object(), "{r}");
+    }
+}
+
 const POLICY: &str = r#"
 @id("no-mail-to-evil")
 forbid (principal, action == Action::"call_tool", resource)
@@ -271,10 +287,7 @@ async fn signed_checkpoints_catch_a_rewritten_chain_truncation_and_removed_check
     let mut gw = Served::start_config(&gateway, &rest, &[]).await;
     gw.wait_for_tools(&["raw__"]).await;
     let client = Modern::new(&gw.url);
-    for _ in 0..5 {
-        let r = client.call("raw__pid", json!({})).await;
-        assert!(r["result"].is_object(), "{r}");
-    }
+    call_pid(&client, 5).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // A clean stop signs the head.
     let pid = gw.child.id().unwrap().to_string();
@@ -403,10 +416,7 @@ async fn a_crash_after_a_quiet_second_leaves_no_record_unsigned() {
     let mut gw = Served::start_config(&gateway, &rest, &[]).await;
     gw.wait_for_tools(&["raw__"]).await;
     let client = Modern::new(&gw.url);
-    for _ in 0..4 {
-        let r = client.call("raw__pid", json!({})).await;
-        assert!(r["result"].is_object(), "{r}");
-    }
+    call_pid(&client, 4).await;
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     gw.child.start_kill().unwrap();
     let _ = gw.child.wait().await;
@@ -433,19 +443,13 @@ async fn a_gateway_killed_right_after_answering_loses_no_decision() {
     let mut gw = Served::start_config(&gateway, &rest, &[]).await;
     gw.wait_for_tools(&["raw__"]).await;
     let client = Modern::new(&gw.url);
-    for _ in 0..20 {
-        let r = client.call("raw__pid", json!({})).await;
-        assert!(r["result"].is_object(), "{r}");
-    }
+    call_pid(&client, 20).await;
     gw.child.start_kill().unwrap();
     let _ = gw.child.wait().await;
 
     let (code, out, err) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
     assert_eq!(code, 0, "{err}");
-    let decisions = records(&out)
-        .iter()
-        .filter(|r| r["record"]["kind"] == "decision" && r["record"]["decision"] == "permit")
-        .count();
+    let decisions = permits(&out);
     assert_eq!(decisions, 20, "{out}\n{err}");
     let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
     assert_eq!(code, 0, "{out}{err}");
@@ -486,10 +490,7 @@ async fn a_locked_database_delays_indexing_and_loses_nothing() {
     let mut lines = tokio::io::BufReader::new(locker.stdout.take().unwrap()).lines();
     assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("locked"));
     let started = std::time::Instant::now();
-    for _ in 0..5 {
-        let r = client.call("raw__pid", json!({})).await;
-        assert!(r["result"].is_object(), "{r}");
-    }
+    call_pid(&client, 5).await;
     // Answered while the database was still locked.
     assert!(
         started.elapsed() < std::time::Duration::from_secs(5),
@@ -501,10 +502,7 @@ async fn a_locked_database_delays_indexing_and_loses_nothing() {
     let mut decisions = 0;
     for _ in 0..100 {
         let (_, out, _) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
-        decisions = records(&out)
-            .iter()
-            .filter(|r| r["record"]["kind"] == "decision" && r["record"]["decision"] == "permit")
-            .count();
+        decisions = permits(&out);
         if decisions == 5 {
             break;
         }
@@ -513,14 +511,6 @@ async fn a_locked_database_delays_indexing_and_loses_nothing() {
     assert_eq!(decisions, 5);
     let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
     assert_eq!(code, 0, "{out}{err}");
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
 }
 
 /// Unmounts (lazily: the gateway may still hold files) when the test ends, however it ends.
@@ -598,10 +588,7 @@ async fn a_full_disk_refuses_calls_and_service_resumes_with_room() {
     // line in the journal.
     let (code, out, err) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
     assert_eq!(code, 0, "{err}");
-    let decisions = records(&out)
-        .iter()
-        .filter(|r| r["record"]["kind"] == "decision" && r["record"]["decision"] == "permit")
-        .count();
+    let decisions = permits(&out);
     let log = gw.log.lock().unwrap().join("\n");
     assert_eq!(decisions, answered, "{err}\n{log}");
     let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;

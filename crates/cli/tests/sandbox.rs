@@ -343,7 +343,7 @@ async fn a_compromised_upstream_reaches_nothing_it_was_not_given() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_compromised_upstream_of_an_unprivileged_gateway_reaches_nothing_either() {
-    if !nix_is_root() {
+    if !is_root() {
         // Already unprivileged: the test above is this one.
         let lab = lab(None).await;
         nothing_escapes(&lab, None).await;
@@ -351,14 +351,6 @@ async fn a_compromised_upstream_of_an_unprivileged_gateway_reaches_nothing_eithe
     }
     let lab = lab(Some(65534)).await;
     nothing_escapes(&lab, Some(65534)).await;
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
 }
 
 /// `portcullis doctor` says what protects each upstream, and fails when a layer an upstream

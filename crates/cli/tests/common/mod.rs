@@ -548,3 +548,12 @@ permit (principal, action, resource) when { resource.name != "send_message" };
 @approval("required")
 permit (principal, action == Action::"call_tool", resource) when { resource.name == "send_message" };
 "#;
+
+/// Whether the tests run as root (`/proc/self/status`).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+}

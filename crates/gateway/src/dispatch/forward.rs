@@ -76,13 +76,13 @@ pub(super) async fn forward(
         let reply = match params.get_str("requestState").filter(|t| t.starts_with(TOKEN_PREFIX)) {
             Some(token) => resume(&link, &token, &params, method).await?,
             None => {
-                let exchange = spawn_exchange(client, up, method, params, ctx, proof);
+                let exchange = exchange_for(client, up, method, params, ctx, proof);
                 drive(&link, exchange, method).await?
             }
         };
         return Ok(legacy_reply_for_modern(Method::of(method), reply));
     }
-    let exchange = spawn_exchange(client, up, method, params, ctx, proof);
+    let exchange = exchange_for(client, up, method, params, ctx, proof);
     let reply = drive(&link, exchange, method).await?;
     if ctx.era == Era::Modern {
         // A modern upstream's questions reach a modern client inside its result: each is
@@ -215,12 +215,12 @@ fn park(link: &Link<'_>, ex: Exchange, asked: Vec<ServerRequest>, method: &str) 
 /// call, and puts the questions to the client as an `input_required` result.
 fn ask(
     link: &Link<'_>,
-    ex: Exchange,
+    mut ex: Exchange,
     pending: Vec<(String, ServerRequest)>,
     method: &str,
 ) -> Result<Reply, GatewayError> {
     let requests = input_requests(&pending);
-    let mut ex = ex;
+    // A parked exchange goes on with nobody polling it here.
     ex.detach();
     let parked = Parked::new(
         ex,
@@ -282,7 +282,7 @@ async fn relay_input_rounds(
     // One decision licenses the call and its retries: they carry the answers it asked for.
     let proof = Arc::new(proof);
     for _ in 0..MAX_INPUT_ROUNDS {
-        let ex = spawn_exchange_shared(client.clone(), up, method, params.clone(), link.ctx, &proof);
+        let ex = exchange_shared(client.clone(), up, method, params.clone(), link.ctx, &proof);
         let resp = match drive(link, ex, method).await? {
             Reply::Upstream(r) => r,
             other => return Ok(other),
@@ -408,9 +408,9 @@ fn input_requests(pending: &[(String, ServerRequest)]) -> Map<String, Value> {
         .collect()
 }
 
-/// Prepares a committed request upstream (sent when the handler first polls it), its related traffic owned by this
-/// client's principal and session.
-fn spawn_exchange(
+/// The exchange of a committed request upstream (sent when the handler first polls it), its
+/// related traffic owned by this client's principal and session.
+fn exchange_for(
     client: Arc<McpClient>,
     up: &Upstream,
     method: &str,
@@ -418,11 +418,11 @@ fn spawn_exchange(
     ctx: &ClientCtx,
     proof: Committed,
 ) -> Exchange {
-    spawn_exchange_shared(client, up, method, params, ctx, &Arc::new(proof))
+    exchange_shared(client, up, method, params, ctx, &Arc::new(proof))
 }
 
-/// [`spawn_exchange`] for a decision that licenses several rounds of one call.
-fn spawn_exchange_shared(
+/// [`exchange_for`] for a decision that licenses several rounds of one call.
+fn exchange_shared(
     client: Arc<McpClient>,
     up: &Upstream,
     method: &str,

@@ -1,6 +1,7 @@
 //! The request driver both fronts share: one client request run to its response, with what
 //! the gateway sends the client meanwhile (related notifications, and to legacy clients
-//! server-to-client requests) queued before the response, in order, on one bounded channel. The front only writes what comes out, its own way (stdio lines, JSON, SSE).
+//! server-to-client requests) queued before the response, in order, on one bounded channel.
+//! The front only writes what comes out, its own way (stdio lines, JSON, SSE).
 
 use std::sync::Arc;
 
@@ -27,7 +28,8 @@ impl std::fmt::Debug for Ready {
     }
 }
 
-/// Prepares serving `req` for `ctx` ([`start`] without the task).
+/// Prepares serving `req` for `ctx`. `hold` is kept until the request ends (however it ends):
+/// a concurrency permit, an in-flight slot.
 pub fn prepare<H: Send + 'static>(gw: Arc<Gateway>, ctx: ClientCtx, req: Request, hold: H) -> Ready {
     let (tx, rx) = Outbox::channel();
     let peer = ctx.session.as_ref().map(|s| s.requester.clone());
@@ -51,16 +53,8 @@ pub fn serve_into<H: Send + 'static>(
     hold: H,
     out: mpsc::Sender<Vec<u8>>,
 ) -> JoinHandle<()> {
-    let (tx, mut rx) = Outbox::channel();
-    let peer = ctx.session.as_ref().map(|s| s.requester.clone());
-    let outbox = Outbox::new(tx.clone(), peer, gw.cfg.gateway.input_timeout);
+    let Ready { serve, mut rx } = prepare(gw, ctx, req, hold);
     tokio::spawn(async move {
-        let _hold = hold;
-        let serve = async {
-            let resp = gw.handle(&ctx, req, &outbox).await;
-            drop(outbox);
-            let _ = tx.send(Message::Response(resp)).await;
-        };
         let pump = async move {
             while let Some(m) = rx.recv().await {
                 let last = matches!(m, Message::Response(_));

@@ -263,7 +263,7 @@ impl AuditLog {
         let journal = Journal::open(journal_dir).map_err(AuditError::Journal)?;
         let own = journal.segment();
         let mut head = store.audit_head().await?;
-        head = replay(&store, head, signer.as_ref(), journal_dir, own.as_deref()).await?;
+        (head, _) = replay(&store, head, signer.as_ref(), journal_dir, own.as_deref()).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(QUEUE));
         tokio::spawn(writer(store, head, rx, signer, room.clone()));
@@ -351,10 +351,9 @@ pub async fn recover(store: &Store, journal_dir: &Path) -> Result<usize, AuditEr
     if !journal_dir.exists() {
         return Ok(0);
     }
-    let before = store.audit_head().await?;
-    let after = replay(store, before.clone(), None, journal_dir, None).await?;
-    let n = after.map_or(0, |(s, _)| s) - before.map_or(0, |(s, _)| s);
-    Ok(usize::try_from(n).unwrap_or(0))
+    let head = store.audit_head().await?;
+    let (_, indexed) = replay(store, head, None, journal_dir, None).await?;
+    Ok(indexed)
 }
 
 /// Waits, at most `wait`, until every record journaled so far — by running gateways too — is
@@ -398,15 +397,17 @@ pub enum AuditError {
 
 /// Indexes the records of segments left by stopped processes (a crash, a kill) that the
 /// database does not hold yet, then removes the segments. A segment that does not read to its
-/// end is kept, renamed `….damaged`, after its readable records are indexed.
+/// end is kept, renamed `….damaged`, after its readable records are indexed. Returns the new
+/// head and how many records it indexed.
 async fn replay(
     store: &Store,
     mut head: Option<(i64, String)>,
     signer: Option<&Signer>,
     dir: &Path,
     own: Option<&str>,
-) -> Result<Option<(i64, String)>, AuditError> {
+) -> Result<(Option<(i64, String)>, usize), AuditError> {
     let found = journal::orphans(dir, own).map_err(AuditError::Journal)?;
+    let mut indexed = 0;
     for o in found {
         let upto = store.audit_journal_upto(&o.segment.name).await?;
         let todo: Vec<Entry> = o.entries.into_iter().filter(|e| e.n > upto).collect();
@@ -414,6 +415,7 @@ async fn replay(
             let (h, _) = index(store, head, batch, signer).await?;
             head = h;
         }
+        indexed += todo.len();
         if !todo.is_empty() {
             tracing::warn!(
                 segment = %o.segment.name,
@@ -431,7 +433,7 @@ async fn replay(
         }
         store.forget_audit_journal(&name).await?;
     }
-    Ok(head)
+    Ok((head, indexed))
 }
 
 async fn writer(

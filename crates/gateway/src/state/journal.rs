@@ -221,29 +221,12 @@ pub struct Orphan {
 /// Every segment in `dir` that no living process holds, except `own`: locked, read and parsed.
 /// A segment another process holds is skipped (it is that process's to index).
 pub fn orphans(dir: &Path, own: Option<&str>) -> std::io::Result<Vec<Orphan>> {
-    let mut names: Vec<String> = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let Ok(name) = e.file_name().into_string() else {
-            continue;
-        };
-        // Only regular files: a FIFO or a link planted here would block or redirect the replay.
-        if name.ends_with(".jsonl") && Some(name.as_str()) != own && e.file_type()?.is_file() {
-            names.push(name);
-        }
-    }
-    // Oldest first: names start with the creation time.
-    names.sort();
+    let mut names = segment_names(dir)?;
+    names.retain(|n| Some(n.as_str()) != own);
     let mut out = Vec::new();
     for name in names {
         let path = dir.join(&name);
-        let mut file = match OpenOptions::new()
-            .read(true)
-            .append(true)
-            // Not through a link, not blocking on a FIFO (swapped in after the listing).
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-            .open(&path)
-        {
+        let mut file = match open_listed(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
@@ -280,16 +263,10 @@ pub fn orphans(dir: &Path, own: Option<&str>) -> std::io::Result<Vec<Orphan>> {
 /// running process's segment goes on growing).
 pub fn written(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let Ok(name) = e.file_name().into_string() else {
-            continue;
-        };
-        if !name.ends_with(".jsonl") || !e.file_type()?.is_file() {
-            continue;
-        }
-        let bytes = match std::fs::read(e.path()) {
-            Ok(b) => b,
+    for name in segment_names(dir)? {
+        let mut bytes = Vec::new();
+        match open_listed(&dir.join(&name)) {
+            Ok(f) => (&f).take(MAX_REPLAY_BYTES).read_to_end(&mut bytes)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
@@ -297,6 +274,33 @@ pub fn written(dir: &Path) -> std::io::Result<Vec<(String, i64)>> {
         out.push((name, i64::try_from(lines).unwrap_or(i64::MAX)));
     }
     Ok(out)
+}
+
+/// The names of the segment files in `dir`, oldest first (names start with the creation time).
+/// Only regular files: a FIFO or a link planted here would block or redirect a reader.
+fn segment_names(dir: &Path) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let Ok(name) = e.file_name().into_string() else {
+            continue;
+        };
+        if name.ends_with(".jsonl") && e.file_type()?.is_file() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Opens a listed segment: not through a link, not blocking on a FIFO (either swapped in after
+/// the listing).
+fn open_listed(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// The records of a segment's bytes, up to the first line that does not read or is out of
