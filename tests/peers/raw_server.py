@@ -204,6 +204,56 @@ CHANNEL_TOOLS = [
     {"name": "ambiguous_result", "description": "Answers with a result that names `content` twice.", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}},
     {"name": "structured", "description": "Answers `value` under structuredContent.data.", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}},
 ]
+# With `--faults`, tools that answer the way a broken or hostile server does, for the fault
+# tests: garbage before an honest answer, an answer that is not UTF-8, a line that never ends,
+# a result of `mib` MiB, and `count` log notifications before the answer.
+FAULTS = "--faults" in sys.argv
+FAULT_TOOLS = [
+    {"name": name, "description": description, "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}}
+    for name, description in [
+        ("garbage_then_answer", "Writes lines that are not JSON-RPC, then answers."),
+        ("invalid_utf8", "Answers with bytes that are not UTF-8."),
+        ("endless_line", "Starts its answer and never ends the line."),
+        ("huge_result", "Answers with a result of `mib` MiB."),
+        ("flood", "Sends `count` log notifications, then answers."),
+    ]
+]
+
+
+def write_raw(data):
+    with LOCK:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
+
+def fault(rid, name, args):
+    """Answers a fault tool itself (it writes what `send` cannot); False when `name` is none."""
+    head = b'{"jsonrpc":"2.0","id":' + json.dumps(rid).encode() + b',"result":{"content":[{"type":"text","text":"'
+    if name == "garbage_then_answer":
+        write_raw(b"raw_server: listening (a banner on stdout)\n{\"half\": \n\xff\xfe not even UTF-8\n[1, 2, 3]\n")
+        send({"jsonrpc": "2.0", "id": rid, "result": text_result("answered after the garbage")})
+    elif name == "invalid_utf8":
+        write_raw(head + b"caf\xe9 \xff\xfe" + b'"}]}}\n')
+    elif name == "endless_line":
+        chunk = b"x" * (1 << 16)
+        write_raw(head)
+        try:
+            while True:
+                write_raw(chunk)
+        except (BrokenPipeError, OSError):
+            os._exit(0)
+    elif name == "huge_result":
+        mib = int(args.get("mib", 200))
+        write_raw(head + b"y" * (mib << 20) + b'"}]}}\n')
+    elif name == "flood":
+        for i in range(int(args.get("count", 100000))):
+            send({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": f"flood {i}"}})
+        send({"jsonrpc": "2.0", "id": rid, "result": text_result("answered after the flood")})
+    else:
+        return False
+    return True
+
+
 # Requests this server sent the client, waiting for their answers: id -> [event, answer].
 ASKED = {}
 NEXT_ASK = [0]
@@ -392,6 +442,7 @@ def handle(msg):
         tools = POISONED if "--poisoned" in sys.argv else TOOLS + (rug_tools() if RUG_FILE else [])
         tools = tools + (OAUTH_TOOLS if INTROSPECT else []) + ([DIGEST_TOOL] if DIGEST_ENV else [])
         tools = tools + (CHANNEL_TOOLS if CHANNELS else []) + (LEAK_TOOLS if LEAK is not None else [])
+        tools = tools + (FAULT_TOOLS if FAULTS else [])
         result = {"tools": tools, **VENDOR}
     elif method == "tools/call" and LEAK is not None and params.get("name") == "leaky":
         forms = leak_forms(LEAK)
@@ -409,6 +460,8 @@ def handle(msg):
         with LOCK:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
+        return
+    elif method == "tools/call" and FAULTS and fault(rid, params.get("name"), params.get("arguments") or {}):
         return
     elif method == "tools/call":
         try:

@@ -210,9 +210,16 @@ pub enum Message {
 /// Why a frame could not be read as a JSON-RPC message.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    /// Not JSON at all, or too deep, or too large.
-    #[error("parse error: {0}")]
-    Json(String),
+    /// Not JSON at all, or too deep, or too large. Carries the id when it could still be read
+    /// (a message cut short or with bytes that are not UTF-8 after its id), so the error
+    /// answers the request it belongs to.
+    #[error("parse error: {message}")]
+    Json {
+        /// The id of the offending message, when readable.
+        id: Option<Id>,
+        /// What is wrong.
+        message: String,
+    },
     /// JSON, but not a valid JSON-RPC 2.0 message. Carries the id when it could be read.
     #[error("invalid request: {message}")]
     Invalid {
@@ -227,9 +234,10 @@ impl ParseError {
     /// The JSON-RPC error response that answers this frame.
     pub fn to_response(&self) -> Response {
         match self {
-            ParseError::Json(m) => {
-                Response::error(None, ErrorObject::new(code::PARSE_ERROR, format!("parse error: {m}")))
-            }
+            ParseError::Json { id, message } => Response::error(
+                id.clone(),
+                ErrorObject::new(code::PARSE_ERROR, format!("parse error: {message}")),
+            ),
             ParseError::Invalid { id, message } => Response::error(
                 id.clone(),
                 ErrorObject::new(code::INVALID_REQUEST, format!("invalid request: {message}")),
@@ -265,13 +273,19 @@ impl Message {
     /// Parses one frame, enforcing the size and depth limits first.
     pub fn parse(frame: &[u8], limits: &Limits) -> Result<Self, ParseError> {
         if frame.len() > limits.max_frame_bytes {
-            return Err(ParseError::Json(format!(
-                "message of {} bytes exceeds the limit of {} bytes",
-                frame.len(),
-                limits.max_frame_bytes
-            )));
+            return Err(ParseError::Json {
+                id: id_of_partial(frame, frame),
+                message: format!(
+                    "message of {} bytes exceeds the limit of {} bytes",
+                    frame.len(),
+                    limits.max_frame_bytes
+                ),
+            });
         }
-        limits::check_depth(frame, limits.max_depth).map_err(|e| ParseError::Json(e.to_string()))?;
+        limits::check_depth(frame, limits.max_depth).map_err(|e| ParseError::Json {
+            id: id_of_partial(frame, frame),
+            message: e.to_string(),
+        })?;
         let env: Envelope = match serde_json::from_slice(frame) {
             Ok(env) => env,
             Err(e) if e.is_data() => {
@@ -283,7 +297,12 @@ impl Message {
                 };
                 return Err(ParseError::Invalid { id: None, message });
             }
-            Err(e) => return Err(ParseError::Json(e.to_string())),
+            Err(e) => {
+                return Err(ParseError::Json {
+                    id: id_of_partial(frame, frame),
+                    message: e.to_string(),
+                });
+            }
         };
         Self::from_envelope(env)
     }

@@ -3,9 +3,10 @@
 //! frames and flushes when idle.
 
 use std::io;
+use std::pin::Pin;
 
 use bytes::{Buf, BytesMut};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use portcullis_core::jsonrpc::{Id, ParseError, id_of_partial};
 use portcullis_core::{Limits, Message};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -37,6 +38,12 @@ struct Lines {
     head: Vec<u8>,
     /// Its last bytes so far.
     tail: Vec<u8>,
+    /// Whether it was reported already, when its id could be read from its head: a line that
+    /// never ends (a hostile or broken peer) still fails its request at once.
+    reported: bool,
+    /// How many of its bytes were skipped so far: past [`ENDLESS`] times the limit, the
+    /// stream is taken for broken.
+    skipped: usize,
 }
 
 /// How the error for an over-long message begins.
@@ -46,6 +53,12 @@ pub const TOO_LONG: &str = "message exceeds the limit of";
 const HEAD: usize = 64 * 1024;
 /// How much of its end.
 const TAIL: usize = 1024;
+/// A line this many times over the limit (and over [`ENDLESS_FLOOR`]) ends the stream: the
+/// peer is broken (a line that never ends would otherwise block every later message on the
+/// stream for good).
+pub const ENDLESS: usize = 64;
+/// The least a line may run over before it ends the stream.
+pub const ENDLESS_FLOOR: usize = 64 << 20;
 
 enum Frame {
     Line(BytesMut),
@@ -59,14 +72,16 @@ impl Lines {
         self.tail.drain(..excess);
     }
 
-    /// The over-long line ended: its id, and a fresh state.
-    fn finish(&mut self) -> Frame {
-        let id = id_of_partial(&self.head, &self.tail);
+    /// The over-long line ended: its report (unless made when it began), and a fresh state.
+    fn finish(&mut self) -> Option<Frame> {
+        let frame = (!self.reported).then(|| Frame::TooLong(id_of_partial(&self.head, &self.tail)));
         self.head = Vec::new();
         self.tail = Vec::new();
         self.discarding = false;
+        self.reported = false;
+        self.skipped = 0;
         self.scanned = 0;
-        Frame::TooLong(id)
+        frame
     }
 }
 
@@ -83,11 +98,22 @@ impl Decoder for Lines {
                     let end = from + i;
                     self.keep_tail(buf.get(..end).unwrap_or_default());
                     buf.advance(end + 1);
-                    return Ok(Some(self.finish()));
+                    match self.finish() {
+                        Some(frame) => return Ok(Some(frame)),
+                        None => continue,
+                    }
                 }
                 (true, None) => {
                     self.keep_tail(buf);
+                    self.skipped = self.skipped.saturating_add(buf.len());
                     buf.clear();
+                    let endless = self.max.saturating_mul(ENDLESS).max(ENDLESS_FLOOR);
+                    if self.skipped > endless {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("a line passed {endless} bytes and never ended"),
+                        ));
+                    }
                     self.scanned = 0;
                     return Ok(None);
                 }
@@ -99,7 +125,7 @@ impl Decoder for Lines {
                         self.head = line.get(..HEAD.min(end)).unwrap_or_default().to_vec();
                         self.keep_tail(line);
                         buf.advance(end + 1);
-                        return Ok(Some(self.finish()));
+                        return Ok(self.finish());
                     }
                     let mut line = buf.split_to(end + 1);
                     line.truncate(end);
@@ -113,8 +139,13 @@ impl Decoder for Lines {
                         self.discarding = true;
                         self.head = buf.get(..HEAD.min(buf.len())).unwrap_or_default().to_vec();
                         self.keep_tail(buf);
+                        self.skipped = buf.len();
                         buf.clear();
                         self.scanned = 0;
+                        if let Some(id) = id_of_partial(&self.head, &[]) {
+                            self.reported = true;
+                            return Ok(Some(Frame::TooLong(Some(id))));
+                        }
                         continue;
                     }
                     self.scanned = buf.len();
@@ -130,7 +161,7 @@ impl Decoder for Lines {
             // An over-long last line without its newline is still reported.
             None if self.discarding => {
                 buf.clear();
-                Ok(Some(self.finish()))
+                Ok(self.finish())
             }
             None if buf.is_empty() => {
                 buf.clear();
@@ -146,27 +177,29 @@ impl Decoder for Lines {
     }
 }
 
-/// Spawns the reader: every frame is parsed and sent to `tx`; blank lines are ignored. Ends
-/// after delivering [`Inbound::Closed`], or when `tx` is dropped.
-pub fn spawn_reader<R>(reader: R, limits: Limits, tx: mpsc::Sender<Inbound>) -> JoinHandle<()>
+/// The parsed frames of a byte stream; blank lines are skipped. Ends after yielding
+/// [`Inbound::Closed`]. Read it in the task that handles the frames: a reader task and a
+/// channel would cost every message a wake-up.
+pub fn frames<R>(reader: R, limits: Limits) -> Pin<Box<dyn Stream<Item = Inbound> + Send>>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
-    tokio::spawn(async move {
-        let codec = Lines {
-            max: limits.max_frame_bytes,
-            ..Lines::default()
-        };
-        let mut frames = FramedRead::with_capacity(reader, codec, 64 * 1024);
-        loop {
-            let item = match frames.next().await {
+    let codec = Lines {
+        max: limits.max_frame_bytes,
+        ..Lines::default()
+    };
+    let framed = FramedRead::with_capacity(reader, codec, 64 * 1024);
+    Box::pin(futures::stream::unfold(Some(framed), move |state| async move {
+        let mut frames = state?;
+        let item = loop {
+            break match frames.next().await {
                 None => Inbound::Closed(None),
                 Some(Err(e)) => Inbound::Closed(Some(e)),
                 Some(Ok(Frame::TooLong(id))) => {
                     let message = format!("{TOO_LONG} {} bytes", limits.max_frame_bytes);
                     Inbound::Malformed(match id {
                         Some(id) => ParseError::Invalid { id: Some(id), message },
-                        None => ParseError::Json(message),
+                        None => ParseError::Json { id: None, message },
                     })
                 }
                 Some(Ok(Frame::Line(line))) => {
@@ -179,8 +212,22 @@ where
                     }
                 }
             };
-            let closed = matches!(item, Inbound::Closed(_));
-            if tx.send(item).await.is_err() || closed {
+        };
+        let closed = matches!(item, Inbound::Closed(_));
+        Some((item, (!closed).then_some(frames)))
+    }))
+}
+
+/// Spawns a reader task that sends every frame of [`frames`] to `tx`. Ends after delivering
+/// [`Inbound::Closed`], or when `tx` is dropped.
+pub fn spawn_reader<R>(reader: R, limits: Limits, tx: mpsc::Sender<Inbound>) -> JoinHandle<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut frames = frames(reader, limits);
+        while let Some(item) = frames.next().await {
+            if tx.send(item).await.is_err() {
                 return;
             }
         }
@@ -283,6 +330,71 @@ mod tests {
             ids,
             [Some(Id::Int(7)), Some(Id::Str("late".into())), None],
             "the last line has no id and no newline, and is still reported"
+        );
+    }
+
+    /// Issue 19: a peer that starts an answer and never ends its line (a hostile or broken
+    /// server) fails that request as soon as the line passes the limit, not when (if ever) it
+    /// ends; and the end of the line is not reported a second time.
+    #[tokio::test]
+    async fn a_line_that_never_ends_is_reported_when_it_passes_the_limit() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let limits = Limits {
+            max_frame_bytes: 1024,
+            max_depth: 16,
+        };
+        let (mut peer, ours) = tokio::io::duplex(64 * 1024);
+        spawn_reader(ours, limits, tx);
+        peer.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{\"text\":\"")
+            .await
+            .unwrap();
+        let writer = tokio::spawn(async move {
+            for _ in 0..64 {
+                peer.write_all(&[b'x'; 1024]).await?;
+            }
+            // The line ends after all, followed by an honest message.
+            peer.write_all(b"\"}}\n{\"jsonrpc\":\"2.0\",\"method\":\"c\"}\n")
+                .await?;
+            Ok::<_, io::Error>(peer)
+        });
+        let first = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("reported at once");
+        match first {
+            Some(Inbound::Malformed(e)) => assert_eq!(e.to_response().id, Some(Id::Int(9)), "{e}"),
+            other => panic!("expected the over-long line's error, got {other:?}"),
+        }
+        let _peer = writer.await.unwrap().unwrap();
+        match rx.recv().await {
+            Some(Inbound::Message(m)) => assert_eq!(m.method(), Some("c")),
+            other => panic!("expected the next message, got {other:?}"),
+        }
+    }
+
+    /// Issue 19: a frame that is not JSON (here: bytes that are not UTF-8) but whose id can be
+    /// read answers that request.
+    #[tokio::test]
+    async fn a_frame_that_is_not_json_is_answered_with_its_id_when_readable() {
+        let got = {
+            let (tx, mut rx) = mpsc::channel(16);
+            let limits = Limits {
+                max_frame_bytes: 1024,
+                max_depth: 16,
+            };
+            spawn_reader(
+                &b"{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"t\":\"caf\xe9\"}}\n"[..],
+                limits,
+                tx,
+            );
+            match rx.recv().await {
+                Some(Inbound::Malformed(e)) => e.to_response(),
+                other => panic!("expected an error, got {other:?}"),
+            }
+        };
+        assert_eq!(got.id, Some(Id::Int(4)));
+        assert_eq!(
+            got.as_error().map(|e| e.code),
+            Some(portcullis_core::jsonrpc::code::PARSE_ERROR)
         );
     }
 }

@@ -459,7 +459,23 @@ async fn step(link: &Link<'_>, ex: &mut Exchange) -> Step {
                 // parks the exchange.
                 ex.detach();
                 if link.ctx.era == Era::Legacy {
-                    link.relay_request(sr).await;
+                    // The client may never answer (nor a person decide): the call's own end,
+                    // at its timeout or the upstream's answer, must not wait for that.
+                    let relay = link.relay_request(sr);
+                    tokio::pin!(relay);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            () = &mut relay => break,
+                            Some(n) = ex.notes.recv() => link.relay_note(n),
+                            r = &mut ex.result => {
+                                while let Ok(n) = ex.notes.try_recv() {
+                                    link.relay_note(n);
+                                }
+                                return Step::Done(r);
+                            }
+                        }
+                    }
                     continue;
                 }
                 // Questions often come in a burst: give siblings a moment to arrive.

@@ -106,22 +106,35 @@ impl Outbox {
     pub async fn ask(&self, method: &str, params: Option<Params>) -> Result<Outcome, AskError> {
         let peer = self.peer.as_ref().ok_or(AskError::NoPeer)?;
         let (id, rx) = peer.begin().ok_or(AskError::TooMany)?;
+        // However this ends (answered, timed out, or dropped because the call it serves
+        // ended), the request is no longer pending.
+        let _pending = Abandon { peer, id: id.clone() };
         let req = Request {
-            id: id.clone(),
+            id,
             method: method.to_owned(),
             params,
         };
         if self.tx.send(Message::Request(req)).await.is_err() {
-            peer.abandon(&id);
             return Err(AskError::NoPeer);
         }
         let answer = tokio::time::timeout(self.timeout, rx).await;
-        peer.abandon(&id);
         match answer {
             Ok(Ok(resp)) => Ok(resp.outcome),
             Ok(Err(_)) => Err(AskError::NoPeer),
             Err(_) => Err(AskError::Timeout(self.timeout)),
         }
+    }
+}
+
+/// Forgets a pending server-to-client request when dropped.
+struct Abandon<'a> {
+    peer: &'a Requester,
+    id: Id,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        self.peer.abandon(&self.id);
     }
 }
 

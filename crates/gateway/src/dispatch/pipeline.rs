@@ -146,6 +146,12 @@ pub(crate) async fn run(
     }
     strip_gateway_members(&mut params);
     let started = Instant::now();
+    let unfinished = Unfinished {
+        audit: Some(gw.audit.clone()),
+        upstream: routed.tool.upstream.clone(),
+        target: routed.tool.name.clone(),
+        started,
+    };
     let forwarded = {
         use tracing::Instrument as _;
         let span = tracing::info_span!("mcp.upstream", otel.name = %format!("{method} {}", routed.target.original), upstream = %routed.tool.upstream);
@@ -162,6 +168,7 @@ pub(crate) async fn run(
             }
         }
     };
+    unfinished.finished();
     let reply = match forwarded {
         Ok(r) => r,
         Err(e) => {
@@ -502,19 +509,70 @@ async fn complete(gw: &Gateway, routed: &Routed, started: Instant, outcome: &str
     gw.metrics
         .completed(&routed.tool.upstream, outcome, started.elapsed().as_secs_f64());
     gw.audit
-        .note(json!({
-            "kind": "completion",
-            "upstream": routed.tool.upstream,
-            "target": routed.tool.name,
-            "outcome": outcome,
-            "latency_us": u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            "bytes": bytes,
-            "digest": if outcome.starts_with("failed") || outcome.starts_with("refused") { Value::Null } else { Value::String(detail.to_owned()) },
-            "detail": if outcome.starts_with("failed") || outcome.starts_with("refused") {
-                Value::String(String::from_utf8_lossy(&crate::redact::scrub(detail.as_bytes())).into_owned())
-            } else { Value::Null },
-        }))
+        .note(completion_body(
+            &routed.tool.upstream,
+            &routed.tool.name,
+            started,
+            outcome,
+            detail,
+            bytes,
+        ))
         .await;
+}
+
+/// A completion record. `detail` is the result's digest, or for an outcome that is no result
+/// (failed, refused, cancelled) what happened, scrubbed of secrets.
+fn completion_body(upstream: &str, target: &str, started: Instant, outcome: &str, detail: &str, bytes: usize) -> Value {
+    let no_result = outcome.starts_with("failed") || outcome.starts_with("refused") || outcome == CANCELLED;
+    json!({
+        "kind": "completion",
+        "upstream": upstream,
+        "target": target,
+        "outcome": outcome,
+        "latency_us": u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "bytes": bytes,
+        "digest": if no_result { Value::Null } else { Value::String(detail.to_owned()) },
+        "detail": if no_result {
+            Value::String(String::from_utf8_lossy(&crate::redact::scrub(detail.as_bytes())).into_owned())
+        } else { Value::Null },
+    })
+}
+
+/// The outcome of a forwarded request whose client stopped waiting for it.
+const CANCELLED: &str = "cancelled";
+
+/// A forwarded request that has not ended yet. Dropped unfinished — its client closed the
+/// stream (a 2026-07-28 client's way to cancel) or sent `notifications/cancelled` — it records
+/// the request's end as cancelled, so no permit is left in the log without an end.
+struct Unfinished {
+    audit: Option<crate::state::audit::AuditLog>,
+    upstream: String,
+    target: String,
+    started: Instant,
+}
+
+impl Unfinished {
+    /// The request ended; its completion is recorded by the caller.
+    fn finished(mut self) {
+        self.audit = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let Some(audit) = self.audit.take() else { return };
+        let body = completion_body(
+            &self.upstream,
+            &self.target,
+            self.started,
+            CANCELLED,
+            "the client stopped waiting before the answer",
+            0,
+        );
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { audit.note(body).await });
+        }
+    }
 }
 
 /// Observe: reads what came back strictly, labels and scans it, records it in the session, and

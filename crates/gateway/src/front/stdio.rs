@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use portcullis_core::jsonrpc::code;
 use portcullis_core::mcp::{Method, RequestMeta};
 use portcullis_core::{ErrorObject, Id, Message, Notification, Request, Response};
@@ -55,8 +56,7 @@ where
 {
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(1024);
     let writer_task = framing::spawn_writer(writer, out_rx);
-    let (in_tx, mut in_rx) = mpsc::channel(1024);
-    framing::spawn_reader(reader, gw.cfg.gateway.limits, in_tx);
+    let mut inbound = framing::frames(reader, gw.cfg.gateway.limits);
     let mut salt = [0u8; 6];
     rand::fill(&mut salt);
     let conn = Arc::new(Conn {
@@ -67,7 +67,7 @@ where
         in_flight: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
     });
-    while let Some(item) = in_rx.recv().await {
+    while let Some(item) = inbound.next().await {
         match item {
             Inbound::Message(Message::Request(r)) => conn.clone().request(r).await,
             Inbound::Message(Message::Notification(n)) => conn.notification(n),

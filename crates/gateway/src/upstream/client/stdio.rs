@@ -6,11 +6,13 @@
 //! process group so that shutting it down also stops what it spawned (`npx` → `node`).
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use portcullis_core::jsonrpc::code;
@@ -245,8 +247,7 @@ impl StdioLink {
         spawn_stderr_logger(stderr, label.clone(), tail.clone());
         let (tx, rx) = mpsc::channel::<Vec<u8>>(1024);
         framing::spawn_writer(stdin, rx);
-        let (in_tx, in_rx) = mpsc::channel(1024);
-        framing::spawn_reader(stdout, opts.limits, in_tx);
+        let inbound = framing::frames(stdout, opts.limits);
         let link = StdioLink {
             tail: tail.clone(),
             tx,
@@ -255,7 +256,7 @@ impl StdioLink {
             child: Mutex::new(Some(ChildGuard { child, pgid })),
             label,
         };
-        link.spawn_dispatch(in_rx, events, tail.clone());
+        link.spawn_dispatch(inbound, events, tail.clone());
         let server = tokio::time::timeout(opts.handshake_timeout, link.handshake(opts))
             .await
             .map_err(|_| ClientError::Handshake(format!("no handshake within {:?}", opts.handshake_timeout)))??;
@@ -264,7 +265,7 @@ impl StdioLink {
 
     fn spawn_dispatch(
         &self,
-        mut rx: mpsc::Receiver<Inbound>,
+        mut inbound: Pin<Box<dyn Stream<Item = Inbound> + Send>>,
         events: broadcast::Sender<ClientEvent>,
         tail: Arc<std::sync::Mutex<StderrTail>>,
     ) {
@@ -273,7 +274,7 @@ impl StdioLink {
         let closed = self.closed.clone();
         let label = self.label.clone();
         tokio::spawn(async move {
-            while let Some(item) = rx.recv().await {
+            while let Some(item) = inbound.next().await {
                 match item {
                     Inbound::Message(m) => match registry.dispatch(m) {
                         None | Some(Unclaimed::Stale) => {}
@@ -281,7 +282,9 @@ impl StdioLink {
                             let _ = events.send(ClientEvent::Notification(n));
                         }
                         Some(Unclaimed::Reply(r)) => {
-                            let _ = tx.send(Message::from(r).to_vec()).await;
+                            // Never waits: this task reads the server's output, and a server
+                            // that asks faster than it reads its input must not stall it.
+                            let _ = tx.try_send(Message::from(r).to_vec());
                         }
                         Some(Unclaimed::Relayed(id, reply)) => {
                             let tx = tx.clone();
@@ -297,20 +300,18 @@ impl StdioLink {
                     },
                     Inbound::Malformed(e) => {
                         tracing::warn!(upstream = %label, error = %e, "upstream sent a malformed frame");
-                        // An answer over the size limit whose id could be read fails that call
-                        // at once, rather than leaving it to its timeout.
-                        if let portcullis_core::jsonrpc::ParseError::Invalid {
-                            id: Some(Id::Int(n)),
-                            message,
-                        } = &e
-                            && message.starts_with(crate::framing::TOO_LONG)
+                        // A malformed answer whose id could be read (over the size limit, cut
+                        // short, not UTF-8) fails that call at once, rather than leaving it to
+                        // its timeout. Lines with no readable id (a banner, a stray print) are
+                        // only logged: many servers write such lines and still work.
+                        if let Some(Id::Int(n)) = malformed_id(&e)
                             && let Some(slot) = registry.remove(*n)
                         {
                             let _ = slot.done.send(Response::error(
                                 Some(Id::Int(*n)),
                                 ErrorObject::new(
                                     code::UPSTREAM_UNAVAILABLE,
-                                    format!("upstream `{label}` answered with {message}"),
+                                    format!("upstream `{label}` sent a malformed answer: {e}"),
                                 ),
                             ));
                         }
@@ -521,4 +522,12 @@ fn spawn_stderr_logger(stderr: tokio::process::ChildStderr, label: String, tail:
             }
         }
     });
+}
+
+/// The id a malformed frame names, when it could be read.
+fn malformed_id(e: &portcullis_core::jsonrpc::ParseError) -> Option<&Id> {
+    match e {
+        portcullis_core::jsonrpc::ParseError::Json { id, .. }
+        | portcullis_core::jsonrpc::ParseError::Invalid { id, .. } => id.as_ref(),
+    }
 }
