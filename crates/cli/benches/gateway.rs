@@ -11,7 +11,8 @@
 //! Environment: `PORTCULLIS_FIXTURE` (the fixture binary; default next to this bench in the
 //! target dir), `BENCH_TOOL` (default `test_simple_text`), `BENCH_CALLS` (latency samples,
 //! default 5000), `BENCH_SECONDS` (throughput window, default 3), `BENCH_CONCURRENCY`
-//! (default 16).
+//! (default 16), `BENCH_BASELINE` (another `portcullis` binary, say a build of the previous
+//! commit: measured as one more path in the same interleaved run, for an A/B comparison).
 
 #![allow(
     clippy::unwrap_used,
@@ -21,100 +22,16 @@
     reason = "a benchmark harness"
 )]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use portcullis_core::Params;
-use portcullis_gateway::config::{EraChoice, Transport};
-use portcullis_gateway::upstream::client::{Call, ConnectOptions, McpClient};
-use serde_json::{Map, json};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn fixture() -> PathBuf {
-    if let Some(p) = std::env::var_os("PORTCULLIS_FIXTURE") {
-        return PathBuf::from(p);
-    }
-    // benches run from target/<profile>/deps/; the binaries sit one level up.
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let p = dir.join("portcullis-fixture");
-    assert!(
-        p.exists(),
-        "build the fixture first: cargo build --release -p portcullis-fixture (looked at {})",
-        p.display()
-    );
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn options(era: EraChoice) -> ConnectOptions {
-    ConnectOptions {
-        era,
-        legacy_capabilities: Map::new(),
-        limits: portcullis_core::Limits::default(),
-        probe_timeout: Duration::from_secs(10),
-        handshake_timeout: Duration::from_secs(30),
-        label: "bench".into(),
-    }
-}
-
-fn stdio(command: &Path, args: &[&str]) -> Transport {
-    Transport::Stdio {
-        command: command.to_string_lossy().into_owned(),
-        args: args.iter().map(|s| (*s).to_owned()).collect(),
-        env: BTreeMap::new(),
-        inherit_env: vec!["PATH".into(), "HOME".into()],
-        cwd: None,
-        // The direct path, the limit the gateway is measured against: no helper here.
-        sandbox: None,
-    }
-}
-
-fn http(port: u16) -> Transport {
-    Transport::Http {
-        url: format!("http://127.0.0.1:{port}/mcp").parse().unwrap(),
-        headers: BTreeMap::new(),
-    }
-}
-
-async fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn spawn(cmd: &Path, args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(cmd)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-fn call(tool: &str) -> Call {
-    let mut p = Params::new();
-    let _ = p.insert("name", tool);
-    let _ = p.insert("arguments", &json!({}));
-    Call::new("tools/call", Some(p), Duration::from_secs(30))
-}
+use common::{call, child_pid, cpu_ticks, env_or, fixture, free_port, http, options, rss_kib, spawn, stdio, wait_port};
+use portcullis_gateway::config::EraChoice;
+use portcullis_gateway::upstream::client::McpClient;
 
 #[derive(Clone, Copy)]
 struct Figures {
@@ -131,63 +48,6 @@ struct ProcessFigures {
     cpu_per_call: Duration,
     idle_rss_kib: u64,
     loaded_rss_kib: u64,
-}
-
-/// utime + stime of `pid`, in clock ticks (`/proc/PID/stat`, fields 14 and 15).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// The process under this one whose command line starts with `program` and holds `word`, the
-/// one with the most threads (a sandbox helper stage that only waits has one).
-fn child_pid(program: &Path, word: &str) -> u32 {
-    let me = std::process::id();
-    let parent = |pid: u32| -> u32 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        stat.rfind(')')
-            .and_then(|close| stat.get(close + 2..))
-            .and_then(|rest| rest.split(' ').nth(1))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0)
-    };
-    let below_me = |mut pid: u32| {
-        while pid > 1 {
-            pid = parent(pid);
-            if pid == me {
-                return true;
-            }
-        }
-        false
-    };
-    let mut best: Option<(usize, u32)> = None;
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let started = cmdline.starts_with(&format!("{} ", program.to_string_lossy()));
-        if started && cmdline.contains(word) && below_me(pid) {
-            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
-            if best.is_none_or(|(t, _)| threads > t) {
-                best = Some((threads, pid));
-            }
-        }
-    }
-    best.unwrap_or_else(|| panic!("no process {} {word} under this one", program.display()))
-        .1
 }
 
 /// Measures several paths to the same server. Latency samples are taken in interleaved rounds
@@ -381,15 +241,31 @@ async fn bench() {
     )
     .await
     .unwrap();
-    let pids = [
+    let mut pids = vec![
         None,
         Some(child_pid(&portcullis, " stdio ")),
         Some(child_pid(&me, "--relay-stdio")),
     ];
-    let stdio_figures = measure(&[Arc::new(direct), Arc::new(through), Arc::new(relay)], &pids, &tool).await;
-    let [direct_stdio, through_stdio, relay_stdio] = stdio_figures[..] else {
-        unreachable!()
-    };
+    let mut clients = vec![Arc::new(direct), Arc::new(through), Arc::new(relay)];
+    let baseline = std::env::var_os("BENCH_BASELINE").map(PathBuf::from);
+    if let Some(base) = &baseline {
+        println!("baseline {}", base.display());
+        let bdir = tempfile::tempdir().unwrap();
+        let cfg = write_config(bdir.path(), free_port(), &upstream);
+        clients.push(Arc::new(
+            McpClient::connect(
+                &stdio(base, &["stdio", "--config", &cfg.to_string_lossy()]),
+                &options(EraChoice::Modern),
+            )
+            .await
+            .unwrap(),
+        ));
+        pids.push(Some(child_pid(base, " stdio ")));
+        std::mem::forget(bdir);
+    }
+    let stdio_figures = measure(&clients, &pids, &tool).await;
+    drop(clients);
+    let (direct_stdio, through_stdio, relay_stdio) = (stdio_figures[0], stdio_figures[1], stdio_figures[2]);
 
     // Streamable HTTP: the fixture listens; the gateway listens and reaches it over HTTP.
     let fport = free_port();
@@ -405,10 +281,25 @@ async fn bench() {
     let through = McpClient::connect(&http(gport), &options(EraChoice::Modern))
         .await
         .unwrap();
-    let http_figures = measure(&[Arc::new(direct), Arc::new(through)], &[None, _gateway.id()], &tool).await;
-    let [direct_http, through_http] = http_figures[..] else {
-        unreachable!()
-    };
+    let mut clients = vec![Arc::new(direct), Arc::new(through)];
+    let mut pids = vec![None, _gateway.id()];
+    let mut _base_gateway = None;
+    if let Some(base) = &baseline {
+        let bdir = tempfile::tempdir().unwrap();
+        let bport = free_port();
+        let cfg = write_config(bdir.path(), bport, &format!("url = \"http://127.0.0.1:{fport}/mcp\""));
+        let child = spawn(base, &["serve", "--config", &cfg.to_string_lossy()]);
+        wait_port(bport).await;
+        clients.push(Arc::new(
+            McpClient::connect(&http(bport), &options(EraChoice::Modern))
+                .await
+                .unwrap(),
+        ));
+        pids.push(child.id());
+        _base_gateway = Some((child, bdir));
+    }
+    let http_figures = measure(&clients, &pids, &tool).await;
+    let (direct_http, through_http) = (http_figures[0], http_figures[1]);
 
     println!();
     row("stdio, direct", direct_stdio);
@@ -419,4 +310,11 @@ async fn bench() {
     row("http (2026-07-28), direct", direct_http);
     row("http (2026-07-28), through portcullis", through_http);
     added(direct_http, through_http);
+    if let (Some(base_stdio), Some(base_http)) = (stdio_figures.get(3), http_figures.get(2)) {
+        println!();
+        row("stdio, through the baseline", *base_stdio);
+        added(direct_stdio, *base_stdio);
+        row("http (2026-07-28), through the baseline", *base_http);
+        added(direct_http, *base_http);
+    }
 }

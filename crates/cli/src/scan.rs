@@ -59,7 +59,10 @@ pub async fn run(args: ScanArgs) -> ExitCode {
         .filter_map(|up| match up.state() {
             State::Ready(_) => None,
             State::Down { reason, .. } => Some((up.cfg.name.clone(), reason)),
-            State::Starting | State::Stopped => Some((up.cfg.name.clone(), "did not start in time".into())),
+            State::Starting { after: Some(why) } => Some((up.cfg.name.clone(), why)),
+            State::Starting { after: None } | State::Stopped => {
+                Some((up.cfg.name.clone(), "did not start in time".into()))
+            }
         })
         .collect();
     let catalog = gw.catalog();

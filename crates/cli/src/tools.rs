@@ -112,7 +112,10 @@ fn print(gw: &Gateway, json: bool, settled: bool) -> ExitCode {
         match up.state() {
             State::Ready(_) => {}
             State::Down { reason, .. } => unavailable.push((up.cfg.name.clone(), reason)),
-            State::Starting | State::Stopped => unavailable.push((up.cfg.name.clone(), "did not start in time".into())),
+            State::Starting { after: Some(why) } => unavailable.push((up.cfg.name.clone(), why)),
+            State::Starting { after: None } | State::Stopped => {
+                unavailable.push((up.cfg.name.clone(), "did not start in time".into()));
+            }
         }
     }
     let mut rows: Vec<(&Entry, &'static str, String)> = cat

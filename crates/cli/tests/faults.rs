@@ -301,3 +301,37 @@ async fn a_client_that_disconnects_mid_call_cancels_it_upstream() {
     let done = completion_of(&gw, "sleep").await;
     assert_eq!(done["outcome"], "cancelled", "{done}");
 }
+
+/// An upstream that never answers its handshake: once its start budget is spent, a call to it
+/// fails with the reason (not its own timeout, not "unknown tool"), and the other upstream is
+/// served all along.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_never_answers_its_handshake_fails_its_calls_with_the_reason() {
+    let raw = toml_str(&raw_server().to_string_lossy());
+    let gw = Served::start(&format!(
+        "[upstreams.mute]\ncommand = \"python3\"\nargs = [{raw}, \"--slow-start\", \"3600\"]\nstart_timeout = \"2s\"\n\n{}",
+        raw_upstream("calm", "")
+    ))
+    .await;
+    gw.wait_for_tools(&["calm__"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let client = Modern::new(&gw.url);
+    let asked = Instant::now();
+    let r = client.call("mute__pid", json!({})).await;
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("mute") && message.contains("handshake"), "{r}");
+    assert!(asked.elapsed() < Duration::from_secs(10), "{:?}", asked.elapsed());
+    let calm = client.call("calm__pid", json!({})).await;
+    assert!(!text_of(&calm).is_empty(), "{calm}");
+    let (_, out, err) = run_portcullis(
+        &[
+            "tools",
+            "--config",
+            &gw.dir.path().join("portcullis.toml").to_string_lossy(),
+        ],
+        "",
+        &[],
+    )
+    .await;
+    assert!(format!("{out}{err}").contains("handshake"), "{out}{err}");
+}

@@ -295,7 +295,10 @@ impl Message {
                     Some(b'{') => format!("malformed envelope: {e}"),
                     _ => batch_or_shape(frame),
                 };
-                return Err(ParseError::Invalid { id: None, message });
+                return Err(ParseError::Invalid {
+                    id: id_of_partial(frame, frame),
+                    message,
+                });
             }
             Err(e) => {
                 return Err(ParseError::Json {

@@ -104,4 +104,47 @@ proptest! {
         prop_assert!(wire.bytes().all(|b| b == b'\t' || (0x20..=0x7e).contains(&b)));
         prop_assert_eq!(headers::decode_value(wire.as_bytes()).unwrap(), s);
     }
+
+    /// Issue 19: a frame that names its id first and then breaks (cut short, bytes that are not
+    /// UTF-8, a stray token) is answered with that id, never with `null`.
+    #[test]
+    fn a_broken_frame_that_names_its_id_first_is_answered_with_it(
+        id in any::<i64>(),
+        body in prop::collection::vec(any::<u8>(), 0..64),
+        cut in 0usize..64,
+    ) {
+        let mut frame = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":").into_bytes();
+        frame.extend_from_slice(&body[..cut.min(body.len())]);
+        if let Err(e) = Message::parse(&frame, &Limits::default()) {
+            prop_assert_eq!(e.to_response().id, Some(portcullis_core::Id::Int(id)));
+        }
+    }
+
+    /// The era translation of a result is total: any result, any method, comes out as JSON
+    /// that holds everything it held but the members the translation drops.
+    #[test]
+    fn the_era_translation_of_results_is_total(
+        result in prop::collection::btree_map("[a-zA-Z]{1,10}", json_value(), 0..6),
+        result_type in prop_oneof![Just(None), Just(Some("complete")), Just(Some("input_required"))],
+        method in prop_oneof![Just("tools/call"), Just("resources/read"), Just("prompts/get"), Just("vendor/x")],
+    ) {
+        let mut obj: serde_json::Map<String, Value> = result.into_iter().collect();
+        if let Some(t) = result_type {
+            obj.insert("resultType".into(), json!(t));
+        }
+        let raw = serde_json::value::to_raw_value(&Value::Object(obj.clone())).unwrap();
+        let method = portcullis_core::mcp::Method::of(method);
+        let out = portcullis_core::translate::modern_result_for_legacy(method, raw);
+        let out: serde_json::Map<String, Value> = serde_json::from_str(out.get()).unwrap();
+        for (k, v) in &obj {
+            let dropped = (k == "resultType" && v == "complete")
+                || (method == portcullis_core::mcp::Method::ResourcesRead && (k == "ttlMs" || k == "cacheScope"));
+            if dropped {
+                prop_assert!(!out.contains_key(k), "{k} kept");
+            } else {
+                prop_assert_eq!(out.get(k), Some(v), "{} changed", k);
+            }
+        }
+        prop_assert!(out.keys().all(|k| obj.contains_key(k)), "a member was added");
+    }
 }

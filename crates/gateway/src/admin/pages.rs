@@ -260,7 +260,10 @@ impl ToolsView {
                 };
                 let state = match u.state() {
                     crate::upstream::State::Ready(_) => "ready".to_owned(),
-                    crate::upstream::State::Starting => "starting".to_owned(),
+                    crate::upstream::State::Starting { after: None } => "starting".to_owned(),
+                    crate::upstream::State::Starting { after: Some(why) } => {
+                        format!("restarting; the last attempt failed: {why}")
+                    }
                     crate::upstream::State::Down { reason, .. } => format!("down: {reason}"),
                     crate::upstream::State::Stopped => "stopped".to_owned(),
                 };

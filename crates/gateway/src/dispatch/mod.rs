@@ -166,7 +166,8 @@ impl Gateway {
             let prefix = format!("{}{}", up.cfg.prefix, catalog::SEPARATOR);
             if !up.cfg.prefix.is_empty()
                 && name.starts_with(&prefix)
-                && let crate::upstream::State::Down { reason, .. } = up.state()
+                && let crate::upstream::State::Down { reason, .. }
+                | crate::upstream::State::Starting { after: Some(reason) } = up.state()
             {
                 return GatewayError::Unavailable(crate::upstream::Unavailable {
                     name: up.cfg.name.clone(),

@@ -82,7 +82,11 @@ impl Changed {
 #[derive(Clone, Debug)]
 pub enum State {
     /// Connecting (first time or after a failure).
-    Starting,
+    Starting {
+        /// Why the previous attempt failed, when there was one: a call or a listing that
+        /// meets the upstream restarting says why, not only that it is starting.
+        after: Option<String>,
+    },
     /// Connected and handshaken.
     Ready(Arc<McpClient>),
     /// Not reachable; retrying.
@@ -188,7 +192,7 @@ impl Upstream {
         credential: Option<Arc<TokenSource>>,
         personal: Option<Personal>,
     ) -> Arc<Upstream> {
-        let (state_tx, state_rx) = watch::channel(State::Starting);
+        let (state_tx, state_rx) = watch::channel(State::Starting { after: None });
         let (subs_tx, subs_rx) = watch::channel(BTreeSet::new());
         let stop = CancellationToken::new();
         let changed = Arc::new(Changed::default());
@@ -228,10 +232,13 @@ impl Upstream {
                 State::Ready(_) => {}
                 State::Down { reason, .. } => return Err(self.unavailable(reason)),
                 State::Stopped => return Err(self.unavailable("the gateway is shutting down".into())),
-                State::Starting => {}
+                State::Starting { .. } => {}
             }
             if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
-                return Err(self.unavailable("still starting".into()));
+                return Err(self.unavailable(match self.state() {
+                    State::Starting { after: Some(why) } => format!("still starting; the last attempt failed: {why}"),
+                    _ => "still starting".into(),
+                }));
             }
         }
     }
@@ -373,8 +380,11 @@ impl Supervisor {
         let (index, cfg) = (self.index, &self.cfg);
         let opts = ConnectOptions::for_upstream(cfg, self.limits);
         let mut failures = 0u32;
+        let mut last_failure = None;
         while !stop.is_cancelled() {
-            state.send_replace(State::Starting);
+            state.send_replace(State::Starting {
+                after: last_failure.clone(),
+            });
             let connected = tokio::select! {
                 r = self.connect(&opts) => r,
                 () = stop.cancelled() => break,
@@ -384,6 +394,7 @@ impl Supervisor {
                     let client = Arc::new(client);
                     let mut client_events = client.subscribe();
                     failures = 0;
+                    last_failure = None;
                     tracing::info!(upstream = %cfg.name, era = ?client.server().era, version = %client.server().version, "upstream ready");
                     state.send_replace(State::Ready(client.clone()));
                     let _ = events.send(Event::Ready(index)).await;
@@ -437,6 +448,7 @@ impl Supervisor {
                 End::Lost(reason) => reason,
             };
             failures += 1;
+            last_failure = Some(reason.clone());
             tracing::warn!(upstream = %cfg.name, %reason, retry_in_ms = backoff(failures).as_millis() as u64, "upstream down");
             state.send_replace(State::Down {
                 reason: reason.clone(),

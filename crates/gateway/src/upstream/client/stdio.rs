@@ -257,9 +257,19 @@ impl StdioLink {
             label,
         };
         link.spawn_dispatch(inbound, events, tail.clone());
+        let silent = || {
+            ClientError::Handshake(format!(
+                "no answer to its handshake within {:?}",
+                opts.handshake_timeout
+            ))
+        };
         let server = tokio::time::timeout(opts.handshake_timeout, link.handshake(opts))
             .await
-            .map_err(|_| ClientError::Handshake(format!("no handshake within {:?}", opts.handshake_timeout)))??;
+            .map_err(|_| silent())?
+            .map_err(|e| match e {
+                ClientError::Timeout(_) => silent(),
+                e => e,
+            })?;
         Ok((link, server))
     }
 
