@@ -335,3 +335,104 @@ async fn an_upstream_that_never_answers_its_handshake_fails_its_calls_with_the_r
     .await;
     assert!(format!("{out}{err}").contains("handshake"), "{out}{err}");
 }
+
+/// How one of many concurrent calls ended.
+#[derive(Debug)]
+enum Ended {
+    Answered,
+    Overloaded,
+    Closed,
+    Other(u16, String),
+}
+
+/// 10 000 calls at once from one client: as many run as its `max_concurrent_calls` allows;
+/// every other one is answered at once (429, `-31004`, `Retry-After`), or past the listener's
+/// 4 096 open connections its connection is closed at once. Nothing hangs, memory stays
+/// bounded, every call that ran has its decision and its end on record, and the gateway serves
+/// normally afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_calls_at_once_are_run_or_refused_at_once() {
+    let (gw, _dir) = start("", "call_timeout = \"30s\"").await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(90))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for id in 0..10_000u64 {
+        let (http, url) = (http.clone(), gw.url.clone());
+        calls.spawn(async move {
+            let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+                "name": "raw__sleep", "arguments": {"seconds": 1},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": "crowd", "version": "0"}
+                }
+            }});
+            let sent = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/call")
+                .header("mcp-name", "raw__sleep")
+                .body(body.to_string())
+                .send()
+                .await;
+            let Ok(resp) = sent else { return Ended::Closed };
+            let status = resp.status().as_u16();
+            let retry_after = resp.headers().contains_key("retry-after");
+            let text = resp.text().await.unwrap_or_default();
+            match status {
+                200 if text.contains("slept") => Ended::Answered,
+                429 if retry_after && text.contains("-31004") => Ended::Overloaded,
+                _ => Ended::Other(status, text),
+            }
+        });
+    }
+    let (mut answered, mut overloaded, mut closed) = (0usize, 0usize, 0usize);
+    while let Some(ended) = calls.join_next().await {
+        match ended.unwrap() {
+            Ended::Answered => answered += 1,
+            Ended::Overloaded => overloaded += 1,
+            Ended::Closed => closed += 1,
+            Ended::Other(status, text) => panic!("a call ended with {status}: {text}"),
+        }
+    }
+    let took = started.elapsed();
+    eprintln!("answered {answered}, overloaded {overloaded}, closed {closed} in {took:?}");
+    assert!(answered >= 64, "answered {answered}");
+    assert!(
+        overloaded > 0,
+        "nothing was refused: answered {answered}, closed {closed}"
+    );
+    assert!(took < Duration::from_secs(80), "{took:?}");
+    both_still_serve(&gw, None).await;
+    let peak = peak_rss_mib(&gw);
+    eprintln!("peak RSS {peak} MiB");
+    assert!(peak < 400, "the gateway's peak RSS was {peak} MiB");
+
+    // Each call that ran is on record, with its end; a refused one never reached the upstream.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let records = audit_lines(&gw).await;
+        let sleeps = |kind: &str| {
+            records
+                .iter()
+                .filter(|l| l["record"]["kind"] == kind && l["record"]["target"] == "sleep")
+                .count()
+        };
+        if sleeps("decision") == answered && sleeps("completion") == answered {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} decisions and {} completions for {answered} answered calls",
+            sleeps("decision"),
+            sleeps("completion")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
