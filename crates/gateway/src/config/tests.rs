@@ -395,3 +395,126 @@ fn url_credentials_may_come_from_the_vault_and_are_never_displayed() {
     }
     assert!(!shown.transport.to_string().contains("resolved-secret"));
 }
+
+mod prop {
+    //! The config loader reads a file a person wrote, often by hand and half-finished: any
+    //! text, and any mix of the real sections and keys with values of any type, loads or is
+    //! refused with a message that names where, never a panic (issue 19, fuzzing wider).
+
+    use proptest::prelude::*;
+
+    use super::parse;
+
+    const SECTIONS: &[&str] = &[
+        "[gateway]",
+        "[policy]",
+        "[approvals]",
+        "[rate]",
+        "[pins]",
+        "[flow]",
+        "[anomaly]",
+        "[telemetry]",
+        "[vault]",
+        "[upstreams.a]",
+        "[upstreams.a.rate]",
+        "[upstreams.a.sandbox]",
+        "[upstreams.a.oauth]",
+        "[upstreams.a.tools.t]",
+        "[upstreams.b]",
+        "[methods.\"acme/x\"]",
+        "[oauth.corp]",
+        "[[upstreams]]",
+    ];
+    const KEYS: &[&str] = &[
+        "listen",
+        "data_dir",
+        "command",
+        "args",
+        "env",
+        "url",
+        "headers",
+        "prefix",
+        "call_timeout",
+        "start_timeout",
+        "max_frame_bytes",
+        "max_concurrent_calls",
+        "profile",
+        "files",
+        "ask",
+        "calls",
+        "window",
+        "bytes",
+        "network",
+        "paths",
+        "effect",
+        "upstream",
+        "label",
+        "forward_roots",
+        "hold_on",
+        "trust_on_first_use",
+        "auth",
+        "max_values",
+        "on_anomaly",
+        "issuer",
+        "scopes",
+        "inherit_env",
+        "cwd",
+        "memory",
+        "era",
+        "input_timeout",
+    ];
+
+    fn value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            "\"[ -~]{0,16}\"",
+            Just("\"127.0.0.1:0\"".to_owned()),
+            Just("\"http://127.0.0.1:1/mcp\"".to_owned()),
+            Just("\"10s\"".to_owned()),
+            Just("\"soon\"".to_owned()),
+            Just("\"vault:X\"".to_owned()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            Just("1e400".to_owned()),
+            Just("nan".to_owned()),
+            Just("\"\\u0000\"".to_owned()),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(", "))),
+                prop::collection::vec(("[a-z_]{1,6}", inner), 0..3).prop_map(|kv| format!(
+                    "{{ {} }}",
+                    kv.iter()
+                        .map(|(k, v)| format!("{k} = {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            ]
+        })
+    }
+
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(SECTIONS).prop_map(str::to_owned),
+            (prop::sample::select(KEYS), value()).prop_map(|(k, v)| format!("{k} = {v}")),
+            "\\PC{0,24}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_mix_of_sections_and_keys_loads_or_is_refused(lines in prop::collection::vec(line(), 0..16)) {
+            if let Err(e) = parse(&lines.join("\n")) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn any_text_loads_or_is_refused(text in "\\PC{0,256}") {
+            if let Err(e) = parse(&text) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+    }
+}
