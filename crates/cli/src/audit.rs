@@ -1,13 +1,13 @@
 //! `portcullis audit`: check the audit log's hash chain and its signed checkpoints, export it,
 //! and print the public key auditors verify the checkpoints with.
 
-use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use portcullis_core::audit::Broken;
 use portcullis_core::audit::checkpoint::{self, VerifyingKey};
+use portcullis_core::audit::verdict::{Audit, Signatures};
 use portcullis_gateway::config::Config;
 use portcullis_gateway::state::secrets;
 use portcullis_store::Store;
@@ -86,26 +86,18 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let store = match Store::open(&cfg.gateway.data_dir).await {
+    // A read-only folder (a snapshot, a read-only mount) is read as it is.
+    let (store, read_only) = match Store::open_for_reading(&cfg.gateway.data_dir).await {
         Ok(s) => s,
         Err(e) => return fail(EX_CANTCREAT, e),
     };
-    // What a gateway that stopped without its clean stop journaled and did not index yet
-    // (its next start would do the same).
     let journal = cfg.gateway.data_dir.join(portcullis_gateway::state::journal::DIR);
-    match portcullis_gateway::state::audit::recover(&store, &journal).await {
-        Ok(0) => {}
-        Ok(n) => eprintln!("portcullis audit: indexed {n} records a stopped gateway had journaled"),
-        Err(e) => eprintln!("portcullis audit: could not index what a stopped gateway journaled: {e}"),
-    }
-    // What a running gateway journaled before now, indexed within moments: wait for it.
-    let wait = std::time::Duration::from_secs(5);
-    match portcullis_gateway::state::audit::settle(&store, &journal, wait).await {
-        Ok(true) => {}
-        Ok(false) => eprintln!(
-            "portcullis audit: a running gateway has journaled records it has not indexed yet (its database may be locked or slow); they are not shown"
-        ),
-        Err(e) => eprintln!("portcullis audit: could not read the audit journal: {e}"),
+    if read_only {
+        eprintln!(
+            "portcullis audit: the data folder is read-only: reading the database as it is; records a gateway journaled and did not index into it yet are not read (copy the folder somewhere writable to include them)"
+        );
+    } else {
+        index_journal(&store, &journal).await;
     }
     if let AuditCommand::PublicKey { .. } = cmd {
         return match vault_key(&cfg, &store).await {
@@ -125,8 +117,7 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(EX_CANTCREAT, e),
     };
-    let covered: BTreeSet<i64> = checkpoints.iter().map(|c| c.seq).collect();
-    let mut hashes: HashMap<i64, String> = HashMap::new();
+    let mut audit = Audit::new(&checkpoints);
     let walked = portcullis_gateway::state::audit::walk(&store, |row| {
         if export {
             let body: serde_json::Value = serde_json::from_str(&row.body).unwrap_or(serde_json::Value::Null);
@@ -134,89 +125,98 @@ pub async fn run(cmd: AuditCommand) -> ExitCode {
                 "{}",
                 serde_json::json!({"seq": row.seq, "at_ms": row.at_ms, "record": body, "prev": row.prev, "hash": row.hash})
             );
-        } else if covered.contains(&row.seq) {
-            hashes.insert(row.seq, row.hash.clone());
+        } else {
+            audit.push(row);
         }
     })
     .await;
-    let walked = match walked {
-        Ok(w) => w,
-        Err(e) => return fail(EX_CANTCREAT, e),
-    };
+    if let Err(e) = walked {
+        return fail(EX_CANTCREAT, e);
+    }
     if export {
         return ExitCode::SUCCESS;
     }
-    if let Some(broken) = &walked.broken {
-        return tampered(broken, walked.verified);
-    }
-    let head = walked.verified;
     // The witness file outside the database: every checkpoint it recorded must still be there.
     let witness_path = cfg.gateway.data_dir.join(portcullis_gateway::state::audit::WITNESS);
     let witness = match read_witness(&witness_path) {
         Ok(w) => w,
-        Err(e) => {
+        Err(e) if !audit.is_broken() => {
             outln!(
                 "broken: the witness file {} cannot be read: {e}",
                 witness_path.display()
             );
             return ExitCode::from(EX_DATAERR);
         }
+        Err(_) => None,
     };
-    // Checked after the signatures, so that a broken signature is named as such first.
-    let witnessed = || -> ExitCode {
-        match (
-            &witness,
-            checkpoint::check_witness(&checkpoints, witness.as_deref().unwrap_or_default()),
-        ) {
-            (_, Err(broken)) => return tampered(&broken, broken.seq.saturating_sub(1).min(head)),
-            (Some(_), Ok(n)) => outln!("ok: the witness file's {n} checkpoints are all in the database"),
-            (None, Ok(_)) if !checkpoints.is_empty() => outln!(
-                "no witness file at {} (a removed tail would go unnoticed; the gateway writes one with every checkpoint)",
-                witness_path.display()
-            ),
-            (None, Ok(_)) => {}
+    let key = if audit.is_broken() {
+        None
+    } else {
+        match public_key {
+            Some(text) => match checkpoint::decode_public(&text) {
+                Some(k) => Some(k),
+                None => return fail(EX_USAGE, "`--public-key` is not a base64 Ed25519 public key"),
+            },
+            None => match vault_key(&cfg, &store).await {
+                Ok(k) => k,
+                Err(e) => {
+                    eprintln!("portcullis audit: cannot read the checkpoint key from the vault: {e}");
+                    None
+                }
+            },
         }
-        ExitCode::SUCCESS
     };
-    let key = match public_key {
-        Some(text) => match checkpoint::decode_public(&text) {
-            Some(k) => Some(k),
-            None => return fail(EX_USAGE, "`--public-key` is not a base64 Ed25519 public key"),
-        },
-        None => match vault_key(&cfg, &store).await {
-            Ok(k) => k,
-            Err(e) => {
-                eprintln!("portcullis audit: cannot read the checkpoint key from the vault: {e}");
-                None
+    let verdict = match audit.finish(key.as_ref(), witness.as_deref()) {
+        Ok(v) => v,
+        Err(t) => {
+            if let Some(records) = t.chain_intact {
+                outln!("ok: {records} records, the hash chain is intact");
             }
-        },
+            return tampered(&t.broken, t.good);
+        }
     };
-    outln!("ok: {head} records, the hash chain is intact");
-    match key {
-        Some(k) => match checkpoint::verify(&checkpoints, &k, head, |s| hashes.get(&s).cloned()) {
-            Ok(report) => {
-                outln!(
-                    "ok: {} signed checkpoints (key {}) cover records 1 to {}; {} newer records are not signed yet",
-                    report.checkpoints,
-                    checkpoint::key_id(&k),
-                    report.signed_through,
-                    head - report.signed_through
-                );
-                witnessed()
-            }
-            Err(broken) => tampered(&broken, broken.seq.saturating_sub(1).min(head)),
-        },
-        None if checkpoints.is_empty() => {
-            outln!("no signed checkpoints (the gateway signs them when it has a vault)");
-            witnessed()
-        }
-        None => {
-            outln!(
-                "unverified: {} signed checkpoints, and no key to check them (no master key here; give `--public-key`)",
-                checkpoints.len()
-            );
-            witnessed()
-        }
+    outln!("ok: {} records, the hash chain is intact", verdict.records);
+    match (&verdict.signatures, &key) {
+        (Signatures::Verified(report), Some(k)) => outln!(
+            "ok: {} signed checkpoints (key {}) cover records 1 to {}; {} newer records are not signed yet",
+            report.checkpoints,
+            checkpoint::key_id(k),
+            report.signed_through,
+            verdict.records - report.signed_through
+        ),
+        (Signatures::Unchecked { checkpoints }, _) => outln!(
+            "unverified: {checkpoints} signed checkpoints, and no key to check their signatures (no master key here; give `--public-key`); they match the records they name"
+        ),
+        _ => outln!("no signed checkpoints (the gateway signs them when it has a vault)"),
+    }
+    match verdict.witnessed {
+        Some(n) => outln!("ok: the witness file's {n} checkpoints are all in the database"),
+        None if !checkpoints.is_empty() => outln!(
+            "no witness file at {} (a removed tail would go unnoticed; the gateway writes one with every checkpoint)",
+            witness_path.display()
+        ),
+        None => {}
+    }
+    ExitCode::SUCCESS
+}
+
+/// Indexes what gateways journaled and did not index yet: what one that stopped without its
+/// clean stop left (its next start would do the same), and what a running one journaled before
+/// now (indexed within moments: waited for).
+async fn index_journal(store: &Store, journal: &std::path::Path) {
+    match portcullis_gateway::state::audit::recover(store, journal).await {
+        Ok(0) => {}
+        Ok(n) => eprintln!("portcullis audit: indexed {n} records a stopped gateway had journaled"),
+        Err(e) => eprintln!("portcullis audit: could not index what a stopped gateway journaled: {e}"),
+    }
+    // What a running gateway journaled before now, indexed within moments: wait for it.
+    let wait = std::time::Duration::from_secs(5);
+    match portcullis_gateway::state::audit::settle(store, journal, wait).await {
+        Ok(true) => {}
+        Ok(false) => eprintln!(
+            "portcullis audit: a running gateway has journaled records it has not indexed yet (its database may be locked or slow); they are not shown"
+        ),
+        Err(e) => eprintln!("portcullis audit: could not read the audit journal: {e}"),
     }
 }
 

@@ -238,7 +238,12 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("portcullis: {e:#}");
-            ExitCode::FAILURE
+            // A state database or audit log that cannot be opened (a read-only or full data
+            // folder) is EX_CANTCREAT, as for every other command.
+            match e.downcast_ref::<OpenError>() {
+                Some(OpenError::Store(_) | OpenError::Audit(_)) => ExitCode::from(EX_CANTCREAT),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -594,3 +594,169 @@ async fn a_full_disk_refuses_calls_and_service_resumes_with_room() {
     let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// Issue 19: a read-only data folder. The gateway does not start — it cannot record a decision,
+/// so it would forward nothing — and says why, naming the folder; an auditor's `audit verify`
+/// and `audit export` read the folder as it is (a snapshot, a read-only mount); once the folder
+/// is writable again the gateway starts and serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_data_folder_refuses_to_serve_and_can_still_be_audited() {
+    if !is_root() {
+        eprintln!("not run: mounting and remounting a tmpfs as the data folder needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _unmount = Unmount(state.clone());
+    let (config, gateway, rest) = vaulted(dir.path(), "").await;
+    let c = config.to_str().unwrap();
+    let mut gw = Served::start_config(&gateway, &rest, &[]).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let client = Modern::new(&gw.url);
+    call_pid(&client, 3).await;
+    let pid = gw.child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), gw.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let remount = |mode: &str| {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(&state)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "remount {mode}");
+    };
+    remount("ro");
+
+    // The gateway refuses to start, and says why.
+    let serve = tokio::process::Command::new(portcullis())
+        .args(["serve", "--config", c])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(20), serve)
+        .await
+        .expect("the gateway kept running on a read-only data folder")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(73), "{err}");
+    assert!(
+        err.contains(&format!("the data folder `{}` cannot be written", state.display()))
+            && err.contains("Read-only file system"),
+        "{err}"
+    );
+
+    // An auditor reads it as it is: three calls (six records), signed at the clean stop.
+    let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("the data folder is read-only"), "{err}");
+    assert!(out.contains("ok: 6 records, the hash chain is intact"), "{out}");
+    assert!(out.contains("cover records 1 to 6; 0 newer"), "{out}{err}");
+    assert!(out.contains("ok: the witness file's"), "{out}");
+    let (code, out, err) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(permits(&out), 3, "{out}");
+
+    // Writable again: the gateway starts and serves.
+    remount("rw");
+    let gw = Served::start_config(&gateway, &rest, &[]).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let r = Modern::new(&gw.url).call("raw__pid", json!({})).await;
+    assert!(r["result"].is_object(), "{r}");
+}
+
+/// Issue 19 (fuzzing, wider): the verifier on corrupted databases. Bytes flipped anywhere in
+/// the database file: `audit verify` never panics, answers ok (0), tampered (65) or unreadable
+/// (73), and when it says ok the records are exactly the ones written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupted_database_is_never_vouched_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, gateway, rest) = vaulted(dir.path(), "").await;
+    let mut gw = Served::start_config(&gateway, &rest, &[]).await;
+    gw.wait_for_tools(&["raw__"]).await;
+    call_pid(&Modern::new(&gw.url), 12).await;
+    let pid = gw.child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), gw.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let c = config.to_str().unwrap();
+    let (code, original, err) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(permits(&original), 12);
+    let db = std::fs::read(dir.path().join("state").join("portcullis.db")).unwrap();
+
+    // A fixed pseudo-random sequence (a 64-bit LCG), so a failure can be replayed.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        x >> 33
+    };
+    let mut seen = std::collections::BTreeMap::<i32, usize>::new();
+    for round in 0..40 {
+        let name = format!("flip{round}");
+        copy_state(&dir.path().join("state"), &dir.path().join(&name));
+        let mut bytes = db.clone();
+        let flips = 1 + next() % 4;
+        let mut at = Vec::new();
+        for _ in 0..flips {
+            let i = usize::try_from(next()).unwrap() % bytes.len();
+            bytes[i] ^= u8::try_from(1 + next() % 255).unwrap();
+            at.push(i);
+        }
+        std::fs::write(dir.path().join(&name).join("portcullis.db"), &bytes).unwrap();
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[gateway]\ndata_dir = {}\n\n{rest}",
+                toml_str(&dir.path().join(&name).to_string_lossy())
+            ),
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let (code, out, err) = cli(&["audit", "verify", "--config", p]).await;
+        assert!(
+            [0, 65, 73].contains(&code) && !err.contains("panicked"),
+            "bytes {at:?}: exit {code}\n{out}{err}"
+        );
+        *seen.entry(code).or_default() += 1;
+        if code == 0 {
+            let (code, export, err) = cli(&["audit", "export", "--jsonl", "--config", p]).await;
+            assert_eq!(code, 0, "{err}");
+            assert_eq!(
+                export, original,
+                "bytes {at:?}: verify said ok, but the records differ\n{out}"
+            );
+        }
+    }
+    eprintln!("exit codes over 40 corrupted copies: {seen:?}");
+}

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::pin::write_canonical;
 
 pub mod checkpoint;
+pub mod verdict;
 
 /// The `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

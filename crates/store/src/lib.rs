@@ -76,6 +76,16 @@ pub enum StoreError {
         /// The cause.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The data directory cannot be written (a read-only file system, or no permission).
+    #[error(
+        "the data folder `{path}` cannot be written ({why}): the gateway records every decision before it forwards a call, so it does not start without a writable log; `portcullis audit verify` and `audit export` read a read-only folder"
+    )]
+    ReadOnly {
+        /// The data directory.
+        path: PathBuf,
+        /// What the operating system said.
+        why: std::io::Error,
+    },
     /// The schema could not be brought up to date.
     #[error("cannot migrate the state database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -100,6 +110,12 @@ impl Store {
             source,
         };
         create_private_dir(data_dir).map_err(|e| open_err(Box::new(e)))?;
+        if let Err(why) = writable(data_dir) {
+            return Err(StoreError::ReadOnly {
+                path: data_dir.to_owned(),
+                why,
+            });
+        }
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
@@ -115,6 +131,40 @@ impl Store {
         let store = Store { pool };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Opens the database in a data directory nobody can write (a read-only file system or
+    /// snapshot), only to read it: no migrations. With a write-ahead log beside it (a gateway
+    /// that stopped without folding it in) the log is read too, through the shared-memory file
+    /// left beside it; without one the file is read as immutable, which is right only because
+    /// nothing can change it. Use [`Store::open`] anywhere else ([`Store::open_for_reading`]
+    /// chooses).
+    pub async fn open_read_only(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        let wal = data_dir.join(format!("{DB_FILE}-wal"));
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .read_only(true)
+            .immutable(!wal.exists());
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open {
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
+        Ok(Store { pool })
+    }
+
+    /// Opens the database for a command that only reads it: as [`Store::open`] does, or, when
+    /// the data directory cannot be written, read-only ([`Store::open_read_only`]). The flag
+    /// says which.
+    pub async fn open_for_reading(data_dir: &Path) -> Result<(Store, bool), StoreError> {
+        match Store::open(data_dir).await {
+            Err(StoreError::ReadOnly { .. }) => Ok((Store::open_read_only(data_dir).await?, true)),
+            other => other.map(|s| (s, false)),
+        }
     }
 
     /// An in-memory database, for tests and for commands that must not leave state behind.
@@ -153,6 +203,12 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Whether files can be created in `dir`: a read-only mount, or a folder this user may not
+/// write, fails here with the reason rather than deep inside SQLite.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).map_err(std::io::Error::from)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

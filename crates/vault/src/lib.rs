@@ -174,6 +174,15 @@ impl Vault {
         Ok(Some(secret))
     }
 
+    /// The shared secret `name` (owner `""`) without recording a use: for the gateway's own
+    /// keys, read by commands that must change nothing (`audit verify` on a read-only folder).
+    pub async fn peek(&self, name: &str) -> Result<Option<Secret>, VaultError> {
+        match self.store.secret(name, "").await? {
+            Some(row) => Ok(Some(self.unseal(&row)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Every secret with its name, for building the redactor.
     pub async fn all(&self) -> Result<Vec<(String, Secret)>, VaultError> {
         self.store

@@ -153,7 +153,7 @@ fn decode_key(text: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, portcullis_vau
 pub async fn existing_signing_key(
     vault: &portcullis_vault::Vault,
 ) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, portcullis_vault::VaultError> {
-    match vault.get(SIGNING_KEY, "").await? {
+    match vault.peek(SIGNING_KEY).await? {
         Some(s) => decode_key(s.expose()).map(Some),
         None => Ok(None),
     }
@@ -307,6 +307,42 @@ impl AuditLog {
                 }
             },
         }
+        inner.journal(body)
+    }
+
+    /// Journals `body` now, without waiting: for what must be recorded where nothing can wait
+    /// (a request's end, noted as its handler is dropped). `false` when the backlog is full or
+    /// the journal cannot be written.
+    pub fn note_now(&self, body: Value) -> bool {
+        let Some(inner) = &self.inner else { return true };
+        match inner.room.try_acquire() {
+            Ok(p) => p.forget(),
+            Err(_) => return false,
+        }
+        inner.journal(body)
+    }
+
+    /// Journals the decision to forward a request (`body`, a decision record) and returns the
+    /// proof forwarding needs. A gateway that only looks (no log) forwards nothing.
+    pub async fn commit(&self, body: Value) -> Result<Committed, crate::error::GatewayError> {
+        if self.inner.is_some() && self.record(body).await {
+            Ok(Committed { _sealed: () })
+        } else {
+            Err(crate::error::GatewayError::AuditUnavailable)
+        }
+    }
+
+    /// Records `body`, what happened after a decision; a failure is logged, not returned.
+    pub async fn note(&self, body: Value) {
+        let _ = self.record(body).await;
+    }
+}
+
+impl Inner {
+    /// Appends `body` to the journal and hands it to the writer; its room in the backlog is
+    /// already taken.
+    fn journal(&self, body: Value) -> bool {
+        let inner = self;
         let mut j = inner.journal.lock().unwrap_or_else(PoisonError::into_inner);
         match j.append(now_ms(), body) {
             Ok((entry, sealed)) => {
@@ -326,21 +362,6 @@ impl AuditLog {
                 false
             }
         }
-    }
-
-    /// Journals the decision to forward a request (`body`, a decision record) and returns the
-    /// proof forwarding needs. A gateway that only looks (no log) forwards nothing.
-    pub async fn commit(&self, body: Value) -> Result<Committed, crate::error::GatewayError> {
-        if self.inner.is_some() && self.record(body).await {
-            Ok(Committed { _sealed: () })
-        } else {
-            Err(crate::error::GatewayError::AuditUnavailable)
-        }
-    }
-
-    /// Records `body`, what happened after a decision; a failure is logged, not returned.
-    pub async fn note(&self, body: Value) {
-        let _ = self.record(body).await;
     }
 }
 
