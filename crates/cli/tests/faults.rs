@@ -129,12 +129,46 @@ async fn an_answer_that_is_not_utf8_fails_its_call_at_once() {
     let r = client.call("raw__invalid_utf8", json!({})).await;
     assert_eq!(r["error"]["code"], -31002, "{r}");
     let message = r["error"]["message"].as_str().unwrap();
-    assert!(message.contains("upstream `raw` sent a malformed answer"), "{r}");
+    assert!(
+        message.contains("upstream `raw`: protocol error: the server sent a malformed answer"),
+        "{r}"
+    );
     assert!(asked.elapsed() < Duration::from_secs(20), "it waited for the timeout");
     both_still_serve(&gw, Some(&pid)).await;
-    // Recorded as the error the client got (its digest), not as a result.
+    // Recorded as a failure with its reason: the error was the gateway's, not an answer from
+    // the server.
     let done = completion_of(&gw, "invalid_utf8").await;
-    assert_eq!(done["outcome"], "error", "{done}");
+    assert_eq!(done["outcome"], "failed", "{done}");
+    assert!(done["detail"].as_str().unwrap().contains("malformed answer"), "{done}");
+}
+
+/// An upstream that crashes mid-call fails the calls in flight at once with the reason, and
+/// the audit log records each as failed with that reason — not as an error the server sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_mid_call_is_recorded_as_a_failure_with_its_reason() {
+    let (gw, _dir) = start("", "call_timeout = \"60s\"").await;
+    let url = gw.url.clone();
+    let slow = tokio::spawn(async move { Modern::new(&url).call("raw__sleep", json!({"seconds": 50})).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let crash = Modern::new(&gw.url).call("raw__crash", json!({})).await;
+    assert_eq!(crash["error"]["code"], -31002, "{crash}");
+    let slow = tokio::time::timeout(Duration::from_secs(10), slow)
+        .await
+        .expect("the call in flight hung")
+        .unwrap();
+    assert_eq!(slow["error"]["code"], -31002, "{slow}");
+    assert!(slow["error"]["message"].as_str().unwrap().contains("exited"), "{slow}");
+    let done = completion_of(&gw, "sleep").await;
+    assert_eq!(done["outcome"], "failed", "{done}");
+    assert!(done["detail"].as_str().unwrap().contains("exited"), "{done}");
+    // The healthy upstream serves all along; the crashed one is restarted.
+    let client = Modern::new(&gw.url);
+    assert!(!text_of(&client.call("calm__pid", json!({})).await).is_empty());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while text_of(&client.call("raw__pid", json!({})).await).is_empty() {
+        assert!(Instant::now() < deadline, "the crashed upstream never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// A result of 200 MiB fails its call at once with the limit in the error; the gateway never

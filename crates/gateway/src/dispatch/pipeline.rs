@@ -569,7 +569,11 @@ impl Drop for Unfinished {
             "the client stopped waiting before the answer",
             0,
         );
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        // Journaled here and now (a write of a few µs), so a shutdown right after cannot lose
+        // it; only a full backlog leaves it to a task that waits for room.
+        if !audit.note_now(body.clone())
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
             rt.spawn(async move { audit.note(body).await });
         }
     }

@@ -200,7 +200,7 @@ impl HttpLink {
         let outcome = tokio::time::timeout(call.timeout, async {
             tokio::select! {
                 r = exchange => r,
-                r = done => r.map_err(|_| ClientError::Closed("session ended".into())),
+                r = done => r.unwrap_or_else(|_| Err(ClientError::Closed("session ended".into()))),
             }
         })
         .await;
@@ -361,9 +361,7 @@ fn describe(e: &reqwest::Error) -> String {
 fn end_session(shared: &Shared, reason: &str) {
     if !shared.closed.swap(true, Ordering::SeqCst) {
         let reason = format!("upstream `{}`: {reason}", shared.label);
-        shared
-            .registry
-            .fail_all(&ErrorObject::new(code::UPSTREAM_UNAVAILABLE, reason.clone()));
+        shared.registry.fail_all(&reason);
         let _ = shared.events.send(ClientEvent::Closed(reason));
     }
 }

@@ -15,7 +15,7 @@ use portcullis_core::{ErrorObject, Id, Message, Notification, Outcome, Params, R
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{CallSink, ServerRequest};
+use super::{CallSink, ClientError, ServerRequest};
 
 /// Prefix of the progress tokens the gateway substitutes for the client's own.
 const PROGRESS_PREFIX: &str = "portcullis-";
@@ -23,7 +23,9 @@ const PROGRESS_PREFIX: &str = "portcullis-";
 /// One call waiting for its response.
 #[derive(Debug)]
 pub(crate) struct Slot {
-    pub done: oneshot::Sender<Response>,
+    /// The call's answer, or why none will come (the link ended, the answer was unreadable):
+    /// a failure the gateway saw, never dressed up as an answer from the server.
+    pub done: oneshot::Sender<Result<Response, ClientError>>,
     pub sink: Option<CallSink>,
     /// The caller's own progress token, restored on progress notifications.
     pub progress: Option<Value>,
@@ -73,7 +75,7 @@ impl Registry {
         method: &str,
         params: &mut Option<Params>,
         sink: Option<CallSink>,
-    ) -> oneshot::Receiver<Response> {
+    ) -> oneshot::Receiver<Result<Response, ClientError>> {
         let (done, rx) = oneshot::channel();
         let progress = params.as_mut().and_then(|p| swap_progress_token(p, id));
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
@@ -94,11 +96,11 @@ impl Registry {
         self.calls().remove(&id)
     }
 
-    /// Fails every waiting call with `error` (the link is gone).
-    pub fn fail_all(&self, error: &ErrorObject) {
+    /// Fails every waiting call: the link is gone, for `reason`.
+    pub fn fail_all(&self, reason: &str) {
         let slots: Vec<(i64, Slot)> = self.calls().drain().collect();
-        for (id, slot) in slots {
-            let _ = slot.done.send(Response::error(Some(Id::Int(id)), error.clone()));
+        for (_, slot) in slots {
+            let _ = slot.done.send(Err(ClientError::Closed(reason.to_owned())));
         }
     }
 
@@ -112,7 +114,7 @@ impl Registry {
                 };
                 match slot {
                     Some(slot) => {
-                        let _ = slot.done.send(r);
+                        let _ = slot.done.send(Ok(r));
                         None
                     }
                     None => Some(Unclaimed::Stale),

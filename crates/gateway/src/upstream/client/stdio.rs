@@ -317,13 +317,9 @@ impl StdioLink {
                         if let Some(Id::Int(n)) = malformed_id(&e)
                             && let Some(slot) = registry.remove(*n)
                         {
-                            let _ = slot.done.send(Response::error(
-                                Some(Id::Int(*n)),
-                                ErrorObject::new(
-                                    code::UPSTREAM_UNAVAILABLE,
-                                    format!("upstream `{label}` sent a malformed answer: {e}"),
-                                ),
-                            ));
+                            let _ = slot.done.send(Err(ClientError::Protocol(format!(
+                                "the server sent a malformed answer: {e}"
+                            ))));
                         }
                     }
                     Inbound::Closed(err) => {
@@ -340,7 +336,7 @@ impl StdioLink {
                             reason.push_str(&last);
                         }
                         closed.store(true, Ordering::SeqCst);
-                        registry.fail_all(&ErrorObject::new(code::UPSTREAM_UNAVAILABLE, reason.clone()));
+                        registry.fail_all(&reason);
                         let _ = events.send(ClientEvent::Closed(reason));
                         return;
                     }
@@ -427,9 +423,9 @@ impl StdioLink {
             .await
             .map_err(|_| ClientError::Closed(format!("upstream `{}` is not accepting input", self.label)))?;
         match tokio::time::timeout(call.timeout, done).await {
-            Ok(Ok(resp)) => {
+            Ok(Ok(answer)) => {
                 guard.disarm();
-                Ok(resp)
+                answer
             }
             Ok(Err(_)) => {
                 guard.disarm();
