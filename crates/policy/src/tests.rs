@@ -606,3 +606,5 @@ fn flow_annotation_is_checked_at_load() {
         assert!(err.contains(want), "{text}: {err}");
     }
 }
+
+mod prop;
