@@ -591,3 +591,81 @@ where
     }
     out
 }
+
+/// Issue 19: a client request over the frame limit (a 25 MB attachment, the limit 16 MiB) is
+/// answered as the request it is — its error names its id, whether the id comes first or last —
+/// on both transports; the HTTP client, done sending, reads that answer (the body is read on
+/// and dropped, not held), and the stdio connection goes on serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_over_the_frame_limit_is_answered_with_its_id_on_both_transports() {
+    let raw = toml_str(&raw_server().to_string_lossy());
+    let gw = Served::start_with(&format!("[upstreams.raw]\ncommand = \"python3\"\nargs = [{raw}]\n"), "").await;
+    gw.wait_for_tools(&["raw__"]).await;
+    let attachment = "A".repeat(25 * 1024 * 1024);
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "raw__echo"),
+    ];
+    // The id first, as serialisers usually put it, and last.
+    let first = json!({"jsonrpc": "2.0", "id": 41, "method": "tools/call", "params": {
+        "name": "raw__echo", "arguments": {"attachment": attachment}, "_meta": meta}})
+    .to_string();
+    let last = format!(
+        "{{\"jsonrpc\":\"2.0\",\"method\":\"tools/call\",\"params\":{},\"id\":\"last\"}}",
+        json!({"name": "raw__echo", "arguments": {"attachment": attachment}, "_meta": meta})
+    );
+    for (body, id) in [(first.clone(), json!(41)), (last, json!("last"))] {
+        let r = post(&gw.url, &headers, body).await;
+        assert_eq!(r.status, 413, "{}", r.body);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["id"], id, "{v}");
+        assert_eq!(v["error"]["code"], -32600, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("exceeds the limit of 16777216 bytes"),
+            "{v}"
+        );
+    }
+    let ok = post(&gw.url, &MODERN, discover()).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+
+    // Over stdio: the same request gets its error, and the connection goes on.
+    use tokio::io::AsyncWriteExt as _;
+    let config = gw.dir.path().join("portcullis.toml");
+    let (_child, mut stdin, mut lines) = spawn_stdio(
+        portcullis().to_str().unwrap(),
+        &["stdio", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    stdin.write_all(format!("{first}\n").as_bytes()).await.unwrap();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["id"], 41, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exceeds the limit of 16777216 bytes"),
+        "{v}"
+    );
+    let r = stdio_call(
+        &mut stdin,
+        &mut lines,
+        42,
+        "tools/call",
+        json!({"name": "raw__pid", "arguments": {}, "_meta": meta}),
+    )
+    .await;
+    assert!(r["result"].is_object(), "{r}");
+}

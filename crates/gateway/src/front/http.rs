@@ -386,6 +386,74 @@ async fn mcp_endpoint(State(front): State<Arc<HttpFront>>, req: Request) -> Resp
     }
 }
 
+/// Why a request body was not read.
+#[derive(Debug)]
+enum BodyError {
+    /// It did not arrive within `body_timeout`.
+    Late,
+    /// It is over the frame limit; the request's id, when its first or last bytes name it.
+    TooLarge(Option<Id>),
+    /// Its transfer broke off (a malformed chunk).
+    Broken,
+}
+
+/// How much of the start and of the end of an oversize body is kept to find its id.
+const ID_WINDOW: usize = 4096;
+
+/// Reads a request body of at most `limit` bytes within `timeout`. An oversize body is read on
+/// (and dropped) up to four times the limit, keeping only its first and last bytes: its answer
+/// then names its request's id (an SDK matches answers by id, and would otherwise wait for
+/// its own timeout), and the client, done sending, can read that answer instead of finding
+/// the connection closed under it. Past that, the answer goes out at once.
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, BodyError> {
+    use futures::StreamExt as _;
+    let drain_cap = limit.saturating_mul(4);
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut buf = bytes::BytesMut::new();
+        let mut total = 0usize;
+        let mut head: Option<Vec<u8>> = None;
+        let mut tail: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else {
+                // A transfer that broke (a bad chunk): what arrived is not the message sent.
+                return Err(BodyError::Broken);
+            };
+            total = total.saturating_add(chunk.len());
+            match &mut head {
+                None if total <= limit => buf.extend_from_slice(&chunk),
+                None => {
+                    buf.extend_from_slice(&chunk);
+                    head = Some(buf.get(..ID_WINDOW).unwrap_or(&buf).to_vec());
+                    tail = buf
+                        .get(buf.len().saturating_sub(ID_WINDOW)..)
+                        .unwrap_or_default()
+                        .to_vec();
+                    buf = bytes::BytesMut::new();
+                }
+                Some(_) => {
+                    tail.extend_from_slice(&chunk);
+                    let excess = tail.len().saturating_sub(ID_WINDOW);
+                    tail.drain(..excess);
+                }
+            }
+            if head.is_some() && total > drain_cap {
+                let id = head
+                    .as_deref()
+                    .and_then(|h| portcullis_core::jsonrpc::id_of_partial(h, &[]));
+                return Err(BodyError::TooLarge(id));
+            }
+        }
+        match head {
+            None => Ok(buf.freeze()),
+            Some(h) => Err(BodyError::TooLarge(portcullis_core::jsonrpc::id_of_partial(&h, &tail))),
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::Late))
+}
+
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -394,9 +462,9 @@ async fn post(front: Arc<HttpFront>, req: Request, principal: &str) -> Response 
     let (parts, body) = req.into_parts();
     let limits = front.gw.cfg.gateway.limits;
     let body_timeout = front.gw.cfg.gateway.body_timeout;
-    let bytes = match tokio::time::timeout(body_timeout, axum::body::to_bytes(body, limits.max_frame_bytes)).await {
-        Ok(Ok(b)) => b,
-        Err(_) => {
+    let bytes = match read_body(body, limits.max_frame_bytes, body_timeout).await {
+        Ok(b) => b,
+        Err(BodyError::Late) => {
             return plain(
                 StatusCode::REQUEST_TIMEOUT,
                 ErrorObject::new(
@@ -405,9 +473,16 @@ async fn post(front: Arc<HttpFront>, req: Request, principal: &str) -> Response 
                 ),
             );
         }
-        Ok(Err(_)) => {
+        Err(BodyError::Broken) => {
             return plain(
+                StatusCode::BAD_REQUEST,
+                ErrorObject::new(code::INVALID_REQUEST, "the request body's transfer broke off"),
+            );
+        }
+        Err(BodyError::TooLarge(id)) => {
+            return error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
+                id,
                 ErrorObject::new(
                     code::INVALID_REQUEST,
                     format!("request body exceeds the limit of {} bytes", limits.max_frame_bytes),
