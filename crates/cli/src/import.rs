@@ -158,6 +158,11 @@ fn import_server(name: &str, entry: &Map<String, Value>) -> Result<Imported, Str
             table.insert("cwd".into(), toml::Value::String(cwd.to_owned()));
         }
     } else if let Some(url) = entry.get("url").and_then(Value::as_str) {
+        if portcullis_gateway::config::oauth::is_clear_text_beyond_loopback(url) {
+            return Err(format!(
+                "server `{name}` uses plain http:// to a host that is not loopback (its credentials and calls would cross the network in clear text); skipped: use https://, or add it by hand with `insecure_http = true`"
+            ));
+        }
         table.insert("url".into(), toml::Value::String(url.to_owned()));
         let headers = values(entry.get("headers"), &mut secrets);
         if !headers.is_empty() {
@@ -335,4 +340,24 @@ async fn store_secrets(config_path: &Path, new_config: &str, imported: &[Importe
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn plain_http_beyond_loopback_is_not_imported() {
+        let entry = |url: &str| json!({"url": url}).as_object().cloned().unwrap();
+        let Err(e) = import_server("r", &entry("http://mcp.example.test/mcp")) else {
+            panic!("imported");
+        };
+        assert!(e.contains("plain http://") && e.contains("skipped"), "{e}");
+        assert!(import_server("r", &entry("http://127.0.0.1:3001/mcp")).is_ok());
+        assert!(import_server("r", &entry("https://mcp.example.test/mcp")).is_ok());
+    }
 }

@@ -453,6 +453,9 @@ struct RawUpstream {
     url: Option<Spanned<String>>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// Allows an `http://` URL to a host that is not loopback.
+    #[serde(default)]
+    insecure_http: bool,
     prefix: Option<Spanned<String>>,
     era: Option<Spanned<String>>,
     call_timeout: Option<Spanned<String>>,
@@ -870,6 +873,9 @@ impl Lowering<'_> {
                 if !u.headers.is_empty() {
                     return self.err(span, &key("headers"), "headers apply to HTTP upstreams only");
                 }
+                if u.insecure_http {
+                    return self.err(span, &key("insecure_http"), "applies to HTTP upstreams only");
+                }
                 let sandbox = sandbox::lower(
                     u.sandbox,
                     &self.base_dir(),
@@ -904,6 +910,18 @@ impl Lowering<'_> {
                         );
                     }
                 };
+                // Credentials in its headers, and every call and answer, would cross the network
+                // in clear text (and be open to change on the way).
+                if parsed.scheme() == "http" && !oauth::is_loopback(&parsed) && !u.insecure_http {
+                    return self.err(
+                        url.span(),
+                        &key("url"),
+                        "plain http:// to a host that is not loopback would send this upstream's credentials and every call in clear text: use https://, or set `insecure_http = true` for a network you trust",
+                    );
+                }
+                if u.insecure_http && parsed.scheme() == "https" {
+                    return self.err(url.span(), &key("insecure_http"), "applies to http:// URLs only");
+                }
                 if stdio_only_keys {
                     return self.err(
                         url.span(),

@@ -356,6 +356,12 @@ fn preset_url(s: &str) -> Result<reqwest::Url, ConfigError> {
 }
 
 /// Whether `u` points at this machine.
+/// Whether `url` is plain `http://` to a host that is not loopback: what crosses it (an
+/// upstream's credentials, every call and answer) would cross the network in clear text.
+pub fn is_clear_text_beyond_loopback(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && !is_loopback(&u))
+}
+
 pub fn is_loopback(u: &reqwest::Url) -> bool {
     match u.host_str() {
         Some("localhost") => true,

@@ -81,14 +81,43 @@ fn errors_name_key_and_line() {
             "`gateway.max_json_depth`: must be between 4 and 512",
         ),
         (
-            "[upstreams.a]\nurl = \"http://x\"\nheaders = { \"bad header\" = \"v\" }\n",
+            "[upstreams.a]\nurl = \"https://x\"\nheaders = { \"bad header\" = \"v\" }\n",
             "not a valid header name",
+        ),
+        // Clear text beyond loopback: credentials and every call on the wire.
+        (
+            "[upstreams.a]\nurl = \"http://mcp.example.com/mcp\"\n",
+            "portcullis.toml:2: `upstreams.a.url`: plain http:// to a host that is not loopback",
+        ),
+        (
+            "[upstreams.a]\nurl = \"http://10.0.0.7:8080/mcp\"\n",
+            "set `insecure_http = true` for a network you trust",
+        ),
+        (
+            "[upstreams.a]\nurl = \"https://x\"\ninsecure_http = true\n",
+            "`upstreams.a.insecure_http`: applies to http:// URLs only",
+        ),
+        (
+            "[upstreams.a]\ncommand = \"x\"\ninsecure_http = true\n",
+            "`upstreams.a.insecure_http`: applies to HTTP upstreams only",
         ),
     ];
     for (text, want) in cases {
         let err = parse(text).expect_err(text).to_string();
         assert!(err.contains(want), "{text:?}\n got: {err}\nwant: {want}");
     }
+}
+
+#[test]
+fn plain_http_is_for_loopback_unless_allowed() {
+    for url in [
+        "http://127.0.0.1:3001/mcp",
+        "http://localhost:3001/mcp",
+        "http://[::1]:3001/mcp",
+    ] {
+        parse(&format!("[upstreams.a]\nurl = \"{url}\"\n")).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    parse("[upstreams.a]\nurl = \"http://10.0.0.7:8080/mcp\"\ninsecure_http = true\n").unwrap();
 }
 
 #[test]
@@ -462,6 +491,7 @@ mod prop {
         "memory",
         "era",
         "input_timeout",
+        "insecure_http",
     ];
 
     fn value() -> impl Strategy<Value = String> {
