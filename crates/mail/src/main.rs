@@ -3,6 +3,7 @@
 //! `MAIL_ACCESS_TOKEN` for OAuth; set by Portcullis from the vault); it never writes one to
 //! disk. The profile decides which tools exist.
 
+mod args;
 mod backend;
 mod config;
 mod gmail;

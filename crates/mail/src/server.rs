@@ -3,6 +3,7 @@
 //! message's provenance in `_meta`. Written once over the `Backend` trait; only how a
 //! message is named differs (IMAP `folder` + `uid`, Gmail `id`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use mail_parser::MimeHeaders as _;
@@ -24,8 +25,8 @@ use crate::smtp::{self, Attachment, Thread};
 pub struct Mail<B> {
     settings: Arc<Settings>,
     backend: Arc<B>,
-    /// The tools the profiles include.
-    tool_names: Arc<Vec<String>>,
+    /// The tools the profiles include, each with its input schema.
+    schemas: Arc<HashMap<String, Value>>,
 }
 
 impl<B> Clone for Mail<B> {
@@ -33,7 +34,7 @@ impl<B> Clone for Mail<B> {
         Mail {
             settings: Arc::clone(&self.settings),
             backend: Arc::clone(&self.backend),
-            tool_names: Arc::clone(&self.tool_names),
+            schemas: Arc::clone(&self.schemas),
         }
     }
 }
@@ -41,16 +42,16 @@ impl<B> Clone for Mail<B> {
 impl<B: Backend> Mail<B> {
     /// A server over `settings` and `backend`.
     pub fn new(settings: Settings, backend: B) -> Mail<B> {
-        let tool_names = tools(&settings.profiles, B::NAMING)
+        let schemas = tools(&settings.profiles, B::NAMING)
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|t| t.get("name").and_then(Value::as_str).map(str::to_owned))
+            .filter_map(|t| Some((t.get("name")?.as_str()?.to_owned(), t.get("inputSchema")?.clone())))
             .collect();
         Mail {
             settings: Arc::new(settings),
             backend: Arc::new(backend),
-            tool_names: Arc::new(tool_names),
+            schemas: Arc::new(schemas),
         }
     }
 }
@@ -247,7 +248,29 @@ pub fn tools(profiles: &[Profile], naming: Naming) -> Value {
             "annotations": {READ: false, "destructiveHint": true, "idempotentHint": true, "openWorldHint": false},
         }));
     }
+    for t in &mut tools {
+        if let Some(schema) = t.get_mut("inputSchema") {
+            close_objects(schema);
+        }
+    }
     Value::Array(tools)
+}
+
+/// Marks every object schema in `schema` as taking no members beyond its `properties`: the
+/// server refuses what it does not know (`args::check`), and says so to the client.
+fn close_objects(schema: &mut Value) {
+    let Some(o) = schema.as_object_mut() else { return };
+    if o.get("type").and_then(Value::as_str) == Some("object") {
+        o.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    if let Some(props) = o.get_mut("properties").and_then(Value::as_object_mut) {
+        for sub in props.values_mut() {
+            close_objects(sub);
+        }
+    }
+    if let Some(items) = o.get_mut("items") {
+        close_objects(items);
+    }
 }
 
 fn arg<'a>(args: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
@@ -603,6 +626,16 @@ impl<B: Backend> Mail<B> {
                     add_labels: strings(args, "add_labels"),
                     remove_labels: strings(args, "remove_labels"),
                 };
+                if flags.read.is_none()
+                    && flags.starred.is_none()
+                    && flags.add_labels.is_empty()
+                    && flags.remove_labels.is_empty()
+                {
+                    // An "ok" that changed nothing would be a lie to whoever approved it.
+                    return Err(MailError::Invalid(
+                        "set_flags: nothing to change: give `read` or `starred` (or labels to add or remove)".into(),
+                    ));
+                }
                 self.backend.set_flags(&m, &flags).await?;
             }
         }
@@ -638,8 +671,12 @@ impl<B: Backend> ServerHandler for Mail<B> {
         let s = &self.settings;
         let tool = request.name.as_ref();
         // A tool outside the profiles does not exist.
-        if !self.tool_names.iter().any(|t| t == tool) {
+        let Some(schema) = self.schemas.get(tool) else {
             return Err(ErrorData::invalid_params(format!("unknown tool `{tool}`"), None));
+        };
+        // Nothing runs on arguments the tool would ignore or misread.
+        if let Err(why) = crate::args::check(schema, &args) {
+            return tool_error(&MailError::Invalid(format!("{tool}: {why}")));
         }
         let outcome = match tokio::time::timeout(s.timeout, self.run(tool, &args)).await {
             Ok(outcome) => outcome,

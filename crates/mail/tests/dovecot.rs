@@ -264,6 +264,33 @@ async fn reads_searches_and_sends(transport: Transport) {
         .await;
     assert_eq!(structured(&r)["messages"].as_array().unwrap().len(), 1, "{r}");
 
+    // Misnamed flags are refused with the names the tool takes, and change nothing; so is a
+    // call that names no change at all.
+    let r = mail
+        .call("set_flags", json!({"uid": uid, "seen": true, "flagged": true}))
+        .await;
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    assert!(
+        r.to_string()
+            .contains("unknown arguments `flagged`, `seen`: it takes only folder, read, starred, uid"),
+        "{r}"
+    );
+    let r = mail.call("set_flags", json!({"uid": uid})).await;
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    let flags = python(FLAGS_OF_ALICE, &[&subject]);
+    assert!(!flags.contains("\\Flagged"), "{flags}");
+    // A recipient in a member the tool does not have is refused, not dropped: nothing is sent.
+    let quiet = format!("Quiet {subject}");
+    let r = mail
+        .call(
+            "send_message",
+            json!({"to": ["bob@example.test"], "cc": ["carol@example.test"], "subject": quiet, "body": "y"}),
+        )
+        .await;
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    assert!(r.to_string().contains("unknown argument `cc`"), "{r}");
+    assert_eq!(python(COUNT_BOB, &[&quiet]).trim(), "0");
+
     // Flags, then the trash (not deleted for good).
     let r = mail
         .call("set_flags", json!({"uid": uid, "read": true, "starred": true}))

@@ -311,7 +311,10 @@ async fn replies_stay_in_the_thread_and_each_profile_needs_only_its_scope() {
             )
             .await,
     );
-    assert!(e.contains("never a file path"), "{e}");
+    assert!(
+        e.contains("unknown argument `attachments[0].path`: it takes only base64, mimeType, name"),
+        "{e}"
+    );
 
     // compose: drafts with gmail.compose, and no sending tool at all.
     let mut compose = g.mail(&["compose"], "tok-compose").await;
