@@ -147,7 +147,9 @@ pub fn tools(profiles: &[Profile], naming: Naming) -> Value {
                 "offset": {"type": "integer", "minimum": 0, "default": 0, "description": "Where to continue a long body: the `nextOffset` of the previous part"}
             }), &[]),
             "outputSchema": {"type": "object", "properties": {
-                "from": {"type": "string"}, "to": {"type": "array", "items": {"type": "string"}}, "subject": {"type": "string"},
+                "from": {"type": "string"}, "to": {"type": "array", "items": {"type": "string"}},
+                "cc": {"type": "array", "items": {"type": "string"}}, "replyTo": {"type": "array", "items": {"type": "string"}},
+                "subject": {"type": "string"},
                 "date": {"type": "string"}, "messageId": {"type": "string"}, "threadId": {"type": "string"}, "text": {"type": "string"}, "truncated": {"type": "boolean"}, "nextOffset": {"type": "integer"},
                 "attachments": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "mimeType": {"type": "string"}, "size": {"type": "integer"}}}}
             }, "required": ["from", "subject", "text"]},
@@ -165,8 +167,9 @@ pub fn tools(profiles: &[Profile], naming: Naming) -> Value {
     let sends = json!({READ: false, "destructiveHint": false, "idempotentHint": false, "openWorldHint": true});
     let sent = json!({"type": "object", "properties": {
         "messageId": {"type": "string"}, "id": {"type": "string"}, "threadId": {"type": "string"}, "draftId": {"type": "string"},
-        "savedTo": {"type": "string"}, "notSaved": {"type": "string"}
-    }, "required": ["messageId"]});
+        "savedTo": {"type": "string"}, "notSaved": {"type": "string"},
+        "recipients": {"type": "array", "items": {"type": "string"}}
+    }, "required": ["messageId", "recipients"]});
     let done = json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
     let new_message = json!({"type": "object", "properties": {
         "to": {"type": "array", "items": {"type": "string"}, "minItems": 1},
@@ -192,8 +195,11 @@ pub fn tools(profiles: &[Profile], naming: Naming) -> Value {
         }));
         tools.push(json!({
             "name": "reply",
-            "description": "Replies to a message's sender, in its thread (In-Reply-To, References).",
-            "inputSchema": on_message(naming, json!({"body": {"type": "string"}}), &["body"]),
+            "description": "Replies to a message's sender, in its thread (In-Reply-To, References). When the message asks replies to go elsewhere (Reply-To), `recipient` must name where: the sender or that address.",
+            "inputSchema": on_message(naming, json!({
+                "body": {"type": "string"},
+                "recipient": {"type": "string", "description": "The sender's address, or the message's Reply-To address; required when the two differ"}
+            }), &["body"]),
             "outputSchema": sent,
             "annotations": sends,
         }));
@@ -346,8 +352,10 @@ const MAX_ATTACHMENT: usize = 1024 * 1024;
 
 /// What a reply or a forward needs of the original.
 struct Original {
-    /// Where replies go (Reply-To, else From).
-    reply_to: String,
+    /// Its sender (From).
+    from: String,
+    /// Where it asks replies to go, when that is not its sender (Reply-To).
+    reply_to: Option<String>,
     subject: String,
     thread: Thread,
     text: String,
@@ -373,12 +381,13 @@ impl<B: Backend> Mail<B> {
         let m = parse(&fetched.raw)?;
         let (v, _) = self.rendered(&m, fetched.thread.as_deref(), args);
         let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let from = field("from");
         let reply_to = m
             .reply_to()
             .and_then(|a| a.first())
             .and_then(|a| a.address())
-            .map(str::to_owned)
-            .unwrap_or_else(|| field("from"));
+            .map(render::visible)
+            .filter(|r| !r.eq_ignore_ascii_case(&from));
         let message_id = m.message_id().map(|i| format!("<{i}>"));
         let earlier = match m.references() {
             mail_parser::HeaderValue::Text(t) => Some(format!("<{t}>")),
@@ -409,6 +418,7 @@ impl<B: Backend> Mail<B> {
             .collect::<Result<_, MailError>>()?;
         Ok(Original {
             attachments,
+            from,
             reply_to,
             subject: field("subject"),
             thread: Thread {
@@ -511,6 +521,14 @@ impl<B: Backend> Mail<B> {
             if let Some(t) = thread {
                 obj.insert("threadId".into(), json!(t));
             }
+            // Who else it went to, and where it asks replies to go: a Reply-To elsewhere is
+            // how a phishing reply is steered.
+            for (k, a) in [("cc", m.cc()), ("replyTo", m.reply_to())] {
+                let a = addr(a);
+                if !a.is_empty() {
+                    obj.insert(k.into(), json!(a));
+                }
+            }
         }
         // Where the content came from, for the gateway's labels: bodies are untrusted.
         let meta = json!({
@@ -535,6 +553,9 @@ impl<B: Backend> Mail<B> {
         };
         // As `read_message` shows it: without the angle brackets.
         result.insert("messageId".into(), json!(out.message_id.trim_matches(['<', '>'])));
+        // Who it went (or, for a draft, would go) to, as the envelope says.
+        let recipients: Vec<String> = out.message.envelope().to().iter().map(ToString::to_string).collect();
+        result.insert("recipients".into(), json!(recipients));
         Ok(Value::Object(result))
     }
 
@@ -559,9 +580,30 @@ impl<B: Backend> Mail<B> {
         } else {
             format!("Re: {}", o.subject)
         };
+        // Where the reply goes is in the call whenever it is not plainly the sender: a
+        // Reply-To elsewhere (a classic phishing turn) must be seen by whoever approves it.
+        let to = match (arg(args, "recipient"), &o.reply_to) {
+            (None, None) => o.from.clone(),
+            (None, Some(r)) => {
+                return Err(MailError::Invalid(format!(
+                    "this message asks that replies go to `{r}`, not to its sender `{}`: give `recipient` (`{r}` or `{}`), so that where the reply goes is part of the call",
+                    o.from, o.from
+                )));
+            }
+            (Some(x), r)
+                if x.eq_ignore_ascii_case(&o.from) || r.as_deref().is_some_and(|r| x.eq_ignore_ascii_case(r)) =>
+            {
+                x.to_owned()
+            }
+            (Some(x), _) => {
+                return Err(MailError::Invalid(format!(
+                    "`recipient` `{x}` is neither the message's sender nor its Reply-To address; to write to someone else, use send_message"
+                )));
+            }
+        };
         let out = smtp::build(
             &self.settings,
-            &[o.reply_to],
+            &[to],
             &subject,
             arg(args, "body").unwrap_or_default(),
             &o.thread,
@@ -575,7 +617,7 @@ impl<B: Backend> Mail<B> {
         let body = format!(
             "{}\n\n---------- Forwarded message ----------\nFrom: {}\nSubject: {}\n\n{}",
             arg(args, "note").unwrap_or_default(),
-            o.reply_to,
+            o.from,
             o.subject,
             o.text
         );

@@ -36,6 +36,19 @@ with smtplib.SMTP("127.0.0.1", 10026) as s:
     s.send_message(m)
 "#;
 
+/// Python: deliver to alice a message from bob that asks replies to go elsewhere (Reply-To),
+/// with a Cc.
+const DELIVER_REPLY_TO: &str = r#"
+import smtplib, sys
+from email.message import EmailMessage
+m = EmailMessage()
+m["From"] = "Bob <bob@example.test>"; m["To"] = "alice@example.test"; m["Cc"] = "carol@example.test"
+m["Reply-To"] = "Bob (billing) <billing@pay-bob.example>"; m["Subject"] = sys.argv[1]
+m.set_content("Please confirm the new bank details.")
+with smtplib.SMTP("127.0.0.1", 10026) as s:
+    s.send_message(m)
+"#;
+
 /// Bob's newest message with `subject`: its In-Reply-To and References headers.
 const THREAD_OF_BOB: &str = r#"
 import imaplib, sys, email
@@ -98,6 +111,19 @@ async fn reads_searches_and_sends_through_a_real_mail_server_over_streamable_htt
 }
 
 /// Every tool against the real server, over `transport`.
+/// The uid of the message with `subject` in alice's INBOX, once it is delivered.
+async fn eventually_found(mail: &mut Mcp, subject: &str) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = mail.call("search_messages", json!({"subject": subject})).await;
+        if let Some(m) = structured(&r)["messages"].as_array().and_then(|m| m.first()) {
+            return m["uid"].as_u64().unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never delivered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn reads_searches_and_sends(transport: Transport) {
     let _server = MailServer::start();
     let subject = format!("Invoice {}", std::process::id());
@@ -237,6 +263,41 @@ async fn reads_searches_and_sends(transport: Transport) {
     eventually("no reply arrived", || python(COUNT_BOB, &[&replied]).trim() == "2").await;
     let thread = python(THREAD_OF_BOB, &[&replied]);
     assert_eq!(thread.trim(), format!("{original_id} | {original_id}"), "{thread}");
+
+    // A message whose Reply-To points elsewhere: read_message shows it (and the Cc), and a
+    // reply must say where it goes — the call a person approves names the address.
+    let steered = format!("Bank details {}", std::process::id());
+    python(DELIVER_REPLY_TO, &[&steered]);
+    let found = eventually_found(&mut mail, &steered).await;
+    let read = structured(&mail.call("read_message", json!({"uid": found})).await).clone();
+    assert_eq!(read["replyTo"], json!(["billing@pay-bob.example"]), "{read}");
+    assert_eq!(read["cc"], json!(["carol@example.test"]), "{read}");
+    let e = tool_error(&mail.call("reply", json!({"uid": found, "body": "Done."})).await);
+    assert!(
+        e.contains("asks that replies go to `billing@pay-bob.example`, not to its sender `bob@example.test`"),
+        "{e}"
+    );
+    let e = tool_error(
+        &mail
+            .call(
+                "reply",
+                json!({"uid": found, "body": "Done.", "recipient": "eve@elsewhere.test"}),
+            )
+            .await,
+    );
+    assert!(e.contains("neither the message's sender nor its Reply-To"), "{e}");
+    let r = mail
+        .call(
+            "reply",
+            json!({"uid": found, "body": "Done.", "recipient": "bob@example.test"}),
+        )
+        .await;
+    assert_eq!(structured(&r)["recipients"], json!(["bob@example.test"]), "{r}");
+    let answered = format!("Re: {steered}");
+    eventually("no reply reached the sender", || {
+        python(COUNT_BOB, &[&answered]).trim() == "1"
+    })
+    .await;
 
     // A forward carries the text under a note, and the attachments.
     let r = mail
