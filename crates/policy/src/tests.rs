@@ -608,3 +608,56 @@ fn flow_annotation_is_checked_at_load() {
 }
 
 mod prop;
+
+/// Issue 21: the README's Cedar examples load against the shipped schema, and the mail
+/// examples do what they say for portcullis-mail, whose `to` is a list (a Cedar set): `like`
+/// on it was an evaluation error, so the forbid blocked every send and the permit never applied.
+#[test]
+fn the_readme_examples_load_and_work_on_list_valued_recipients() {
+    let readme = include_str!("../../../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```cedar\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .collect();
+    assert!(blocks.len() >= 3, "{}", blocks.len());
+    for (i, b) in blocks.iter().enumerate() {
+        let files = [(format!("readme-{i}.cedar"), (*b).to_owned())];
+        if let Err(e) = PolicyEngine::from_sources(Some(Profile::Default), &files) {
+            panic!("README example {i} does not load: {e}\n{b}");
+        }
+    }
+    let only_team = blocks
+        .iter()
+        .find(|b| b.contains("mail-only-to-the-team"))
+        .expect("the forbid example");
+    let team = engine(Some(Profile::Default), &[("team.cedar", only_team)]);
+    let send = |to: Value| {
+        call(
+            &team,
+            "send_message",
+            Effect::Send,
+            json!({"to": to, "subject": "s", "body": "b"}),
+        )
+    };
+    assert_eq!(send(json!(["alice@example.com"])).0, Outcome::Permit);
+    assert_eq!(send(json!(["alice@example.com", "bob@example.com"])).0, Outcome::Permit);
+    let (outcome, policies) = send(json!(["alice@example.com", "mallory@evil.test"]));
+    assert_eq!((outcome, policies), (Outcome::Forbid, ids(&["mail-only-to-the-team"])));
+
+    let colleagues = blocks
+        .iter()
+        .find(|b| b.contains("colleagues-after-untrusted"))
+        .expect("the flow example");
+    let flow = engine(None, &[("c.cedar", colleagues)]);
+    let (outcome, policies) = send_with(&flow, json!(["bob@example.com"]));
+    assert_eq!(
+        (outcome, policies),
+        (Outcome::Permit, ids(&["colleagues-after-untrusted"]))
+    );
+    assert_eq!(send_with(&flow, json!(["mallory@evil.test"])).0, Outcome::Forbid);
+}
+
+fn send_with(engine: &PolicyEngine, to: Value) -> (Outcome, Vec<String>) {
+    call(engine, "send_message", Effect::Send, json!({"to": to}))
+}
