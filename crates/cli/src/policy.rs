@@ -73,6 +73,13 @@ pub async fn run(cmd: PolicyCommand) -> ExitCode {
             Ok(cfg) => {
                 let profile = cfg.policy.profile.map_or("none", |p| p.as_str());
                 outln!("policy ok: profile `{profile}`, {} file(s)", cfg.policy.files.len());
+                // What validates and may still not do what it says.
+                for f in &cfg.policy.files {
+                    let text = std::fs::read_to_string(f).unwrap_or_default();
+                    for w in portcullis_policy::lint::warnings(&f.display().to_string(), &text) {
+                        eprintln!("warning: {w}");
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(code) => code,

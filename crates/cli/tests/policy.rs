@@ -206,6 +206,19 @@ async fn policy_check_and_validate_explain_from_the_command_line() {
     };
     let (code, out) = run(vec!["policy".into(), "validate".into()]).await;
     assert_eq!(code, Some(0), "{out}");
+    // It validates, and is warned about: `like` on an argument that may be a list.
+    let validated = tokio::process::Command::new(portcullis())
+        .args(["policy", "validate", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    let warned = String::from_utf8_lossy(&validated.stderr);
+    assert!(
+        warned.contains("warning: ")
+            && warned.contains("policy `mail-only-to-example-com`: `context.arguments.to like …` needs a string"),
+        "{warned}"
+    );
     let check = |to: &str| {
         vec![
             "policy".to_owned(),

@@ -18,6 +18,7 @@
 mod effect;
 mod engine;
 mod error;
+pub mod lint;
 mod load;
 mod profile;
 mod request;
