@@ -225,10 +225,13 @@ mod tests {
         let send = schema("send_message");
         let e = check(
             &send,
-            &args(json!({"to": ["a@example.com"], "subject": "s", "body": "b", "cc": ["x@evil.test"]})),
+            &args(json!({"to": ["a@example.com"], "subject": "s", "body": "b", "from": "ceo@example.com"})),
         )
         .unwrap_err();
-        assert_eq!(e, "unknown argument `cc`: it takes only attachments, body, subject, to");
+        assert_eq!(
+            e,
+            "unknown argument `from`: it takes only attachments, bcc, body, cc, subject, to"
+        );
         assert_eq!(
             check(
                 &send,

@@ -119,6 +119,9 @@ pub trait Backend: Send + Sync + 'static {
     const NAMING: Naming;
     /// What the server tells clients it speaks, for its instructions.
     const DESCRIPTION: &'static str;
+    /// Whether the backend reads a message's recipients from the message itself (so its
+    /// `Bcc` header must be kept for the backend to remove), rather than from an envelope.
+    const READS_RECIPIENTS_FROM_MESSAGE: bool;
 
     /// Every folder's (label's) name.
     fn folders(&self) -> impl Future<Output = Result<Vec<String>, MailError>> + Send;

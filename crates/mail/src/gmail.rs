@@ -316,6 +316,7 @@ fn ids(v: &Value, key: &str) -> Map<String, Value> {
 impl Backend for Gmail {
     const NAMING: Naming = Naming::Id;
     const DESCRIPTION: &'static str = "Gmail, through the Gmail API.";
+    const READS_RECIPIENTS_FROM_MESSAGE: bool = true;
 
     async fn folders(&self) -> Result<Vec<String>, MailError> {
         Ok(self.labels().await?.into_iter().map(|(_, name)| name).collect())

@@ -236,6 +236,7 @@ impl ImapSmtp {
 impl Backend for ImapSmtp {
     const NAMING: Naming = Naming::Uid;
     const DESCRIPTION: &'static str = "Email over IMAP and SMTP.";
+    const READS_RECIPIENTS_FROM_MESSAGE: bool = false;
 
     async fn folders(&self) -> Result<Vec<String>, MailError> {
         let mut session = self.session().await?;

@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use crate::backend::{Backend, Flags, MailError, MsgRef, Naming, Outgoing, Query};
 use crate::config::{Profile, Settings};
 use crate::render;
-use crate::smtp::{self, Attachment, Thread};
+use crate::smtp::{self, Addressees, Attachment, Thread};
 
 /// The mail server over backend `B`.
 #[derive(Debug)]
@@ -171,8 +171,10 @@ pub fn tools(profiles: &[Profile], naming: Naming) -> Value {
         "recipients": {"type": "array", "items": {"type": "string"}}
     }, "required": ["messageId", "recipients"]});
     let done = json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
+    let list = json!({"type": "array", "items": {"type": "string"}});
     let new_message = json!({"type": "object", "properties": {
         "to": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "cc": list, "bcc": list,
         "subject": {"type": "string"}, "body": {"type": "string"},
         "attachments": attachments_schema()
     }, "required": ["to", "subject", "body"]});
@@ -188,17 +190,18 @@ pub fn tools(profiles: &[Profile], naming: Naming) -> Value {
     if profiles.contains(&Profile::Send) {
         tools.push(json!({
             "name": "send_message",
-            "description": "Sends a plain-text message from the account, with attachments given as content.",
+            "description": "Sends a plain-text message from the account to `to` (and `cc`, `bcc`), with attachments given as content.",
             "inputSchema": new_message,
             "outputSchema": sent,
             "annotations": sends,
         }));
         tools.push(json!({
             "name": "reply",
-            "description": "Replies to a message's sender, in its thread (In-Reply-To, References). When the message asks replies to go elsewhere (Reply-To), `recipient` must name where: the sender or that address.",
+            "description": "Replies to a message's sender (with `all`, also to its other recipients, as Cc), in its thread (In-Reply-To, References). When the message asks replies to go elsewhere (Reply-To), `recipient` must name where: the sender or that address.",
             "inputSchema": on_message(naming, json!({
                 "body": {"type": "string"},
-                "recipient": {"type": "string", "description": "The sender's address, or the message's Reply-To address; required when the two differ"}
+                "recipient": {"type": "string", "description": "The sender's address, or the message's Reply-To address; required when the two differ"},
+                "all": {"type": "boolean", "default": false, "description": "Also to the message's other recipients (its To and Cc), as Cc"}
             }), &["body"]),
             "outputSchema": sent,
             "annotations": sends,
@@ -207,7 +210,8 @@ pub fn tools(profiles: &[Profile], naming: Naming) -> Value {
             "name": "forward",
             "description": "Forwards a message's text to new recipients, with a note on top.",
             "inputSchema": on_message(naming, json!({
-                "to": {"type": "array", "items": {"type": "string"}, "minItems": 1}, "note": {"type": "string"}
+                "to": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "cc": list, "bcc": list, "note": {"type": "string"}
             }), &["to"]),
             "outputSchema": sent,
             "annotations": sends,
@@ -299,6 +303,30 @@ fn tool_error(e: &MailError) -> Result<CallToolResponse, ErrorData> {
     Ok(typed::<CallToolResult>(json!({"content": [{"type": "text", "text": e.to_string()}], "isError": true}))?.into())
 }
 
+/// The recipients a call names (`to`, `cc`, `bcc`).
+fn addressees(args: &Map<String, Value>) -> Addressees {
+    Addressees {
+        to: strings(args, "to"),
+        cc: strings(args, "cc"),
+        bcc: strings(args, "bcc"),
+    }
+}
+
+/// A reply to all: the original's `To` and `Cc`, less this account and the reply's own
+/// recipient, each once.
+fn reply_all_cc(own: &str, recipient: &str, to: &[String], cc: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in to.iter().chain(cc) {
+        let skip = a.eq_ignore_ascii_case(own)
+            || a.eq_ignore_ascii_case(recipient)
+            || out.iter().any(|o| o.eq_ignore_ascii_case(a));
+        if !skip {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
 /// The message a call names.
 fn reference(naming: Naming, args: &Map<String, Value>) -> Result<MsgRef, MailError> {
     let folder = arg(args, "folder").unwrap_or("INBOX").to_owned();
@@ -356,6 +384,9 @@ struct Original {
     from: String,
     /// Where it asks replies to go, when that is not its sender (Reply-To).
     reply_to: Option<String>,
+    /// Its other recipients, for a reply to all.
+    to: Vec<String>,
+    cc: Vec<String>,
     subject: String,
     thread: Thread,
     text: String,
@@ -416,10 +447,18 @@ impl<B: Backend> Mail<B> {
                 })
             })
             .collect::<Result<_, MailError>>()?;
+        let list = |k: &str| -> Vec<String> {
+            v.get(k)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default()
+        };
         Ok(Original {
             attachments,
             from,
             reply_to,
+            to: list("to"),
+            cc: list("cc"),
             subject: field("subject"),
             thread: Thread {
                 in_reply_to: message_id,
@@ -563,11 +602,12 @@ impl<B: Backend> Mail<B> {
         let out = attachments(args).and_then(|a| {
             smtp::build(
                 &self.settings,
-                &strings(args, "to"),
+                &addressees(args),
                 arg(args, "subject").unwrap_or_default(),
                 arg(args, "body").unwrap_or_default(),
                 &Thread::default(),
                 a,
+                draft || B::READS_RECIPIENTS_FROM_MESSAGE,
             )
         });
         self.deliver(out, draft).await
@@ -601,13 +641,24 @@ impl<B: Backend> Mail<B> {
                 )));
             }
         };
+        // Reply-all: the original's other recipients, as Cc, without this account.
+        let cc = if args.get("all").and_then(Value::as_bool).unwrap_or(false) {
+            reply_all_cc(&self.settings.user, &to, &o.to, &o.cc)
+        } else {
+            Vec::new()
+        };
         let out = smtp::build(
             &self.settings,
-            &[to],
+            &Addressees {
+                to: vec![to],
+                cc,
+                bcc: Vec::new(),
+            },
             &subject,
             arg(args, "body").unwrap_or_default(),
             &o.thread,
             Vec::new(),
+            B::READS_RECIPIENTS_FROM_MESSAGE,
         );
         self.deliver(out, false).await
     }
@@ -623,11 +674,12 @@ impl<B: Backend> Mail<B> {
         );
         let out = smtp::build(
             &self.settings,
-            &strings(args, "to"),
+            &addressees(args),
             &format!("Fwd: {}", o.subject),
             &body,
             &Thread::default(),
             o.attachments,
+            B::READS_RECIPIENTS_FROM_MESSAGE,
         );
         self.deliver(out, false).await
     }
@@ -767,6 +819,20 @@ mod tests {
             .flatten()
             .filter_map(|t| t["name"].as_str().map(str::to_owned))
             .collect()
+    }
+
+    #[test]
+    fn a_reply_to_all_copies_the_others_once_and_never_this_account() {
+        let to = ["Alice@example.test".to_owned(), "carol@example.test".to_owned()];
+        let cc = [
+            "bob@example.test".to_owned(),
+            "CAROL@example.test".to_owned(),
+            "dave@example.test".to_owned(),
+        ];
+        assert_eq!(
+            reply_all_cc("alice@example.test", "bob@example.test", &to, &cc),
+            ["carol@example.test", "dave@example.test"]
+        );
     }
 
     #[test]

@@ -13,9 +13,6 @@ use crate::render;
 
 /// The recipients as mailboxes, or why they are refused.
 pub fn recipients(s: &Settings, to: &[String]) -> Result<Vec<Mailbox>, MailError> {
-    if to.is_empty() {
-        return Err(MailError::Invalid("at least one recipient is needed".into()));
-    }
     if to.len() > s.max_recipients {
         return Err(MailError::Invalid(format!(
             "{} recipients; this server sends to at most {} at once",
@@ -113,16 +110,37 @@ pub fn file_name(name: &str, index: usize) -> String {
     }
 }
 
-/// Builds a plain-text message from the account, with its attachments, ready to leave.
+/// Who a message goes to.
+#[derive(Debug, Default, Clone)]
+pub struct Addressees {
+    /// `To`: at least one.
+    pub to: Vec<String>,
+    /// `Cc`.
+    pub cc: Vec<String>,
+    /// `Bcc`: in the envelope; in the message only where [`build`] is told to keep it.
+    pub bcc: Vec<String>,
+}
+
+/// Builds a plain-text message from the account, with its attachments, ready to leave. Every
+/// recipient (to, cc and bcc together) is checked, and counts toward `--max-recipients`. The
+/// `Bcc` header is kept only with `keep_bcc` — for a draft, and for a backend that reads the
+/// recipients from the message itself (the Gmail API, which removes it) — and otherwise only
+/// the envelope names the hidden recipients.
 pub fn build(
     s: &Settings,
-    to: &[String],
+    to: &Addressees,
     subject: &str,
     body: &str,
     thread: &Thread,
     attachments: Vec<Attachment>,
+    keep_bcc: bool,
 ) -> Result<Outgoing, MailError> {
-    let rcpt = recipients(s, to)?;
+    if to.to.is_empty() {
+        return Err(MailError::Invalid("at least one recipient is needed".into()));
+    }
+    let all: Vec<String> = to.to.iter().chain(&to.cc).chain(&to.bcc).cloned().collect();
+    recipients(s, &all)?;
+    let (rcpt, cc, bcc) = (recipients(s, &to.to)?, recipients(s, &to.cc)?, recipients(s, &to.bcc)?);
     let total: usize = attachments.iter().map(|a| a.bytes.len()).sum();
     if total > s.max_attachment_bytes {
         return Err(MailError::Invalid(format!(
@@ -142,6 +160,15 @@ pub fn build(
         .message_id(Some(id.clone()));
     for r in rcpt {
         b = b.to(r);
+    }
+    for r in cc {
+        b = b.cc(r);
+    }
+    for r in bcc {
+        b = b.bcc(r);
+    }
+    if keep_bcc {
+        b = b.keep_bcc();
     }
     if let Some(r) = &thread.in_reply_to {
         b = b.in_reply_to(r.clone());
@@ -240,5 +267,83 @@ mod tests {
         assert_eq!(file_name("a\u{200B}b\r\n.txt", 0), "ab__.txt");
         assert_eq!(file_name("", 1), "attachment-2");
         assert_eq!(file_name("..", 0), "attachment-1");
+    }
+
+    fn settings(max_recipients: usize, allowed: &[&str]) -> Settings {
+        Settings::new(
+            "alice@example.test".into(),
+            Vec::new(),
+            Vec::new(),
+            allowed.iter().map(|d| (*d).to_owned()).collect(),
+            max_recipients,
+        )
+    }
+
+    fn everyone() -> Addressees {
+        Addressees {
+            to: vec!["bob@example.test".into()],
+            cc: vec!["carol@example.test".into()],
+            bcc: vec!["dave@example.test".into()],
+        }
+    }
+
+    /// Hidden recipients are in the envelope; in the message only where asked (a draft, or a
+    /// backend that reads recipients from the message and removes `Bcc` itself).
+    #[test]
+    fn bcc_is_in_the_envelope_and_in_the_message_only_when_kept() {
+        let s = settings(10, &[]);
+        for keep in [false, true] {
+            let out = build(&s, &everyone(), "s", "b", &Thread::default(), Vec::new(), keep).unwrap();
+            let envelope: Vec<String> = out.message.envelope().to().iter().map(ToString::to_string).collect();
+            assert_eq!(envelope.len(), 3, "{envelope:?}");
+            assert!(envelope.contains(&"dave@example.test".to_owned()), "{envelope:?}");
+            let text = String::from_utf8(out.message.formatted()).unwrap();
+            assert!(text.contains("Cc: carol@example.test"), "{text}");
+            assert_eq!(text.contains("dave@example.test"), keep, "{text}");
+        }
+    }
+
+    /// Every recipient counts toward the limit and is held to the allowed domains, whether in
+    /// to, cc or bcc.
+    #[test]
+    fn cc_and_bcc_are_checked_like_to() {
+        let e = build(
+            &settings(2, &[]),
+            &everyone(),
+            "s",
+            "b",
+            &Thread::default(),
+            Vec::new(),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("3 recipients"), "{e}");
+        let hidden = Addressees {
+            to: vec!["bob@example.test".into()],
+            cc: Vec::new(),
+            bcc: vec!["mallory@evil.test".into()],
+        };
+        let e = build(
+            &settings(10, &["example.test"]),
+            &hidden,
+            "s",
+            "b",
+            &Thread::default(),
+            Vec::new(),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`mallory@evil.test` is outside"), "{e}");
+        let e = build(
+            &settings(10, &[]),
+            &Addressees::default(),
+            "s",
+            "b",
+            &Thread::default(),
+            Vec::new(),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("at least one recipient"), "{e}");
     }
 }

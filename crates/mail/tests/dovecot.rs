@@ -58,6 +58,14 @@ m = email.message_from_bytes(im.fetch(n, "(BODY.PEEK[HEADER])")[1][0][1])
 print(m["In-Reply-To"], "|", m["References"])
 "#;
 
+/// Bob's newest message with `subject`: its header block.
+const HEADERS_OF_BOB: &str = r#"
+import imaplib, sys
+im = imaplib.IMAP4("127.0.0.1", 10143); im.login("bob@example.test", "bobpass"); im.select("INBOX")
+n = im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()[-1]
+print(im.fetch(n, "(BODY.PEEK[HEADER])")[1][0][1].decode())
+"#;
+
 /// Bob's newest message with `subject`: its attachments' names and sizes.
 const ATTACHMENTS_OF_BOB: &str = r#"
 import imaplib, sys, email, email.policy
@@ -340,17 +348,34 @@ async fn reads_searches_and_sends(transport: Transport) {
     assert_eq!(r["result"]["isError"], true, "{r}");
     let flags = python(FLAGS_OF_ALICE, &[&subject]);
     assert!(!flags.contains("\\Flagged"), "{flags}");
-    // A recipient in a member the tool does not have is refused, not dropped: nothing is sent.
+    // A member the tool does not have (a sender to pose as) is refused, not dropped: nothing
+    // is sent.
     let quiet = format!("Quiet {subject}");
     let r = mail
         .call(
             "send_message",
-            json!({"to": ["bob@example.test"], "cc": ["carol@example.test"], "subject": quiet, "body": "y"}),
+            json!({"to": ["bob@example.test"], "from": "ceo@example.test", "subject": quiet, "body": "y"}),
         )
         .await;
     assert_eq!(r["result"]["isError"], true, "{r}");
-    assert!(r.to_string().contains("unknown argument `cc`"), "{r}");
+    assert!(r.to_string().contains("unknown argument `from`"), "{r}");
     assert_eq!(python(COUNT_BOB, &[&quiet]).trim(), "0");
+    // Cc and Bcc: bob gets it as Cc, alice (this account) as a hidden copy that bob's copy does
+    // not name; the result lists every recipient.
+    let copied = format!("Copies {}", std::process::id());
+    let r = mail
+        .call(
+            "send_message",
+            json!({"to": ["alice@example.test"], "cc": ["bob@example.test"], "bcc": ["alice@example.test"], "subject": copied, "body": "y"}),
+        )
+        .await;
+    assert_eq!(structured(&r)["recipients"].as_array().unwrap().len(), 3, "{r}");
+    eventually("no copy reached bob", || python(COUNT_BOB, &[&copied]).trim() == "1").await;
+    let headers = python(HEADERS_OF_BOB, &[&copied]);
+    assert!(
+        headers.contains("Cc: bob@example.test") && !headers.contains("Bcc"),
+        "{headers}"
+    );
 
     // Flags, then the trash (not deleted for good).
     let r = mail
