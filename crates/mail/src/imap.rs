@@ -11,8 +11,40 @@ use crate::backend::{Backend, Fetched, Flags, MailError, MsgRef, Naming, Outgoin
 use crate::config::{Credential, Servers};
 use crate::{render, smtp};
 
-fn server(e: impl std::fmt::Display) -> MailError {
-    MailError::Server(e.to_string())
+fn server(e: async_imap::error::Error) -> MailError {
+    use async_imap::error::Error;
+    MailError::Server(match e {
+        Error::No(raw) => format!("no: {}", refusal(&raw)),
+        Error::Bad(raw) => format!("bad command: {}", refusal(&raw)),
+        other => other.to_string(),
+    })
+}
+
+/// A NO or BAD answer as a person reads it. async-imap hands them over as the Rust debug form
+/// `code: Some(TryCreate), info: Some("Mailbox doesn't exist: Sent")`: the server's own text,
+/// with what its response code means where that helps.
+fn refusal(raw: &str) -> String {
+    let info = raw
+        .split_once("info: Some(\"")
+        .and_then(|(_, r)| r.rsplit_once("\")"))
+        .map(|(i, _)| i.replace("\\\"", "\""));
+    let code = raw
+        .strip_prefix("code: Some(")
+        .and_then(|r| r.split_once(')'))
+        .map(|(c, _)| c);
+    let hint = match code {
+        Some("TryCreate") | Some("NonExistent") => Some("the folder does not exist"),
+        Some("NoPerm") => Some("the account may not do this"),
+        Some("OverQuota") => Some("the mailbox is over its quota"),
+        Some("Limit") => Some("a server limit was reached"),
+        _ => None,
+    };
+    match (info, hint) {
+        (Some(i), Some(h)) => format!("{i} ({h})"),
+        (Some(i), None) => i,
+        (None, Some(h)) => h.to_owned(),
+        (None, None) => "no reason given".to_owned(),
+    }
 }
 
 /// A connection, plain or TLS.
@@ -380,6 +412,20 @@ impl Backend for ImapSmtp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn imap_refusals_read_as_the_servers_words_not_rust_debug_output() {
+        assert_eq!(
+            refusal(r#"code: Some(TryCreate), info: Some("Mailbox doesn't exist: Sent")"#),
+            "Mailbox doesn't exist: Sent (the folder does not exist)"
+        );
+        assert_eq!(refusal(r#"code: None, info: Some("Say \"hi\"")"#), r#"Say "hi""#);
+        assert_eq!(refusal("code: None, info: None"), "no reason given");
+        let e = server(async_imap::error::Error::No(
+            r#"code: Some(TryCreate), info: Some("Mailbox doesn't exist: Sent")"#.into(),
+        ));
+        assert!(!e.to_string().contains("Some("), "{e}");
+    }
 
     #[test]
     fn search_values_are_quoted_and_cannot_inject_commands() {

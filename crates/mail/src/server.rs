@@ -184,7 +184,8 @@ pub fn tools(profiles: &[Profile], naming: Naming) -> Value {
             "description": if gmail { "Saves a plain-text draft (attachments as content); sends nothing." } else { "Saves a plain-text draft (attachments as content) in the Drafts folder; sends nothing." },
             "inputSchema": new_message,
             "outputSchema": sent,
-            "annotations": changes,
+            // Each call saves another draft: not idempotent.
+            "annotations": {READ: false, "destructiveHint": false, "idempotentHint": false, "openWorldHint": false},
         }));
     }
     if profiles.contains(&Profile::Send) {
