@@ -84,6 +84,10 @@ pub struct Query {
     pub text: Option<String>,
     /// Only unread ones.
     pub unseen: bool,
+    /// Received on or after this day.
+    pub since: Option<chrono::NaiveDate>,
+    /// Received before this day.
+    pub before: Option<chrono::NaiveDate>,
     /// A query in the backend's own language (Gmail's `q`); `None` where there is none.
     pub native: Option<String>,
 }

@@ -81,6 +81,12 @@ pub fn q(query: &Query) -> String {
     if query.unseen {
         parts.push("is:unread".into());
     }
+    if let Some(d) = &query.since {
+        parts.push(format!("after:{}", d.format("%Y/%m/%d")));
+    }
+    if let Some(d) = &query.before {
+        parts.push(format!("before:{}", d.format("%Y/%m/%d")));
+    }
     parts.join(" ")
 }
 
@@ -447,10 +453,12 @@ mod tests {
             text: Some("invoice\r\n".into()),
             unseen: true,
             native: Some("has:attachment".into()),
+            since: chrono::NaiveDate::from_ymd_opt(2026, 2, 1),
+            before: chrono::NaiveDate::from_ymd_opt(2026, 12, 7),
         };
         assert_eq!(
             q(&query),
-            "has:attachment from:\"bob@example.test\" subject:\"a  b  OR in:anywhere\" \"invoice\" is:unread"
+            "has:attachment from:\"bob@example.test\" subject:\"a  b  OR in:anywhere\" \"invoice\" is:unread after:2026/02/01 before:2026/12/07"
         );
         assert_eq!(q(&Query::default()), "");
     }

@@ -163,6 +163,12 @@ pub fn criteria(q: &Query) -> Result<String, MailError> {
     if q.unseen {
         parts.push("UNSEEN".into());
     }
+    // RFC 3501 dates: `1-Feb-2026`, English month names.
+    for (key, day) in [("SINCE", &q.since), ("BEFORE", &q.before)] {
+        if let Some(d) = day {
+            parts.push(format!("{key} {}", d.format("%-d-%b-%Y")));
+        }
+    }
     if parts.is_empty() {
         parts.push("ALL".into());
     }
@@ -441,6 +447,15 @@ mod tests {
         );
         assert!(quoted("x\r\nA1 DELETE INBOX").is_err());
         assert_eq!(criteria(&Query::default()).ok().as_deref(), Some("ALL"));
+        let days = Query {
+            since: chrono::NaiveDate::from_ymd_opt(2026, 2, 1),
+            before: chrono::NaiveDate::from_ymd_opt(2026, 12, 17),
+            ..Query::default()
+        };
+        assert_eq!(
+            criteria(&days).ok().as_deref(),
+            Some("SINCE 1-Feb-2026 BEFORE 17-Dec-2026")
+        );
         let native = Query {
             native: Some("is:unread".into()),
             ..Query::default()

@@ -131,10 +131,12 @@ pub fn tools(profiles: &[Profile], naming: Naming) -> Value {
         }),
         json!({
             "name": "search_messages",
-            "description": "Finds messages in a folder by sender, subject, text or unread state; newest first.",
+            "description": "Finds messages in a folder by sender, subject, text, unread state or day received; newest first.",
             "inputSchema": {"type": "object", "properties": merged(search_in, json!({
                 "from": {"type": "string"}, "subject": {"type": "string"}, "text": {"type": "string"},
                 "unseen": {"type": "boolean"},
+                "since": {"type": "string", "description": "Received on or after this day, YYYY-MM-DD"},
+                "before": {"type": "string", "description": "Received before this day, YYYY-MM-DD"},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
             }))},
             "outputSchema": {"type": "object", "properties": {"messages": {"type": "array", "items": {"type": "object", "properties": summary}}}, "required": ["messages"]},
@@ -302,6 +304,16 @@ fn ok(structured: Value, meta: Option<Value>) -> Result<CallToolResponse, ErrorD
 
 fn tool_error(e: &MailError) -> Result<CallToolResponse, ErrorData> {
     Ok(typed::<CallToolResult>(json!({"content": [{"type": "text", "text": e.to_string()}], "isError": true}))?.into())
+}
+
+/// A day given as `YYYY-MM-DD`, if given; anything else is refused, not ignored.
+fn day(args: &Map<String, Value>, k: &str) -> Result<Option<chrono::NaiveDate>, MailError> {
+    match arg(args, k) {
+        None => Ok(None),
+        Some(s) => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| MailError::Invalid(format!("`{k}` must be a day, YYYY-MM-DD (got `{s}`)"))),
+    }
 }
 
 /// The recipients a call names (`to`, `cc`, `bcc`).
@@ -692,6 +704,8 @@ impl<B: Backend> Mail<B> {
             text: arg(args, "text").map(str::to_owned),
             unseen: args.get("unseen").and_then(Value::as_bool).unwrap_or(false),
             native: arg(args, "query").map(str::to_owned),
+            since: day(args, "since")?,
+            before: day(args, "before")?,
         };
         let limit = args.get("limit").and_then(Value::as_u64).unwrap_or(20).clamp(1, 100) as usize;
         let default = match B::NAMING {

@@ -188,6 +188,18 @@ async fn reads_searches_and_sends(transport: Transport) {
         assert!(tokio::time::Instant::now() < deadline, "never delivered");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // By day received: SINCE is inclusive, BEFORE is not; a day that is no day is refused.
+    let r = mail
+        .call("search_messages", json!({"subject": subject, "since": "2000-01-01"}))
+        .await;
+    assert_eq!(structured(&r)["messages"].as_array().unwrap().len(), 1, "{r}");
+    let r = mail
+        .call("search_messages", json!({"subject": subject, "before": "2000-01-01"}))
+        .await;
+    assert_eq!(structured(&r)["messages"], json!([]), "{r}");
+    let e = tool_error(&mail.call("search_messages", json!({"since": "2026-13-01"})).await);
+    assert!(e.contains("`since` must be a day, YYYY-MM-DD"), "{e}");
+
     // Search values cannot inject IMAP: a quote in the text is just text.
     let r = mail.call("search_messages", json!({"subject": "x\" OR ALL"})).await;
     assert_eq!(structured(&r)["messages"], json!([]), "{r}");
