@@ -290,19 +290,7 @@ async fn signed_checkpoints_catch_a_rewritten_chain_truncation_and_removed_check
     call_pid(&client, 5).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // A clean stop signs the head.
-    let pid = gw.child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(std::time::Duration::from_secs(20), gw.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    gw.stop().await;
 
     let (code, out, err) = cli(&["audit", "verify", "--config", c]).await;
     assert_eq!(code, 0, "{out}{err}");
@@ -514,6 +502,18 @@ async fn a_locked_database_delays_indexing_and_loses_nothing() {
 }
 
 /// Unmounts (lazily: the gateway may still hold files) when the test ends, however it ends.
+/// Mounts a tmpfs of `size` (e.g. `4m`) at `at`, made here; unmounted when dropped.
+fn tmpfs(at: &Path, size: &str) -> Unmount {
+    std::fs::create_dir(at).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+        .arg(at)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    Unmount(at.to_owned())
+}
+
 struct Unmount(PathBuf);
 
 impl Drop for Unmount {
@@ -532,14 +532,7 @@ async fn a_full_disk_refuses_calls_and_service_resumes_with_room() {
     }
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs"])
-        .arg(&state)
-        .status()
-        .unwrap();
-    assert!(mounted.success());
-    let _unmount = Unmount(state.clone());
+    let _unmount = tmpfs(&state, "4m");
     let (config, gateway, rest) = vaulted(dir.path(), "").await;
     let c = config.to_str().unwrap();
     let gw = Served::start_config(&gateway, &rest, &[]).await;
@@ -607,33 +600,14 @@ async fn a_read_only_data_folder_refuses_to_serve_and_can_still_be_audited() {
     }
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    std::fs::create_dir(&state).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs"])
-        .arg(&state)
-        .status()
-        .unwrap();
-    assert!(mounted.success());
-    let _unmount = Unmount(state.clone());
+    let _unmount = tmpfs(&state, "16m");
     let (config, gateway, rest) = vaulted(dir.path(), "").await;
     let c = config.to_str().unwrap();
     let mut gw = Served::start_config(&gateway, &rest, &[]).await;
     gw.wait_for_tools(&["raw__"]).await;
     let client = Modern::new(&gw.url);
     call_pid(&client, 3).await;
-    let pid = gw.child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(std::time::Duration::from_secs(20), gw.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    gw.stop().await;
     let remount = |mode: &str| {
         let ok = std::process::Command::new("mount")
             .args(["-o", &format!("remount,{mode}")])
@@ -693,19 +667,7 @@ async fn a_corrupted_database_is_never_vouched_for() {
     let mut gw = Served::start_config(&gateway, &rest, &[]).await;
     gw.wait_for_tools(&["raw__"]).await;
     call_pid(&Modern::new(&gw.url), 12).await;
-    let pid = gw.child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = tokio::time::timeout(std::time::Duration::from_secs(20), gw.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    gw.stop().await;
     let c = config.to_str().unwrap();
     let (code, original, err) = cli(&["audit", "export", "--jsonl", "--config", c]).await;
     assert_eq!(code, 0, "{err}");

@@ -228,10 +228,7 @@ async fn any_request_gets_a_precise_answer_and_the_front_keeps_serving() {
     use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
     let gw = Served::start_with(
-        &format!(
-            "[upstreams.raw]\ncommand = \"python3\"\nargs = [{}]\n",
-            toml_str(&raw_server().to_string_lossy())
-        ),
+        &raw_upstream("raw", ""),
         "max_frame_bytes = 4096\nmax_json_depth = 16\nheader_timeout = \"1s\"\nbody_timeout = \"1s\"",
     )
     .await;
@@ -445,14 +442,7 @@ fn exchange(addr: &str, req: &[u8]) -> Result<(u16, String, Vec<u8>), String> {
 /// and a new principal and a new call are served at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn thousands_of_idle_legacy_sessions_stay_bounded_and_served() {
-    let gw = Served::start_with(
-        &format!(
-            "[upstreams.raw]\ncommand = \"python3\"\nargs = [{}]\n",
-            toml_str(&raw_server().to_string_lossy())
-        ),
-        "auth = \"api-key\"",
-    )
-    .await;
+    let gw = Served::start_with(&raw_upstream("raw", ""), "auth = \"api-key\"").await;
     let config = gw.dir.path().join("portcullis.toml").to_string_lossy().into_owned();
     let mut keys = Vec::new();
     for i in 0..49 {
@@ -598,8 +588,7 @@ where
 /// and dropped, not held), and the stdio connection goes on serving.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_over_the_frame_limit_is_answered_with_its_id_on_both_transports() {
-    let raw = toml_str(&raw_server().to_string_lossy());
-    let gw = Served::start_with(&format!("[upstreams.raw]\ncommand = \"python3\"\nargs = [{raw}]\n"), "").await;
+    let gw = Served::start(&raw_upstream("raw", "")).await;
     gw.wait_for_tools(&["raw__"]).await;
     let attachment = "A".repeat(25 * 1024 * 1024);
     let meta = json!({

@@ -150,26 +150,12 @@ async fn a_changed_tool_is_quarantined_until_approved() {
 async fn pins_survive_a_restart() {
     let state = tempfile::tempdir().unwrap();
     let flag = state.path().join("pulled");
-    let gw = Served::start(&rug_upstream(&flag)).await;
+    let mut gw = Served::start(&rug_upstream(&flag)).await;
     gw.wait_for_tools(&["raw__weather"]).await;
     let config = config_of(&gw);
     let text = std::fs::read_to_string(&config).unwrap();
     // Stop it the way a service manager does; it finishes writing its pins.
-    let Served {
-        mut child, dir: _keep, ..
-    } = gw;
-    let pid = child.id().unwrap().to_string();
-    let killed = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status}");
+    gw.stop().await;
     // The definition changes while no gateway runs; the next gateway (same data_dir) holds it.
     std::fs::write(&flag, "pulled").unwrap();
     let dir = config.parent().unwrap();

@@ -307,43 +307,21 @@ mod tests {
     /// to, cc or bcc.
     #[test]
     fn cc_and_bcc_are_checked_like_to() {
-        let e = build(
-            &settings(2, &[]),
-            &everyone(),
-            "s",
-            "b",
-            &Thread::default(),
-            Vec::new(),
-            false,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("3 recipients"), "{e}");
+        let refused = |s: &Settings, to: &Addressees| {
+            build(s, to, "s", "b", &Thread::default(), Vec::new(), false)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = refused(&settings(2, &[]), &everyone());
+        assert!(e.contains("3 recipients"), "{e}");
         let hidden = Addressees {
             to: vec!["bob@example.test".into()],
             cc: Vec::new(),
             bcc: vec!["mallory@evil.test".into()],
         };
-        let e = build(
-            &settings(10, &["example.test"]),
-            &hidden,
-            "s",
-            "b",
-            &Thread::default(),
-            Vec::new(),
-            false,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("`mallory@evil.test` is outside"), "{e}");
-        let e = build(
-            &settings(10, &[]),
-            &Addressees::default(),
-            "s",
-            "b",
-            &Thread::default(),
-            Vec::new(),
-            false,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("at least one recipient"), "{e}");
+        let e = refused(&settings(10, &["example.test"]), &hidden);
+        assert!(e.contains("`mallory@evil.test` is outside"), "{e}");
+        let e = refused(&settings(10, &[]), &Addressees::default());
+        assert!(e.contains("at least one recipient"), "{e}");
     }
 }

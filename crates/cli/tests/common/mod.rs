@@ -169,6 +169,19 @@ impl Served {
     }
 
     /// Waits until the gateway's tool list holds at least one tool starting with each prefix.
+    /// Stops the gateway the way a service manager does (SIGTERM) and waits, at most 20 s,
+    /// for its clean exit: it signs the audit log's head and flushes what it holds.
+    pub async fn stop(&mut self) {
+        let pid = self.child.id().expect("the gateway is running").to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        assert!(killed.success());
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the gateway did not stop within 20 s")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+
     pub async fn wait_for_tools(&self, prefixes: &[&str]) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
         loop {

@@ -637,32 +637,41 @@ pub struct Walked {
     pub broken: Option<audit::Broken>,
 }
 
-/// Reads every record in order, verifying the hash chain, and hands each to `each` — all of
-/// them, also those after a break (an export shows everything; a verifier stops at the break).
-pub async fn walk(store: &Store, mut each: impl FnMut(&audit::Row)) -> Result<Walked, StoreError> {
-    let mut verifier = audit::Verifier::new();
-    let mut broken = None;
+/// Reads every record in storage order, a page at a time, and hands each to `each`, as it is:
+/// nothing is checked (an export shows everything; `core::audit::verdict` judges).
+pub async fn rows(store: &Store, mut each: impl FnMut(&audit::Row)) -> Result<(), StoreError> {
     let mut after = 0;
     loop {
         let rows = store.audit_rows(after, WALK_PAGE).await?;
         let Some(last) = rows.last() else { break };
         after = last.seq;
         for r in rows {
-            let row = audit::Row {
+            each(&audit::Row {
                 seq: r.seq,
                 at_ms: r.at_ms,
                 body: r.body,
                 prev: r.prev,
                 hash: r.hash,
-            };
-            if broken.is_none()
-                && let Err(b) = verifier.push(&row)
-            {
-                broken = Some(b);
-            }
-            each(&row);
+            });
         }
     }
+    Ok(())
+}
+
+/// Reads every record in order, verifying the hash chain, and hands each to `each` — all of
+/// them, also those after a break.
+pub async fn walk(store: &Store, mut each: impl FnMut(&audit::Row)) -> Result<Walked, StoreError> {
+    let mut verifier = audit::Verifier::new();
+    let mut broken = None;
+    rows(store, |row| {
+        if broken.is_none()
+            && let Err(b) = verifier.push(row)
+        {
+            broken = Some(b);
+        }
+        each(row);
+    })
+    .await?;
     Ok(Walked {
         verified: verifier.verified(),
         broken,

@@ -33,6 +33,12 @@ forbid (principal, action, resource)
 when { context.arguments has who && context.arguments.who == User::"alice" };
 "#;
 
+/// The default profile with [`POLICIES`], loaded once for every case.
+fn shared() -> &'static crate::PolicyEngine {
+    static ENGINE: std::sync::OnceLock<crate::PolicyEngine> = std::sync::OnceLock::new();
+    ENGINE.get_or_init(|| engine(Some(Profile::Default), &[("p.cedar", POLICIES)]))
+}
+
 /// Any JSON value, a few levels deep, with keys that look like Cedar's escapes.
 fn json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -108,7 +114,7 @@ proptest! {
         now_unix in any::<i64>(),
         calls_in_window in any::<u64>(),
     ) {
-        let engine = engine(Some(Profile::Default), &[("p.cedar", POLICIES)]);
+        let engine = shared();
         let mut args = args;
         if forged_who {
             args.insert("who".into(), serde_json::json!({"__entity": {"type": "User", "id": "alice"}}));
@@ -142,7 +148,7 @@ proptest! {
         tainted in strings(),
         client in ".{0,12}",
     ) {
-        let engine = engine(Some(Profile::Default), &[("p.cedar", POLICIES)]);
+        let engine = shared();
         let mut args = args;
         let mut labels = labels;
         let mut tainted = tainted;
@@ -196,7 +202,7 @@ proptest! {
     /// Anything but an object (or `null`) as arguments is denied with a reason, never evaluated.
     #[test]
     fn non_object_arguments_are_denied(v in json().prop_filter("not an object", |v| !v.is_object() && !v.is_null())) {
-        let engine = engine(Some(Profile::Default), &[("p.cedar", POLICIES)]);
+        let engine = shared();
         let principal = Principal { user: "alice".into(), client: "c".into() };
         let tool = Tool { upstream: "mail".into(), name: "send".into(), effect: Effect::Read };
         let d = engine.decide(&Request {
