@@ -342,14 +342,13 @@ impl Inner {
     /// Appends `body` to the journal and hands it to the writer; its room in the backlog is
     /// already taken.
     fn journal(&self, body: Value) -> bool {
-        let inner = self;
-        let mut j = inner.journal.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut j = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         match j.append(now_ms(), body) {
             Ok((entry, sealed)) => {
                 // Sent under the journal's lock: the writer sees records in the journal's order.
-                let sent = inner.tx.send(Msg::Record(entry)).is_ok();
+                let sent = self.tx.send(Msg::Record(entry)).is_ok();
                 if let Some(seg) = sealed {
-                    let _ = inner.tx.send(Msg::Sealed(seg));
+                    let _ = self.tx.send(Msg::Sealed(seg));
                 }
                 // A writer that is gone still leaves the record in the journal (replayed at the
                 // next start), but a gateway without one stops forwarding.
@@ -357,7 +356,7 @@ impl Inner {
             }
             Err(e) => {
                 drop(j);
-                inner.room.add_permits(1);
+                self.room.add_permits(1);
                 tracing::error!(error = %e, "could not journal an audit record; refusing");
                 false
             }
