@@ -93,6 +93,15 @@ fn errors_name_key_and_line() {
             "[upstreams.a]\nurl = \"http://10.0.0.7:8080/mcp\"\n",
             "set `insecure_http = true` for a network you trust",
         ),
+        // Loopback only in name: the host is what follows the `@`, or more than `localhost`.
+        (
+            "[upstreams.a]\nurl = \"http://127.0.0.1@mcp.example.com/mcp\"\n",
+            "plain http:// to a host that is not loopback",
+        ),
+        (
+            "[upstreams.a]\nurl = \"http://localhost.mcp.example.com/mcp\"\n",
+            "plain http:// to a host that is not loopback",
+        ),
         (
             "[upstreams.a]\nurl = \"https://x\"\ninsecure_http = true\n",
             "`upstreams.a.insecure_http`: applies to http:// URLs only",
