@@ -13,6 +13,13 @@
 //! default 5000), `BENCH_SECONDS` (throughput window, default 3), `BENCH_CONCURRENCY`
 //! (default 16), `BENCH_BASELINE` (another `portcullis` binary, say a build of the previous
 //! commit: measured as one more path in the same interleaved run, for an A/B comparison).
+//!
+//! `BENCH_INSTRUCTIONS=stdio` (or `http`) counts instead the instructions the gateway executes
+//! per call, under callgrind: repeatable for the same binary whatever else the machine is
+//! doing, so a change can be judged without the noise of a shared machine. It runs only the
+//! through-gateway path: 200 warm-up calls, then the counters are zeroed, `BENCH_CALLS` calls
+//! made, and the counters dumped (`callgrind_control`); the dump is kept for
+//! `callgrind_annotate` and its path printed.
 
 #![allow(
     clippy::unwrap_used,
@@ -202,11 +209,134 @@ fn main() {
     {
         return relay_stdio(server, rest);
     }
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
+        .unwrap();
+    match std::env::var("BENCH_INSTRUCTIONS") {
+        Ok(transport) => runtime.block_on(instructions(&transport)),
+        Err(_) => runtime.block_on(bench()),
+    }
+}
+
+/// Instructions per call of the gateway, counted by callgrind (`BENCH_INSTRUCTIONS`).
+async fn instructions(transport: &str) {
+    portcullis_gateway::install_crypto();
+    let tool: String = env_or("BENCH_TOOL", "test_simple_text".to_owned());
+    let calls: u64 = env_or("BENCH_CALLS", 2000);
+    let fixture = fixture();
+    let portcullis = PathBuf::from(env!("CARGO_BIN_EXE_portcullis"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::env::temp_dir().join(format!("portcullis-callgrind-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let out_file = out.join("callgrind.out");
+    let valgrind_args = [
+        "--tool=callgrind".to_owned(),
+        format!("--callgrind-out-file={}", out_file.display()),
+        portcullis.to_string_lossy().into_owned(),
+    ];
+    let valgrind = Path::new("valgrind");
+    let mut _server = None;
+    let mut _gateway = None;
+    let client = match transport {
+        "stdio" => {
+            let upstream = format!("command = {:?}\nargs = [\"stdio\"]", fixture.to_string_lossy());
+            let cfg = write_config(dir.path(), free_port(), &upstream);
+            let cfg = cfg.to_string_lossy();
+            let mut args: Vec<&str> = valgrind_args.iter().map(String::as_str).collect();
+            args.extend(["stdio", "--config", &cfg]);
+            // The sandbox helper is the gateway's own binary, which under valgrind is not
+            // `/proc/self/exe`.
+            let mut transport = stdio(valgrind, &args);
+            if let portcullis_gateway::config::Transport::Stdio { env, .. } = &mut transport {
+                env.insert(
+                    "PORTCULLIS_SANDBOX_HELPER".into(),
+                    portcullis.to_string_lossy().into_owned(),
+                );
+            }
+            McpClient::connect(&transport, &options(EraChoice::Modern))
+                .await
+                .unwrap()
+        }
+        "http" => {
+            let fport = free_port();
+            _server = Some(spawn(&fixture, &["http", "--listen", &format!("127.0.0.1:{fport}")]));
+            wait_port(fport).await;
+            let gport = free_port();
+            let cfg = write_config(dir.path(), gport, &format!("url = \"http://127.0.0.1:{fport}/mcp\""));
+            let cfg = cfg.to_string_lossy();
+            let mut args: Vec<&str> = valgrind_args.iter().map(String::as_str).collect();
+            args.extend(["serve", "--config", &cfg]);
+            let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+            _gateway = Some(
+                tokio::process::Command::new(valgrind)
+                    .args(args)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .unwrap(),
+            );
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while tokio::net::TcpStream::connect(("127.0.0.1", gport)).await.is_err() {
+                assert!(Instant::now() < deadline, "the gateway did not listen under valgrind");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            McpClient::connect(&http(gport), &options(EraChoice::Modern))
+                .await
+                .unwrap()
+        }
+        other => panic!("BENCH_INSTRUCTIONS is `stdio` or `http`, not `{other}`"),
+    };
+    // Under valgrind the upstream may take longer to list its tools than a call waits for.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while let Some(e) = client.call(call(&tool)).await.unwrap().as_error() {
+        assert!(Instant::now() < deadline, "the call failed: {e:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for _ in 0..200 {
+        let r = client.call(call(&tool)).await.unwrap();
+        assert!(r.as_error().is_none(), "the call failed: {r:?}");
+    }
+    // Let the audit writer catch up with the warm-up before the counters start.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    callgrind_control("-z");
+    for _ in 0..calls {
+        client.call(call(&tool)).await.unwrap();
+    }
+    // ...and index this run's records, so their cost is counted too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    callgrind_control("-d");
+    let dump = std::fs::read_dir(&out)
         .unwrap()
-        .block_on(bench());
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "1"))
+        .expect("callgrind wrote no dump");
+    let text = std::fs::read_to_string(&dump).unwrap();
+    let total: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("summary: ").or_else(|| l.strip_prefix("totals: ")))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("no totals in the dump");
+    println!(
+        "{transport}: {calls} calls, {total} instructions in the gateway, {} per call\ndump: {}",
+        total / calls.max(1),
+        dump.display()
+    );
+    drop(client);
+}
+
+/// Runs `callgrind_control FLAG` on every callgrind process of this user (there is one).
+fn callgrind_control(flag: &str) {
+    let status = std::process::Command::new("callgrind_control")
+        .arg(flag)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "callgrind_control {flag} failed");
 }
 
 async fn bench() {

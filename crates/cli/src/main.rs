@@ -44,6 +44,12 @@ use portcullis_gateway::config::Config;
 use portcullis_gateway::state::pins::PinMode;
 use portcullis_gateway::state::{Gateway, OpenError};
 
+/// mimalloc instead of glibc's malloc: a call allocates and frees many small objects (JSON
+/// values, audit records, Cedar's), and glibc's `malloc`/`free` were about a fifth of the
+/// instructions the gateway ran per call (BENCHMARKS.md, "Instructions per call").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for bad usage or configuration (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
 /// Exit code when a required service is unavailable (sysexits EX_UNAVAILABLE).

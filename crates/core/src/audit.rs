@@ -2,8 +2,6 @@
 //! reordering records breaks the chain at the first record touched. [`verify`] recomputes it
 //! and names that record. Pure: the store keeps the rows, the gateway writes them.
 
-use std::fmt::Write as _;
-
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -43,11 +41,7 @@ pub fn hash(seq: i64, at_ms: i64, prev: &str, body: &str) -> String {
     let mut h = Sha256::new();
     h.update(format!("portcullis-audit-v1\n{seq}\n{at_ms}\n{prev}\n").as_bytes());
     h.update(body.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in h.finalize() {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    hex::encode(h.finalize())
 }
 
 /// The row that follows `prev_row` (or starts the chain) for `body` at `at_ms`.

@@ -10,8 +10,6 @@
 //! pinned on first use when that is allowed, else held for approval; one that differs from its
 //! pin — the rug pull — is held until someone approves the new definition.
 
-use std::fmt::Write as _;
-
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -59,11 +57,7 @@ impl Fingerprint {
             }
         }
         canonical.push('}');
-        let digest = Sha256::digest(canonical.as_bytes());
-        let mut hash = String::with_capacity(64);
-        for b in digest {
-            let _ = write!(hash, "{b:02x}");
-        }
+        let hash = hex::encode(Sha256::digest(canonical.as_bytes()));
         Fingerprint { hash, canonical }
     }
 

@@ -41,10 +41,7 @@ fn percent_encode(s: &str) -> String {
 pub fn forms(value: &str) -> Vec<String> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
     let bytes = value.as_bytes();
-    let hex: String = bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
+    let hex = hex::encode(bytes);
     let json = serde_json::to_string(value).unwrap_or_default();
     let mut forms = vec![
         value.to_owned(),

@@ -54,11 +54,8 @@ pub fn message(seq: i64, hash: &str, at_ms: i64, prev: i64) -> String {
 
 /// A short, stable name for a public key: the first 16 hex digits of its SHA-256.
 pub fn key_id(key: &VerifyingKey) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let digest = Sha256::digest(key.as_bytes());
+    hex::encode(digest.get(..8).unwrap_or_default())
 }
 
 /// Signs a checkpoint over record `seq` with `hash`, following checkpoint `prev`.

@@ -220,11 +220,9 @@ fn now_ms() -> i64 {
 
 /// `sha256:<hex>` of bytes.
 pub fn digest(bytes: &[u8]) -> String {
-    let mut s = String::from("sha256:");
-    for b in Sha256::digest(bytes) {
-        use std::fmt::Write as _;
-        let _ = write!(s, "{b:02x}");
-    }
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    s.push_str(&hex::encode(Sha256::digest(bytes)));
     s
 }
 
