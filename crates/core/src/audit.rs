@@ -5,8 +5,6 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::pin::write_canonical;
-
 pub mod checkpoint;
 pub mod verdict;
 
@@ -30,9 +28,7 @@ pub struct Row {
 
 /// The canonical JSON of a record body.
 pub fn canonical(body: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(body, &mut out);
-    out
+    crate::pin::canonical(body)
 }
 
 /// The hash of a record: SHA-256 over a version tag, its sequence number, time, predecessor's
@@ -46,11 +42,15 @@ pub fn hash(seq: i64, at_ms: i64, prev: &str, body: &str) -> String {
 
 /// The row that follows `prev_row` (or starts the chain) for `body` at `at_ms`.
 pub fn next(prev_row: Option<(&i64, &str)>, at_ms: i64, body: &Value) -> Row {
+    next_canonical(prev_row, at_ms, canonical(body))
+}
+
+/// `next` for a body already in canonical form ([`canonical`]).
+pub fn next_canonical(prev_row: Option<(&i64, &str)>, at_ms: i64, body: String) -> Row {
     let (seq, prev) = match prev_row {
         Some((s, h)) => (s + 1, h.to_owned()),
         None => (1, GENESIS.to_owned()),
     };
-    let body = canonical(body);
     let hash = hash(seq, at_ms, &prev, &body);
     Row {
         seq,

@@ -37,7 +37,8 @@ impl Fingerprint {
     /// Fingerprints a tool definition as its upstream listed it (its own name, not the exposed
     /// one). Members outside [`PINNED_MEMBERS`] are ignored.
     pub fn of(definition: &Value) -> Fingerprint {
-        let mut canonical = String::from("{");
+        let mut canonical = Vec::with_capacity(256);
+        canonical.push(b'{');
         if let Value::Object(map) = definition {
             let mut keys: Vec<&str> = PINNED_MEMBERS
                 .iter()
@@ -47,17 +48,19 @@ impl Fingerprint {
             keys.sort_unstable();
             for (i, key) in keys.iter().enumerate() {
                 if i > 0 {
-                    canonical.push(',');
+                    canonical.push(b',');
                 }
                 write_string(key, &mut canonical);
-                canonical.push(':');
+                canonical.push(b':');
                 if let Some(v) = map.get(*key) {
-                    write_canonical(v, &mut canonical);
+                    write_canonical_bytes(v, &mut canonical);
                 }
             }
         }
-        canonical.push('}');
-        let hash = hex::encode(Sha256::digest(canonical.as_bytes()));
+        canonical.push(b'}');
+        let hash = hex::encode(Sha256::digest(&canonical));
+        let canonical =
+            String::from_utf8(canonical).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         Fingerprint { hash, canonical }
     }
 
@@ -91,40 +94,58 @@ fn reveal(text: &str) -> String {
 /// Writes `v` as JSON with object keys sorted at every depth and no whitespace (the canonical
 /// form pins and audit records are hashed in).
 pub fn write_canonical(v: &Value, out: &mut String) {
+    let mut bytes = Vec::new();
+    write_canonical_bytes(v, &mut bytes);
+    out.push_str(&String::from_utf8_lossy(&bytes));
+}
+
+/// The canonical form of `v`, as text.
+pub fn canonical(v: &Value) -> String {
+    let mut bytes = Vec::with_capacity(256);
+    write_canonical_bytes(v, &mut bytes);
+    // JSON written from valid strings is valid UTF-8; the lossy path is never taken.
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// `write_canonical` into bytes: strings and numbers are encoded by serde_json straight into
+/// `out`, with no string per value (this ran for every audit record on the call path).
+pub fn write_canonical_bytes(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
+            out.push(b'{');
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_string(k, out);
-                out.push(':');
-                write_canonical(v, out);
+                out.push(b':');
+                write_canonical_bytes(v, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_canonical(item, out);
+                write_canonical_bytes(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        Value::String(s) => write_string(s, out),
-        // Numbers, booleans and null have one encoding in serde_json.
-        other => out.push_str(&other.to_string()),
+        // Strings are escaped as serde_json escapes them; numbers, booleans and null have one
+        // encoding in serde_json. Writing into a `Vec` cannot fail.
+        other => {
+            let _ = serde_json::to_writer(&mut *out, other);
+        }
     }
 }
 
-fn write_string(s: &str, out: &mut String) {
-    // Encoding a string cannot fail.
-    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    // Writing into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
 }
 
 /// Why a tool is held back.

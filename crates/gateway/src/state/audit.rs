@@ -680,7 +680,7 @@ fn chain(head: Option<&(i64, String)>, batch: &[Entry]) -> (Vec<AuditRow>, Optio
     let mut rows = Vec::with_capacity(batch.len());
     let mut cur = head.cloned();
     for e in batch {
-        let row = audit::next(cur.as_ref().map(|(s, h)| (s, h.as_str())), e.at_ms, &e.body);
+        let row = audit::next_canonical(cur.as_ref().map(|(s, h)| (s, h.as_str())), e.at_ms, e.body.clone());
         cur = Some((row.seq, row.hash.clone()));
         rows.push(AuditRow {
             seq: row.seq,

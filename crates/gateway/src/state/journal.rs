@@ -38,8 +38,9 @@ pub struct Entry {
     pub n: i64,
     /// When it was recorded, milliseconds since the Unix epoch.
     pub at_ms: i64,
-    /// The record.
-    pub body: Value,
+    /// The record, in canonical JSON (`portcullis_core::audit::canonical`): what its hash
+    /// covers, computed once as it is journaled.
+    pub body: String,
 }
 
 /// A segment file, open and locked: the journal's current one, or one sealed (no more records
@@ -148,14 +149,14 @@ impl Journal {
     pub fn append(&mut self, at_ms: i64, body: Value) -> Result<(Entry, Option<Segment>), JournalError> {
         let seg = self.current.as_mut().ok_or(JournalError::Closed)?;
         let n = seg.n + 1;
+        // `{"n":…,"at":…,"body":…}`, the body in canonical form: written once, and the same
+        // text the writer hashes.
+        let body = portcullis_core::audit::canonical(&body);
         self.scratch.clear();
-        let line = Line {
-            n,
-            at: at_ms,
-            body: &body,
-        };
-        serde_json::to_writer(&mut self.scratch, &line).map_err(std::io::Error::other)?;
-        self.scratch.push(b'\n');
+        self.scratch
+            .extend_from_slice(format!("{{\"n\":{n},\"at\":{at_ms},\"body\":").as_bytes());
+        self.scratch.extend_from_slice(body.as_bytes());
+        self.scratch.extend_from_slice(b"}\n");
         if let Err(e) = seg.file.write_all(&self.scratch) {
             // Undo a partial line so the next record does not follow garbage; when even that
             // fails, no more records go into this journal (calls are refused).
@@ -191,13 +192,6 @@ impl Journal {
     pub fn close(&mut self) -> Option<Segment> {
         self.current.take()
     }
-}
-
-#[derive(serde::Serialize)]
-struct Line<'a> {
-    n: i64,
-    at: i64,
-    body: &'a Value,
 }
 
 #[derive(serde::Deserialize)]
@@ -337,7 +331,7 @@ fn parse(segment: &Arc<str>, bytes: &[u8]) -> (Vec<Entry>, Option<String>) {
             segment: segment.clone(),
             n: parsed.n,
             at_ms: parsed.at,
-            body: parsed.body,
+            body: portcullis_core::audit::canonical(&parsed.body),
         });
     }
     (entries, None)
@@ -367,7 +361,7 @@ mod tests {
         let o = &found[0];
         assert!(o.damage.is_none());
         assert_eq!(o.entries.iter().map(|e| e.n).collect::<Vec<_>>(), vec![1, 2, 3]);
-        assert_eq!(o.entries[2].body, json!({"i": 2}));
+        assert_eq!(o.entries[2].body, r#"{"i":2}"#);
         // Locked by the replaying process now.
         assert!(orphans(dir.path(), None).unwrap().is_empty());
     }
