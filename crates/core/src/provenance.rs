@@ -102,12 +102,13 @@ fn is_domain(s: &str) -> bool {
         && labels.all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
-fn cut(s: &str) -> String {
+/// `s` cut to [`MAX_VALUE`] bytes, at a character boundary.
+fn cut_str(s: &str) -> &str {
     let mut end = s.len().min(MAX_VALUE);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s.get(..end).unwrap_or_default().to_owned()
+    s.get(..end).unwrap_or_default()
 }
 
 /// The host of a URL given after its `scheme://` (no user info, no port), and where the
@@ -130,9 +131,29 @@ pub fn extract(text: &str) -> Vec<Value> {
 /// because `alice@corp.test` wrote an email).
 fn extract_with(text: &str, derived_domains: bool) -> Vec<Value> {
     let mut out = Vec::new();
-    let push = |kind: ValueKind, text: String, out: &mut Vec<Value>| {
-        if out.len() < MAX_PER_TEXT {
-            out.push(Value { kind, text });
+    each_value(text, derived_domains, &mut |kind, parts| {
+        let mut text = String::new();
+        for p in parts {
+            text.push_str(p);
+        }
+        out.push(Value {
+            kind,
+            text: cut_str(&text).to_owned(),
+        });
+    });
+    out
+}
+
+/// Calls `found(kind, parts)` for each distinctive value of `text`, at most [`MAX_PER_TEXT`]:
+/// the value is the concatenation of `parts`, cut to [`MAX_VALUE`] bytes. A passage comes as its
+/// words and the spaces between them, so the index can hash it without building its text
+/// (this ran over every result before its reply; most of its cost was strings per word).
+fn each_value(text: &str, derived_domains: bool, found: &mut dyn FnMut(ValueKind, &[&str])) {
+    let mut count = 0usize;
+    let mut push = |kind: ValueKind, parts: &[&str]| {
+        if count < MAX_PER_TEXT {
+            count += 1;
+            found(kind, parts);
         }
     };
     let words: Vec<&str> = text.split(is_word_sep).filter(|w| !w.is_empty()).collect();
@@ -143,45 +164,54 @@ fn extract_with(text: &str, derived_domains: bool) -> Vec<Value> {
         if w.is_empty() {
             continue;
         }
-        let lower = w.to_ascii_lowercase();
-        if let Some(rest) = lower.strip_prefix("mailto:") {
-            if let Some((_, domain)) = rest.split_once('@') {
-                push(ValueKind::Email, cut(rest), &mut out);
-                if derived_domains && is_domain(domain) {
-                    push(ValueKind::Domain, cut(domain), &mut out);
+        // Addresses, URLs and domains are compared lowercased; a word with none of `@`, `:` or
+        // `.` is none of them, and needs no lowercase copy.
+        let lower = if w.bytes().any(|b| matches!(b, b'@' | b':' | b'.')) {
+            Some(w.to_ascii_lowercase())
+        } else {
+            None
+        };
+        if let Some(lower) = &lower {
+            if let Some(rest) = lower.strip_prefix("mailto:") {
+                if let Some((_, domain)) = rest.split_once('@') {
+                    push(ValueKind::Email, &[cut_str(rest)]);
+                    if derived_domains && is_domain(domain) {
+                        push(ValueKind::Domain, &[cut_str(domain)]);
+                    }
                 }
+                continue;
             }
-            continue;
-        }
-        if lower.starts_with("http://") || lower.starts_with("https://") {
-            let after = lower.split_once("://").map_or("", |(_, a)| a);
-            let (host, host_end) = url_host(after);
-            // The URL keeps the case of its path: only scheme and host are case-free.
-            let scheme_host = lower.len() - after.len() + host_end;
-            let url = format!(
-                "{}{}",
-                lower.get(..scheme_host).unwrap_or_default(),
-                w.get(scheme_host..).unwrap_or_default()
-            );
-            push(ValueKind::Url, cut(&url), &mut out);
-            if derived_domains && is_domain(host) {
-                push(ValueKind::Domain, cut(host), &mut out);
+            if lower.starts_with("http://") || lower.starts_with("https://") {
+                let after = lower.split_once("://").map_or("", |(_, a)| a);
+                let (host, host_end) = url_host(after);
+                // The URL keeps the case of its path: only scheme and host are case-free.
+                let scheme_host = lower.len() - after.len() + host_end;
+                push(
+                    ValueKind::Url,
+                    &[
+                        lower.get(..scheme_host).unwrap_or_default(),
+                        w.get(scheme_host..).unwrap_or_default(),
+                    ],
+                );
+                if derived_domains && is_domain(host) {
+                    push(ValueKind::Domain, &[cut_str(host)]);
+                }
+                continue;
             }
-            continue;
-        }
-        if let Some((local, domain)) = lower.split_once('@')
-            && !local.is_empty()
-            && is_domain(domain)
-        {
-            push(ValueKind::Email, cut(&lower), &mut out);
-            if derived_domains {
-                push(ValueKind::Domain, cut(domain), &mut out);
+            if let Some((local, domain)) = lower.split_once('@')
+                && !local.is_empty()
+                && is_domain(domain)
+            {
+                push(ValueKind::Email, &[cut_str(lower)]);
+                if derived_domains {
+                    push(ValueKind::Domain, &[cut_str(domain)]);
+                }
+                continue;
             }
-            continue;
         }
         if w.starts_with('/') || w.starts_with("~/") || w.starts_with("./") || w.starts_with("../") {
             if w.len() > 2 && w.get(1..).is_some_and(|r| r.contains('/') || r.len() > 3) {
-                push(ValueKind::Path, cut(w), &mut out);
+                push(ValueKind::Path, &[cut_str(w)]);
             }
             continue;
         }
@@ -204,7 +234,7 @@ fn extract_with(text: &str, derived_domains: bool) -> Vec<Value> {
                     j += 1;
                 }
                 if (15..=34).contains(&iban.len()) && iban.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                    push(ValueKind::Iban, iban, &mut out);
+                    push(ValueKind::Iban, &[&iban]);
                     i = j;
                     continue;
                 }
@@ -216,30 +246,48 @@ fn extract_with(text: &str, derived_domains: bool) -> Vec<Value> {
             && w.bytes().any(|b| b.is_ascii_digit())
             && w.bytes().any(|b| b.is_ascii_alphabetic())
         {
-            push(ValueKind::Token, cut(w), &mut out);
+            push(ValueKind::Token, &[cut_str(w)]);
             continue;
         }
-        if is_domain(&lower) && lower.bytes().any(|b| b.is_ascii_alphabetic()) {
-            push(ValueKind::Domain, cut(&lower), &mut out);
+        if let Some(lower) = &lower
+            && is_domain(lower)
+            && lower.bytes().any(|b| b.is_ascii_alphabetic())
+        {
+            push(ValueKind::Domain, &[cut_str(lower)]);
         }
     }
-    // Passages: shingles of normalised words.
-    let norm: Vec<String> = words
-        .iter()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_lowercase)
-                .collect::<String>()
-        })
-        .filter(|w| !w.is_empty())
-        .collect();
-    if norm.len() >= SHINGLE_WORDS {
-        for window in norm.windows(SHINGLE_WORDS) {
-            push(ValueKind::Passage, cut(&window.join(" ")), &mut out);
+    // Passages: shingles of normalised words, the words kept in one buffer.
+    let mut norm = String::new();
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for w in &words {
+        let start = norm.len();
+        if w.is_ascii() {
+            // The same as below for ASCII, a byte at a time.
+            norm.extend(
+                w.bytes()
+                    .filter(u8::is_ascii_alphanumeric)
+                    .map(|b| char::from(b.to_ascii_lowercase())),
+            );
+        } else {
+            norm.extend(w.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase));
+        }
+        if norm.len() > start {
+            spans.push((start, norm.len()));
         }
     }
-    out
+    if spans.len() >= SHINGLE_WORDS {
+        let mut parts: Vec<&str> = Vec::with_capacity(2 * SHINGLE_WORDS);
+        for window in spans.windows(SHINGLE_WORDS) {
+            parts.clear();
+            for (k, (a, b)) in window.iter().enumerate() {
+                if k > 0 {
+                    parts.push(" ");
+                }
+                parts.push(norm.get(*a..*b).unwrap_or_default());
+            }
+            push(ValueKind::Passage, &parts);
+        }
+    }
 }
 
 /// Whether `v` is covered by a trusted-destination `pattern` (lowercase): an address
@@ -327,12 +375,36 @@ pub fn clock(at_unix: i64) -> String {
     format!("{:02}:{:02}:{:02} UTC", s / 3600, s % 3600 / 60, s % 60)
 }
 
+/// Hashes a `u64` that is already a keyed hash (the index's own, random per index) as itself:
+/// hashing it again would only cost time, and no one outside can aim at its buckets.
+#[derive(Clone, Copy, Debug, Default)]
+struct Prehashed(u64);
+
+impl std::hash::Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64`s are hashed here; anything else is folded in rather than lost.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type PrehashedState = std::hash::BuildHasherDefault<Prehashed>;
+
 /// One session's provenance index.
 #[derive(Debug)]
 pub struct ProvenanceIndex {
     keys: RandomState,
-    untrusted: HashMap<u64, u32>,
-    trusted: HashSet<u64>,
+    untrusted: HashMap<u64, u32, PrehashedState>,
+    trusted: HashSet<u64, PrehashedState>,
     order: VecDeque<(u64, bool)>,
     /// Each source and how many values point to it.
     sources: HashMap<u32, (Source, usize)>,
@@ -347,8 +419,8 @@ impl ProvenanceIndex {
     pub fn new(max_values: usize) -> ProvenanceIndex {
         ProvenanceIndex {
             keys: RandomState::new(),
-            untrusted: HashMap::new(),
-            trusted: HashSet::new(),
+            untrusted: HashMap::default(),
+            trusted: HashSet::default(),
             order: VecDeque::new(),
             sources: HashMap::new(),
             next_source: 0,
@@ -358,7 +430,38 @@ impl ProvenanceIndex {
     }
 
     fn hash(&self, v: &Value) -> u64 {
-        self.keys.hash_one((v.kind, v.text.as_str()))
+        self.hash_parts(v.kind, &[v.text.as_str()])
+    }
+
+    /// The keyed hash of a value given as parts: of their concatenation cut to [`MAX_VALUE`]
+    /// bytes (as [`Value`]s are), without building it.
+    fn hash_parts(&self, kind: ValueKind, parts: &[&str]) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = self.keys.build_hasher();
+        kind.hash(&mut h);
+        let mut budget = MAX_VALUE;
+        for p in parts {
+            if p.len() <= budget {
+                h.write(p.as_bytes());
+                budget -= p.len();
+            } else {
+                let mut end = budget;
+                while !p.is_char_boundary(end) {
+                    end -= 1;
+                }
+                h.write(p.get(..end).unwrap_or_default().as_bytes());
+                break;
+            }
+        }
+        h.write_u8(0xff);
+        h.finish()
+    }
+
+    /// The hashes of the values of `text`.
+    fn hashes(&self, text: &str) -> Vec<u64> {
+        let mut out = Vec::new();
+        each_value(text, true, &mut |kind, parts| out.push(self.hash_parts(kind, parts)));
+        out
     }
 
     /// Values held now.
@@ -373,7 +476,8 @@ impl ProvenanceIndex {
 
     /// Remembers the values of `text`, output of `origin` at `at_unix`, as untrusted or not.
     pub fn observe(&mut self, text: &str, untrusted: bool, origin: &str, at_unix: i64) {
-        self.remember(extract(text), untrusted, origin, at_unix);
+        let hashes = self.hashes(text);
+        self.remember(hashes, untrusted, origin, at_unix);
     }
 
     /// `observe` for the `texts` of the output of a call made with `arguments`: trusted output
@@ -390,20 +494,20 @@ impl ProvenanceIndex {
         let mut given: HashSet<u64> = HashSet::new();
         if !untrusted && !arguments.is_null() {
             walk_strings(arguments, &mut String::new(), &mut |_, s| {
-                given.extend(extract(s).iter().map(|v| self.hash(v)));
+                given.extend(self.hashes(s));
             });
         }
         for text in texts {
-            let mut values = extract(text);
+            let mut hashes = self.hashes(text);
             if !given.is_empty() {
-                values.retain(|v| !given.contains(&self.hash(v)));
+                hashes.retain(|h| !given.contains(h));
             }
-            self.remember(values, untrusted, origin, at_unix);
+            self.remember(hashes, untrusted, origin, at_unix);
         }
     }
 
-    /// Remembers `values` of one output, with their source.
-    fn remember(&mut self, values: Vec<Value>, untrusted: bool, origin: &str, at_unix: i64) {
+    /// Remembers the values (by their hashes) of one output, with their source.
+    fn remember(&mut self, values: Vec<u64>, untrusted: bool, origin: &str, at_unix: i64) {
         if values.is_empty() {
             return;
         }
@@ -411,8 +515,7 @@ impl ProvenanceIndex {
         // never stored.
         let id = self.next_source;
         let mut refs = 0usize;
-        for v in &values {
-            let h = self.hash(v);
+        for h in values {
             let fresh = if untrusted {
                 match self.untrusted.entry(h) {
                     std::collections::hash_map::Entry::Occupied(_) => false,
