@@ -104,6 +104,22 @@ impl Store {
             insert_rows(&self.pool, rows).await?;
             return Ok(None);
         }
+        // The gateway's usual batch (one chunk and its journal progress, no checkpoint): the
+        // whole transaction as one multi-statement query, one round trip to SQLite's worker
+        // thread instead of four (each a cross-thread wake-up on the path of the next calls).
+        if let (None, Some((segment, upto)), [chunk]) = (checkpoint, progress, chunks.as_slice()) {
+            let mut conn = self.pool.acquire().await?;
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "BEGIN IMMEDIATE; INSERT INTO audit_records (seq, at_ms, body, prev, hash) ",
+            );
+            push_rows(&mut q, chunk);
+            q.push("; INSERT INTO audit_journal (segment, upto) VALUES (");
+            q.push_bind(segment).push(", ").push_bind(upto);
+            q.push(") ON CONFLICT (segment) DO UPDATE SET upto = excluded.upto; COMMIT");
+            let done = q.build().execute(&mut *conn).await.map(drop);
+            settle(conn, done).await?;
+            return Ok(None);
+        }
         let mut conn = self.pool.acquire().await?;
         let done = async {
             sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
@@ -252,6 +268,12 @@ where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
     let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO audit_records (seq, at_ms, body, prev, hash) ");
+    push_rows(&mut q, rows);
+    q.build().execute(executor).await.map(drop)
+}
+
+/// `VALUES (…), (…)` of `rows`, bound.
+fn push_rows(q: &mut sqlx::QueryBuilder<sqlx::Sqlite>, rows: &[AuditRow]) {
     q.push_values(rows, |mut b, r| {
         b.push_bind(r.seq)
             .push_bind(r.at_ms)
@@ -259,5 +281,4 @@ where
             .push_bind(&r.prev)
             .push_bind(&r.hash);
     });
-    q.build().execute(executor).await.map(drop)
 }

@@ -254,3 +254,34 @@ async fn an_audit_batch_lands_whole_or_not_at_all() {
     assert_eq!(s.audit_rows(0, 5000).await.unwrap().len(), 1200);
     assert_eq!(s.audit_head().await.unwrap(), Some((1200, "h1200".to_owned())));
 }
+
+/// The journaled batch (records and the journal's progress, sent as one multi-statement
+/// query): records and progress land together or not at all, and a failed batch leaves no
+/// transaction open on its connection.
+#[tokio::test]
+async fn a_journaled_batch_and_its_progress_land_together() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file database: its pool has several connections, and a transaction left open on one
+    // would block the next writer.
+    let s = Store::open(dir.path()).await.unwrap();
+    s.append_audit_journaled(&audit_rows(1..=3), None, Some(("seg-a", 3)))
+        .await
+        .unwrap();
+    assert_eq!(s.audit_journal_upto("seg-a").await.unwrap(), 3);
+    let mut clash = audit_rows(4..=6);
+    clash[2].seq = 1;
+    for _ in 0..4 {
+        assert!(
+            s.append_audit_journaled(&clash, None, Some(("seg-a", 6)))
+                .await
+                .is_err()
+        );
+    }
+    assert_eq!(s.audit_journal_upto("seg-a").await.unwrap(), 3);
+    assert_eq!(s.audit_head().await.unwrap(), Some((3, "h3".to_owned())));
+    s.append_audit_journaled(&audit_rows(4..=6), None, Some(("seg-a", 6)))
+        .await
+        .unwrap();
+    assert_eq!(s.audit_journal_upto("seg-a").await.unwrap(), 6);
+    assert_eq!(s.audit_head().await.unwrap(), Some((6, "h6".to_owned())));
+}
