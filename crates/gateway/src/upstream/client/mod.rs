@@ -293,18 +293,39 @@ impl McpClient {
 /// identity; legacy requests lose any modern fields a modern client put there.
 fn shape_params(params: Option<Params>, server: &ServerInfo, cm: Option<&ClientMeta>) -> Params {
     let mut params = params.unwrap_or_default();
-    let mut m = params.get_object("_meta").unwrap_or_default();
+    // `_meta` read one level deep: the members the gateway does not set pass on as the client
+    // wrote them, without being decoded and encoded again. One that is not an object (or names
+    // a member twice) is not passed on.
+    let mut m = params
+        .get("_meta")
+        .and_then(|raw| Params::from_raw(raw).ok())
+        .unwrap_or_default();
     match server.era {
         Era::Modern => {
-            m.insert(meta::PROTOCOL_VERSION.into(), Value::String(server.version.clone()));
-            let caps = cm.map(|c| c.capabilities.clone()).unwrap_or_default();
-            m.insert(meta::CLIENT_CAPABILITIES.into(), Value::Object(caps));
-            let info = cm.and_then(|c| c.client_info.clone()).unwrap_or_else(gateway_identity);
-            m.insert(meta::CLIENT_INFO.into(), info);
-            match cm.and_then(|c| c.log_level.clone()) {
-                Some(level) => m.insert(meta::LOG_LEVEL.into(), Value::String(level)),
-                None => m.remove(meta::LOG_LEVEL),
+            // Encoding strings and maps cannot fail.
+            let _ = m.insert(meta::PROTOCOL_VERSION, &server.version);
+            let no_caps = Map::new();
+            let _ = m.insert(
+                meta::CLIENT_CAPABILITIES,
+                cm.map_or(&no_caps, |c| &c.capabilities),
+            );
+            let identity;
+            let info = match cm.and_then(|c| c.client_info.as_ref()) {
+                Some(info) => info,
+                None => {
+                    identity = gateway_identity();
+                    &identity
+                }
             };
+            let _ = m.insert(meta::CLIENT_INFO, info);
+            match cm.and_then(|c| c.log_level.as_deref()) {
+                Some(level) => {
+                    let _ = m.insert(meta::LOG_LEVEL, level);
+                }
+                None => {
+                    m.remove(meta::LOG_LEVEL);
+                }
+            }
         }
         Era::Legacy => {
             for k in [
@@ -320,8 +341,7 @@ fn shape_params(params: Option<Params>, server: &ServerInfo, cm: Option<&ClientM
     if m.is_empty() {
         params.remove("_meta");
     } else {
-        // Writing a map cannot fail.
-        let _ = params.insert("_meta", &m);
+        params.insert_raw("_meta", m.to_raw());
     }
     params
 }
