@@ -305,10 +305,7 @@ fn shape_params(params: Option<Params>, server: &ServerInfo, cm: Option<&ClientM
             // Encoding strings and maps cannot fail.
             let _ = m.insert(meta::PROTOCOL_VERSION, &server.version);
             let no_caps = Map::new();
-            let _ = m.insert(
-                meta::CLIENT_CAPABILITIES,
-                cm.map_or(&no_caps, |c| &c.capabilities),
-            );
+            let _ = m.insert(meta::CLIENT_CAPABILITIES, cm.map_or(&no_caps, |c| &c.capabilities));
             let identity;
             let info = match cm.and_then(|c| c.client_info.as_ref()) {
                 Some(info) => info,
