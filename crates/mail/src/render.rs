@@ -64,6 +64,39 @@ pub fn domain(address: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A message's subject, decoded. Legacy mailers put 8-bit text (Latin-1 and the like) straight
+/// into headers, which RFC 5322 does not allow and a UTF-8 reading turns into a U+FFFD for
+/// every accented letter: such a subject is read in the charset the message declares for its
+/// text, else as Windows-1252 (a superset of Latin-1's printable characters), then unfolded
+/// and its encoded words decoded as any subject is.
+pub fn subject(m: &mail_parser::Message<'_>) -> String {
+    legacy_subject(m).unwrap_or_else(|| m.subject().unwrap_or_default().to_owned())
+}
+
+fn legacy_subject(m: &mail_parser::Message<'_>) -> Option<String> {
+    use mail_parser::decoders::charsets::map::charset_decoder;
+    use mail_parser::{HeaderName, MimeHeaders as _};
+    let h = m.headers().iter().find(|h| h.name == HeaderName::Subject)?;
+    let bytes = m
+        .raw_message
+        .get(usize::try_from(h.offset_start).ok()?..usize::try_from(h.offset_end).ok()?)?;
+    if std::str::from_utf8(bytes).is_ok() {
+        return None;
+    }
+    let declared = m
+        .content_type()
+        .and_then(|ct| ct.attribute("charset"))
+        .filter(|c| !c.eq_ignore_ascii_case("utf-8") && !c.eq_ignore_ascii_case("utf8"))
+        .and_then(|c| charset_decoder(c.as_bytes()));
+    let decode = declared.or_else(|| charset_decoder(b"windows-1252"))?;
+    let text = decode(bytes);
+    let mut header = b"Subject: ".to_vec();
+    header.extend_from_slice(text.as_bytes());
+    header.extend_from_slice(b"\r\n\r\n");
+    let parsed = mail_parser::MessageParser::default().parse_headers(&header)?;
+    parsed.subject().map(str::to_owned)
+}
+
 /// A message's `from` (address), `subject` and `date` (RFC 3339) from its header block, safe
 /// to show: invisible characters removed.
 pub fn summary(raw: &[u8]) -> serde_json::Map<String, serde_json::Value> {
@@ -79,7 +112,7 @@ pub fn summary(raw: &[u8]) -> serde_json::Map<String, serde_json::Value> {
     out.insert("from".into(), visible(&from).into());
     out.insert(
         "subject".into(),
-        visible(m.as_ref().and_then(|m| m.subject()).unwrap_or_default()).into(),
+        visible(&m.as_ref().map(subject).unwrap_or_default()).into(),
     );
     out.insert(
         "date".into(),
@@ -116,5 +149,34 @@ mod tests {
         assert_eq!(window(body, 4, 4), ("efgh".to_owned(), Some(8)));
         assert_eq!(window(body, 8, 4), ("ij".to_owned(), None));
         assert_eq!(window(body, 20, 4), (String::new(), None));
+    }
+
+    /// Raw 8-bit subjects from legacy mailers come out as their sender wrote them: in the
+    /// charset the message declares, else Windows-1252; UTF-8 and encoded words as before.
+    #[test]
+    fn legacy_8bit_subjects_are_decoded() {
+        let subject_of = |raw: &[u8]| summary(raw)["subject"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(
+            subject_of(b"From: a@b.test\r\nSubject: Caf\xe9 cr\xe8me\r\n\r\nbody"),
+            "Caf\u{e9} cr\u{e8}me"
+        );
+        // Windows-1252's own characters (a curly apostrophe, the euro sign).
+        assert_eq!(
+            subject_of(b"Subject: It\x92s 5\x80\r\n\r\nbody"),
+            "It\u{2019}s 5\u{20ac}"
+        );
+        // The declared charset wins: ISO-8859-7 (Greek).
+        assert_eq!(
+            subject_of(b"Subject: \xc1\xe8\xde\xed\xe1\r\nContent-Type: text/plain; charset=iso-8859-7\r\n\r\nbody"),
+            "\u{391}\u{3b8}\u{3ae}\u{3bd}\u{3b1}"
+        );
+        // Folded, with an encoded word beside the raw bytes.
+        assert_eq!(
+            subject_of(b"Subject: R\xe9sum\xe9\r\n =?UTF-8?B?4pyU?=\r\n\r\nbody"),
+            "R\u{e9}sum\u{e9} \u{2714}"
+        );
+        // What was right stays right.
+        assert_eq!(subject_of("Subject: Café\r\n\r\nbody".as_bytes()), "Café");
+        assert_eq!(subject_of(b"Subject: =?ISO-8859-1?Q?Caf=E9?=\r\n\r\nbody"), "Caf\u{e9}");
     }
 }

@@ -558,7 +558,7 @@ impl<B: Backend> Mail<B> {
         let mut structured = json!({
             "from": from,
             "to": addr(m.to()),
-            "subject": render::visible(m.subject().unwrap_or_default()),
+            "subject": render::visible(&render::subject(m)),
             "date": m.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
             "messageId": m.message_id().unwrap_or_default(),
             "text": text,

@@ -49,6 +49,19 @@ with smtplib.SMTP("127.0.0.1", 10026) as s:
     s.send_message(m)
 "#;
 
+/// A legacy mailer's message: its subject raw Latin-1 bytes (not an encoded word, against RFC
+/// 5322), its body 8-bit ISO-8859-1 as declared.
+const DELIVER_LATIN1: &str = r#"
+import smtplib, sys
+tag = sys.argv[1].encode()
+raw = (b"From: Bob <bob@example.test>\r\nTo: alice@example.test\r\nSubject: Legacy " + tag
+       + b" Caf\xe9 cr\xe8me\r\nMessage-ID: <legacy." + tag + b"@supplier.example.test>\r\n"
+       + b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+       + b"Content-Transfer-Encoding: 8bit\r\n\r\nCh\xe8re Alice, voil\xe0.\r\n")
+with smtplib.SMTP("127.0.0.1", 10026) as s:
+    s.sendmail("bob@example.test", ["alice@example.test"], raw)
+"#;
+
 /// Bob's newest message with `subject`: its In-Reply-To and References headers.
 const THREAD_OF_BOB: &str = r#"
 import imaplib, sys, email
@@ -203,6 +216,30 @@ async fn reads_searches_and_sends(transport: Transport) {
     // Search values cannot inject IMAP: a quote in the text is just text.
     let r = mail.call("search_messages", json!({"subject": "x\" OR ALL"})).await;
     assert_eq!(structured(&r)["messages"], json!([]), "{r}");
+
+    // A raw Latin-1 subject reads as its sender wrote it, in the search and in the message.
+    let tag = std::process::id().to_string();
+    python(DELIVER_LATIN1, &[&tag]);
+    let legacy = format!("Legacy {tag}");
+    let legacy_uid = eventually_found(&mut mail, &legacy).await;
+    let r = mail.call("search_messages", json!({"subject": legacy})).await;
+    assert_eq!(
+        structured(&r)["messages"][0]["subject"],
+        format!("Legacy {tag} Caf\u{e9} cr\u{e8}me"),
+        "{r}"
+    );
+    let r = mail.call("read_message", json!({"uid": legacy_uid})).await;
+    assert_eq!(
+        structured(&r)["subject"],
+        format!("Legacy {tag} Caf\u{e9} cr\u{e8}me"),
+        "{r}"
+    );
+    assert!(
+        structured(&r)["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Ch\u{e8}re Alice, voil\u{e0}.")),
+        "{r}"
+    );
 
     let r = mail.call("read_message", json!({"uid": uid})).await;
     let msg = structured(&r);
