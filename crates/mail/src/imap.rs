@@ -198,7 +198,7 @@ pub struct ImapSmtp {
     drafts: String,
     trash: String,
     /// Where a copy of each sent message is filed, when the provider does not do it.
-    sent: Option<String>,
+    sent: SentCopy,
     idle: tokio::sync::Mutex<Vec<(Session, Instant)>>,
     keep_at_most: usize,
 }
@@ -211,16 +211,57 @@ impl ImapSmtp {
             servers,
             drafts,
             trash,
-            sent: None,
+            sent: SentCopy::Auto,
             idle: tokio::sync::Mutex::new(Vec::new()),
             keep_at_most: pool,
         }
     }
 
-    /// Files a copy of each sent message in `folder` (for providers whose submission does not).
-    pub fn saving_sent_to(mut self, folder: Option<String>) -> ImapSmtp {
-        self.sent = folder;
+    /// Where a copy of each sent message is filed (default [`SentCopy::Auto`]).
+    pub fn saving_sent(mut self, sent: SentCopy) -> ImapSmtp {
+        self.sent = sent;
         self
+    }
+
+    /// The folder a sent message should be filed in under [`SentCopy::Auto`]: the mailbox's
+    /// `\Sent` folder (RFC 6154), unless the provider files sent mail itself — Gmail (its
+    /// `X-GM-EXT-1` capability) always does, and a provider that already filed this message
+    /// (found there by its Message-ID) did. `Ok(None)`: nothing to file.
+    async fn auto_sent_folder(&self, message_id: &str) -> Result<Option<String>, MailError> {
+        let mut session = self.session().await?;
+        if session.capabilities().await.map_err(server)?.has_str("X-GM-EXT-1") {
+            self.keep(session).await;
+            return Ok(None);
+        }
+        let sent: Vec<String> = session
+            .list(Some(""), Some("*"))
+            .await
+            .map_err(server)?
+            .try_filter(|n| {
+                let is_sent = n
+                    .attributes()
+                    .iter()
+                    .any(|a| matches!(a, async_imap::types::NameAttribute::Sent));
+                std::future::ready(is_sent)
+            })
+            .map_ok(|n| n.name().to_owned())
+            .try_collect()
+            .await
+            .map_err(server)?;
+        let Some(folder) = sent.into_iter().next() else {
+            self.keep(session).await;
+            return Err(MailError::Server(
+                "the mailbox has no folder marked \\Sent (RFC 6154); pass --sent-folder NAME, or --no-sent-copy".into(),
+            ));
+        };
+        session.select(&folder).await.map_err(server)?;
+        let id = message_id.replace(['"', '\\', '\r', '\n'], "");
+        let found = session
+            .uid_search(format!("HEADER Message-ID \"{id}\""))
+            .await
+            .map_err(server)?;
+        self.keep(session).await;
+        Ok(found.is_empty().then_some(folder))
     }
 
     /// An authenticated session: a kept one that still answers NOOP, else a new one.
@@ -269,6 +310,18 @@ impl ImapSmtp {
         self.keep(session).await;
         Ok(())
     }
+}
+
+/// Where a copy of a sent message goes: Dovecot's and many providers' submission servers do
+/// not file one, Gmail's and Outlook's do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SentCopy {
+    /// The `\Sent` folder, unless the provider filed the message itself.
+    Auto,
+    /// Always this folder.
+    Folder(String),
+    /// Never.
+    Off,
 }
 
 impl Backend for ImapSmtp {
@@ -355,10 +408,21 @@ impl Backend for ImapSmtp {
     async fn send(&self, out: &Outgoing) -> Result<Map<String, Value>, MailError> {
         smtp::send(&self.servers, &out.message).await?;
         let mut result = Map::new();
-        if let Some(folder) = &self.sent {
-            // The message is gone: a failure to file it must not read as a failed send (a
-            // retry would send it twice), so it is reported beside the success.
-            match self.append(folder, Some("(\\Seen)"), &out.message.formatted()).await {
+        // The message is gone: a failure to file it must not read as a failed send (a retry
+        // would send it twice), so it is reported beside the success.
+        let folder = match &self.sent {
+            SentCopy::Off => None,
+            SentCopy::Folder(folder) => Some(folder.clone()),
+            SentCopy::Auto => match self.auto_sent_folder(&out.message_id).await {
+                Ok(folder) => folder,
+                Err(e) => {
+                    result.insert("notSaved".into(), json!(format!("sent, but not filed: {e}")));
+                    None
+                }
+            },
+        };
+        if let Some(folder) = folder {
+            match self.append(&folder, Some("(\\Seen)"), &out.message.formatted()).await {
                 Ok(()) => result.insert("savedTo".into(), json!(folder)),
                 Err(e) => result.insert(
                     "notSaved".into(),

@@ -89,10 +89,14 @@ struct Cli {
     /// Most recipients of one message.
     #[arg(long, default_value_t = 10)]
     max_recipients: usize,
-    /// File a copy of each sent message in this IMAP folder (for providers whose submission
-    /// server does not; many, Gmail and Outlook among them, do it themselves).
+    /// File a copy of each sent message in this IMAP folder. By default a copy goes to the
+    /// mailbox's `\Sent` folder (RFC 6154) unless the provider filed the message itself (Gmail
+    /// always does; others are checked by Message-ID).
     #[arg(long)]
     sent_folder: Option<String>,
+    /// File no copy of sent messages.
+    #[arg(long, conflicts_with = "sent_folder")]
+    no_sent_copy: bool,
     /// Longest a tool call may take, in seconds, connecting included.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
@@ -167,8 +171,13 @@ fn imap_backend(cli: &Cli, settings: &Settings) -> Result<imap::ImapSmtp, Settin
         credential,
     )?;
     Ok(
-        imap::ImapSmtp::new(servers, settings.drafts.clone(), settings.trash.clone(), cli.imap_pool)
-            .saving_sent_to(cli.sent_folder.clone()),
+        imap::ImapSmtp::new(servers, settings.drafts.clone(), settings.trash.clone(), cli.imap_pool).saving_sent(
+            match (&cli.sent_folder, cli.no_sent_copy) {
+                (_, true) => imap::SentCopy::Off,
+                (Some(folder), false) => imap::SentCopy::Folder(folder.clone()),
+                (None, false) => imap::SentCopy::Auto,
+            },
+        ),
     )
 }
 

@@ -156,9 +156,9 @@ async fn reads_searches_and_sends(transport: Transport) {
         ],
     );
 
-    // Dovecot's submission does not file sent mail: portcullis-mail does, in Sent.
-    let mut kit = PLAINTEXT.to_vec();
-    kit.extend(["--sent-folder", "Sent"]);
+    // Dovecot's submission does not file sent mail: portcullis-mail does, by default in the
+    // folder marked \Sent.
+    let kit = PLAINTEXT.to_vec();
     let mut mail = Mail::start_with_on(transport, &kit, &["compose", "send", "organize"], "alicepass").await;
     let list = mail.request("tools/list", json!({})).await;
     let names: Vec<&str> = list["result"]["tools"]
@@ -297,6 +297,28 @@ async fn reads_searches_and_sends(transport: Transport) {
             .starts_with("sent, but not filed in `No such folder`"),
         "{r}"
     );
+    // Asked not to, it files nothing.
+    let mut no_copy = PLAINTEXT.to_vec();
+    no_copy.push("--no-sent-copy");
+    let mut uncopied = Mail::start_with_on(transport, &no_copy, &["send"], "alicepass").await;
+    let uncopied_subject = format!("Uncopied {subject}");
+    let r = uncopied
+        .call(
+            "send_message",
+            json!({"to": ["bob@example.test"], "subject": uncopied_subject, "body": "x"}),
+        )
+        .await;
+    assert!(
+        structured(&r).get("savedTo").is_none() && structured(&r).get("notSaved").is_none(),
+        "{r}"
+    );
+    let filed = mail
+        .call(
+            "search_messages",
+            json!({"folder": "Sent", "subject": uncopied_subject}),
+        )
+        .await;
+    assert_eq!(structured(&filed)["messages"], json!([]), "{filed}");
     eventually("bob never got it", || {
         python(COUNT_BOB, &[&reply_subject]).trim() == "1"
     })
