@@ -1,9 +1,11 @@
-//! What keeping IMAP sessions buys: `read_message` through portcullis-mail on stdio against
-//! the real loopback mail server (`../shared/mail-test`), with the default pool and with
-//! `--imap-pool 0` (a login per call), alternating in rounds so the machine's noise falls on
-//! both alike. Needs the kit's Debian packages and root, as the tests do.
+//! What keeping IMAP sessions and SMTP connections buys: `read_message` through
+//! portcullis-mail on stdio against the real loopback mail server (`../shared/mail-test`), with
+//! the default pool and with `--imap-pool 0` (a login per call); then `send_message` with the
+//! default `--smtp-pool` and with `--smtp-pool 0` (a connection, TLS-less here, and a login per
+//! send). Each pair alternates in rounds so the machine's noise falls on both alike. Needs the
+//! kit's Debian packages and root, as the tests do.
 //!
-//! `BENCH_CALLS=200 cargo bench -p portcullis-mail --bench imap`
+//! `BENCH_CALLS=200 BENCH_SENDS=100 cargo bench -p portcullis-mail --bench imap`
 
 #![allow(
     clippy::unwrap_used,
@@ -27,6 +29,54 @@ async fn start(pool: &str) -> Mcp {
     let mut args = kit::PLAINTEXT.to_vec();
     args.extend(["--user", "alice@example.test", "--imap-pool", pool]);
     Mcp::spawn(&args, &[("MAIL_PASSWORD", "alicepass")]).await
+}
+
+async fn start_sender(pool: &str) -> Mcp {
+    let mut args = kit::PLAINTEXT.to_vec();
+    args.extend([
+        "--user",
+        "alice@example.test",
+        "--profile",
+        "send",
+        "--no-sent-copy",
+        "--smtp-pool",
+        pool,
+    ]);
+    Mcp::spawn(&args, &[("MAIL_PASSWORD", "alicepass")]).await
+}
+
+/// Alternates `call` on each of `servers` for `rounds` rounds; the first round of each is not
+/// counted (it connects either way). Prints p50/p90/p99 per server and the p50 ratio.
+async fn alternate(title: &str, servers: [(&str, &mut Mcp); 2], rounds: usize, tool: &str, args: serde_json::Value) {
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let [(a_name, a), (b_name, b)] = servers;
+    for round in 0..rounds {
+        for (mcp, t) in [(&mut *a, 0usize), (&mut *b, 1usize)] {
+            let start = Instant::now();
+            let r = mcp.call(tool, args.clone()).await;
+            let took = start.elapsed();
+            assert!(r["result"]["isError"] != true, "{r}");
+            if round > 0 {
+                times[t].push(took);
+            }
+        }
+    }
+    for t in &mut times {
+        t.sort();
+    }
+    println!("{title}, {} calls each, alternating", rounds - 1);
+    for (name, t) in [(a_name, &times[0]), (b_name, &times[1])] {
+        println!(
+            "{name:>28}: p50 {:>7.0} µs  p90 {:>7.0} µs  p99 {:>7.0} µs",
+            percentile(t, 0.5).as_secs_f64() * 1e6,
+            percentile(t, 0.9).as_secs_f64() * 1e6,
+            percentile(t, 0.99).as_secs_f64() * 1e6,
+        );
+    }
+    println!(
+        "p50 ratio ({b_name} / {a_name}): {:.2}",
+        percentile(&times[1], 0.5).as_secs_f64() / percentile(&times[0], 0.5).as_secs_f64()
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -60,32 +110,30 @@ with smtplib.SMTP("127.0.0.1", 10026) as s:
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let (mut with_pool, mut without) = (Vec::new(), Vec::new());
-    for round in 0..calls {
-        for (mcp, times) in [(&mut kept, &mut with_pool), (&mut fresh, &mut without)] {
-            let t = Instant::now();
-            let r = mcp.call("read_message", json!({"uid": uid})).await;
-            let took = t.elapsed();
-            structured(&r);
-            // The first call of each logs in either way.
-            if round > 0 {
-                times.push(took);
-            }
-        }
-    }
-    with_pool.sort();
-    without.sort();
-    println!("read_message over stdio, {} calls each, alternating", calls - 1);
-    for (name, t) in [("pool 4 (default)", &with_pool), ("pool 0 (login per call)", &without)] {
-        println!(
-            "{name:>24}: p50 {:>7.0} µs  p90 {:>7.0} µs  p99 {:>7.0} µs",
-            percentile(t, 0.5).as_secs_f64() * 1e6,
-            percentile(t, 0.9).as_secs_f64() * 1e6,
-            percentile(t, 0.99).as_secs_f64() * 1e6,
-        );
-    }
-    println!(
-        "p50 ratio (login per call / kept): {:.2}",
-        percentile(&without, 0.5).as_secs_f64() / percentile(&with_pool, 0.5).as_secs_f64()
-    );
+    alternate(
+        "read_message over stdio",
+        [
+            ("imap pool 4 (default)", &mut kept),
+            ("imap pool 0 (login per call)", &mut fresh),
+        ],
+        calls,
+        "read_message",
+        json!({"uid": uid}),
+    )
+    .await;
+
+    let sends: usize = std::env::var("BENCH_SENDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let mut pooled = start_sender("2").await;
+    let mut unpooled = start_sender("0").await;
+    alternate(
+        "send_message over stdio (no Sent copy)",
+        [("smtp pool 2", &mut pooled), ("smtp pool 0 (default)", &mut unpooled)],
+        sends,
+        "send_message",
+        json!({"to": ["bob@example.test"], "subject": "bench send", "body": "A short body."}),
+    )
+    .await;
 }

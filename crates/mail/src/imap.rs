@@ -199,6 +199,7 @@ pub struct ImapSmtp {
     trash: String,
     /// Where a copy of each sent message is filed, when the provider does not do it.
     sent: SentCopy,
+    submission: smtp::Submission,
     idle: tokio::sync::Mutex<Vec<(Session, Instant)>>,
     keep_at_most: usize,
 }
@@ -212,9 +213,17 @@ impl ImapSmtp {
             drafts,
             trash,
             sent: SentCopy::Auto,
+            submission: smtp::Submission::new(smtp::POOL),
             idle: tokio::sync::Mutex::new(Vec::new()),
             keep_at_most: pool,
         }
+    }
+
+    /// Keeps at most `keep` idle submission connections (default [`smtp::POOL`]; 0: a
+    /// connection per send).
+    pub fn keeping_smtp(mut self, keep: usize) -> ImapSmtp {
+        self.submission = smtp::Submission::new(keep);
+        self
     }
 
     /// Where a copy of each sent message is filed (default [`SentCopy::Auto`]).
@@ -406,7 +415,7 @@ impl Backend for ImapSmtp {
     }
 
     async fn send(&self, out: &Outgoing) -> Result<Map<String, Value>, MailError> {
-        smtp::send(&self.servers, &out.message).await?;
+        self.submission.send(&self.servers, &out.message).await?;
         let mut result = Map::new();
         // The message is gone: a failure to file it must not read as a failed send (a retry
         // would send it twice), so it is reported beside the success.

@@ -103,6 +103,9 @@ struct Cli {
     /// Idle IMAP sessions kept for the next calls (0: log in for every call).
     #[arg(long, default_value_t = imap::POOL)]
     imap_pool: usize,
+    /// Idle SMTP submission connections kept for the next sends (0: a connection per send).
+    #[arg(long, default_value_t = smtp::POOL)]
+    smtp_pool: usize,
     /// Serve Streamable HTTP at `http://ADDR/mcp` (loopback only) instead of stdio.
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
@@ -171,13 +174,13 @@ fn imap_backend(cli: &Cli, settings: &Settings) -> Result<imap::ImapSmtp, Settin
         credential,
     )?;
     Ok(
-        imap::ImapSmtp::new(servers, settings.drafts.clone(), settings.trash.clone(), cli.imap_pool).saving_sent(
-            match (&cli.sent_folder, cli.no_sent_copy) {
+        imap::ImapSmtp::new(servers, settings.drafts.clone(), settings.trash.clone(), cli.imap_pool)
+            .saving_sent(match (&cli.sent_folder, cli.no_sent_copy) {
                 (_, true) => imap::SentCopy::Off,
                 (Some(folder), false) => imap::SentCopy::Folder(folder.clone()),
                 (None, false) => imap::SentCopy::Auto,
-            },
-        ),
+            })
+            .keeping_smtp(cli.smtp_pool),
     )
 }
 

@@ -297,9 +297,10 @@ async fn reads_searches_and_sends(transport: Transport) {
             .starts_with("sent, but not filed in `No such folder`"),
         "{r}"
     );
-    // Asked not to, it files nothing.
+    // Asked not to, it files nothing. (This one keeps its SMTP connection: two sends, the
+    // second on the kept connection, both delivered.)
     let mut no_copy = PLAINTEXT.to_vec();
-    no_copy.push("--no-sent-copy");
+    no_copy.extend(["--no-sent-copy", "--smtp-pool", "2"]);
     let mut uncopied = Mail::start_with_on(transport, &no_copy, &["send"], "alicepass").await;
     let uncopied_subject = format!("Uncopied {subject}");
     let r = uncopied
@@ -319,6 +320,17 @@ async fn reads_searches_and_sends(transport: Transport) {
         )
         .await;
     assert_eq!(structured(&filed)["messages"], json!([]), "{filed}");
+    let r = uncopied
+        .call(
+            "send_message",
+            json!({"to": ["bob@example.test"], "subject": uncopied_subject, "body": "y"}),
+        )
+        .await;
+    assert!(structured(&r)["messageId"].is_string(), "{r}");
+    eventually("bob never got both", || {
+        python(COUNT_BOB, &[&uncopied_subject]).trim() == "2"
+    })
+    .await;
     eventually("bob never got it", || {
         python(COUNT_BOB, &[&reply_subject]).trim() == "1"
     })
