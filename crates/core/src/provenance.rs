@@ -102,9 +102,9 @@ fn is_domain(s: &str) -> bool {
         && labels.all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
-/// `s` cut to [`MAX_VALUE`] bytes, at a character boundary.
-fn cut_str(s: &str) -> &str {
-    let mut end = s.len().min(MAX_VALUE);
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
@@ -138,14 +138,14 @@ fn extract_with(text: &str, derived_domains: bool) -> Vec<Value> {
         }
         out.push(Value {
             kind,
-            text: cut_str(&text).to_owned(),
+            text: cut(&text, MAX_VALUE).to_owned(),
         });
     });
     out
 }
 
 /// Calls `found(kind, parts)` for each distinctive value of `text`, at most [`MAX_PER_TEXT`]:
-/// the value is the concatenation of `parts`, cut to [`MAX_VALUE`] bytes. A passage comes as its
+/// the value is the concatenation of `parts`, which `found` cuts to [`MAX_VALUE`] bytes. A passage comes as its
 /// words and the spaces between them, so the index can hash it without building its text
 /// (this ran over every result before its reply; most of its cost was strings per word).
 fn each_value(text: &str, derived_domains: bool, found: &mut dyn FnMut(ValueKind, &[&str])) {
@@ -174,9 +174,9 @@ fn each_value(text: &str, derived_domains: bool, found: &mut dyn FnMut(ValueKind
         if let Some(lower) = &lower {
             if let Some(rest) = lower.strip_prefix("mailto:") {
                 if let Some((_, domain)) = rest.split_once('@') {
-                    push(ValueKind::Email, &[cut_str(rest)]);
+                    push(ValueKind::Email, &[rest]);
                     if derived_domains && is_domain(domain) {
-                        push(ValueKind::Domain, &[cut_str(domain)]);
+                        push(ValueKind::Domain, &[domain]);
                     }
                 }
                 continue;
@@ -194,7 +194,7 @@ fn each_value(text: &str, derived_domains: bool, found: &mut dyn FnMut(ValueKind
                     ],
                 );
                 if derived_domains && is_domain(host) {
-                    push(ValueKind::Domain, &[cut_str(host)]);
+                    push(ValueKind::Domain, &[host]);
                 }
                 continue;
             }
@@ -202,16 +202,16 @@ fn each_value(text: &str, derived_domains: bool, found: &mut dyn FnMut(ValueKind
                 && !local.is_empty()
                 && is_domain(domain)
             {
-                push(ValueKind::Email, &[cut_str(lower)]);
+                push(ValueKind::Email, &[lower.as_str()]);
                 if derived_domains {
-                    push(ValueKind::Domain, &[cut_str(domain)]);
+                    push(ValueKind::Domain, &[domain]);
                 }
                 continue;
             }
         }
         if w.starts_with('/') || w.starts_with("~/") || w.starts_with("./") || w.starts_with("../") {
             if w.len() > 2 && w.get(1..).is_some_and(|r| r.contains('/') || r.len() > 3) {
-                push(ValueKind::Path, &[cut_str(w)]);
+                push(ValueKind::Path, &[w]);
             }
             continue;
         }
@@ -246,14 +246,14 @@ fn each_value(text: &str, derived_domains: bool, found: &mut dyn FnMut(ValueKind
             && w.bytes().any(|b| b.is_ascii_digit())
             && w.bytes().any(|b| b.is_ascii_alphabetic())
         {
-            push(ValueKind::Token, &[cut_str(w)]);
+            push(ValueKind::Token, &[w]);
             continue;
         }
         if let Some(lower) = &lower
             && is_domain(lower)
             && lower.bytes().any(|b| b.is_ascii_alphabetic())
         {
-            push(ValueKind::Domain, &[cut_str(lower)]);
+            push(ValueKind::Domain, &[lower.as_str()]);
         }
     }
     // Passages: shingles of normalised words, the words kept in one buffer.
@@ -441,17 +441,12 @@ impl ProvenanceIndex {
         kind.hash(&mut h);
         let mut budget = MAX_VALUE;
         for p in parts {
-            if p.len() <= budget {
-                h.write(p.as_bytes());
-                budget -= p.len();
-            } else {
-                let mut end = budget;
-                while !p.is_char_boundary(end) {
-                    end -= 1;
-                }
-                h.write(p.get(..end).unwrap_or_default().as_bytes());
+            let piece = cut(p, budget);
+            h.write(piece.as_bytes());
+            if piece.len() < p.len() {
                 break;
             }
+            budget -= piece.len();
         }
         h.write_u8(0xff);
         h.finish()
