@@ -53,14 +53,13 @@ impl Fingerprint {
                 write_string(key, &mut canonical);
                 canonical.push(b':');
                 if let Some(v) = map.get(*key) {
-                    write_canonical_bytes(v, &mut canonical);
+                    write_canonical(v, &mut canonical);
                 }
             }
         }
         canonical.push(b'}');
         let hash = hex::encode(Sha256::digest(&canonical));
-        let canonical =
-            String::from_utf8(canonical).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        let canonical = text(canonical);
         Fingerprint { hash, canonical }
     }
 
@@ -91,25 +90,23 @@ fn reveal(text: &str) -> String {
         + "\n"
 }
 
-/// Writes `v` as JSON with object keys sorted at every depth and no whitespace (the canonical
-/// form pins and audit records are hashed in).
-pub fn write_canonical(v: &Value, out: &mut String) {
-    let mut bytes = Vec::new();
-    write_canonical_bytes(v, &mut bytes);
-    out.push_str(&String::from_utf8_lossy(&bytes));
-}
-
 /// The canonical form of `v`, as text.
 pub fn canonical(v: &Value) -> String {
     let mut bytes = Vec::with_capacity(256);
-    write_canonical_bytes(v, &mut bytes);
-    // JSON written from valid strings is valid UTF-8; the lossy path is never taken.
+    write_canonical(v, &mut bytes);
+    text(bytes)
+}
+
+/// Canonical JSON as text: written from valid strings it is valid UTF-8, so the lossy path is
+/// never taken.
+fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// `write_canonical` into bytes: strings and numbers are encoded by serde_json straight into
-/// `out`, with no string per value (this ran for every audit record on the call path).
-pub fn write_canonical_bytes(v: &Value, out: &mut Vec<u8>) {
+/// Writes `v` as JSON with object keys sorted at every depth and no whitespace (the canonical
+/// form pins and audit records are hashed in). Strings and numbers are encoded by serde_json
+/// straight into `out`, with no string per value (this runs for every audit record).
+pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
@@ -121,7 +118,7 @@ pub fn write_canonical_bytes(v: &Value, out: &mut Vec<u8>) {
                 }
                 write_string(k, out);
                 out.push(b':');
-                write_canonical_bytes(v, out);
+                write_canonical(v, out);
             }
             out.push(b'}');
         }
@@ -131,7 +128,7 @@ pub fn write_canonical_bytes(v: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical_bytes(item, out);
+                write_canonical(item, out);
             }
             out.push(b']');
         }
