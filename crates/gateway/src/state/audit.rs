@@ -340,6 +340,8 @@ impl Inner {
     /// Appends `body` to the journal and hands it to the writer; its room in the backlog is
     /// already taken.
     fn journal(&self, body: Value) -> bool {
+        // Put in canonical form before the lock: other callers wait only for the write.
+        let body = audit::canonical(&body);
         let mut j = self.journal.lock().unwrap_or_else(PoisonError::into_inner);
         match j.append(now_ms(), body) {
             Ok((entry, sealed)) => {
@@ -758,7 +760,9 @@ mod tests {
         let store = Store::open(dir.path()).await.unwrap();
         let jdir = dir.path().join(journal::DIR);
         let mut j = Journal::open(&jdir).unwrap();
-        let entries: Vec<Entry> = (0..5).map(|i| j.append(i, json!({"i": i})).unwrap().0).collect();
+        let entries: Vec<Entry> = (0..5)
+            .map(|i| j.append(i, audit::canonical(&json!({"i": i}))).unwrap().0)
+            .collect();
         index(&store, None, &entries[..2], None).await.unwrap();
         drop(j);
 

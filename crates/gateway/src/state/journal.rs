@@ -144,14 +144,14 @@ impl Journal {
         self.current.as_ref().map(|s| s.name.clone())
     }
 
-    /// Appends `body` as one line, in one `write(2)`. Returns the entry for the indexer and, when
-    /// this record filled the segment, the sealed segment (a new one takes the next record).
-    pub fn append(&mut self, at_ms: i64, body: Value) -> Result<(Entry, Option<Segment>), JournalError> {
+    /// Appends `body` (canonical JSON) as one line, in one `write(2)`. Returns the entry for the
+    /// indexer and, when this record filled the segment, the sealed segment (a new one takes the
+    /// next record).
+    pub fn append(&mut self, at_ms: i64, body: String) -> Result<(Entry, Option<Segment>), JournalError> {
         let seg = self.current.as_mut().ok_or(JournalError::Closed)?;
         let n = seg.n + 1;
-        // `{"n":…,"at":…,"body":…}`, the body in canonical form: written once, and the same
-        // text the writer hashes.
-        let body = portcullis_core::audit::canonical(&body);
+        // `{"n":…,"at":…,"body":…}`: the body as given, canonical JSON, the same text the
+        // writer hashes.
         self.scratch.clear();
         self.scratch
             .extend_from_slice(format!("{{\"n\":{n},\"at\":{at_ms},\"body\":").as_bytes());
@@ -341,6 +341,7 @@ fn parse(segment: &Arc<str>, bytes: &[u8]) -> (Vec<Entry>, Option<String>) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 
+    use portcullis_core::audit::canonical;
     use serde_json::json;
 
     use super::*;
@@ -350,7 +351,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
         for i in 0..3 {
-            j.append(i, json!({"i": i})).unwrap();
+            j.append(i, canonical(&json!({"i": i}))).unwrap();
         }
         // Held by this journal: another process would skip it.
         assert!(orphans(dir.path(), None).unwrap().is_empty());
@@ -386,7 +387,7 @@ mod tests {
     fn a_removed_segment_is_not_replayed() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
-        j.append(1, json!({})).unwrap();
+        j.append(1, canonical(&json!({}))).unwrap();
         j.close().unwrap().remove().unwrap();
         assert!(orphans(dir.path(), None).unwrap().is_empty());
     }
@@ -416,7 +417,7 @@ mod tests {
         let big = "x".repeat(1 << 20);
         let mut sealed = None;
         for i in 0..20 {
-            let (_, s) = j.append(i, json!({"pad": big})).unwrap();
+            let (_, s) = j.append(i, canonical(&json!({"pad": big}))).unwrap();
             if s.is_some() {
                 sealed = s;
                 break;
@@ -424,7 +425,7 @@ mod tests {
         }
         let sealed = sealed.unwrap();
         assert_eq!(sealed.name, first);
-        let (e, _) = j.append(99, json!({})).unwrap();
+        let (e, _) = j.append(99, canonical(&json!({}))).unwrap();
         assert_ne!(e.segment, first);
         assert_eq!(e.n, 1);
     }
