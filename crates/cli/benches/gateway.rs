@@ -36,7 +36,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{call, child_pid, cpu_ticks, env_or, fixture, free_port, http, options, rss_kib, spawn, stdio, wait_port};
+use common::{
+    call, child_pid, cpu_ticks, env_or, fixture, free_port, http, options, rss_kib, spawn, stdio, wait_port,
+    wait_port_within,
+};
 use portcullis_gateway::config::EraChoice;
 use portcullis_gateway::upstream::client::McpClient;
 
@@ -267,22 +270,8 @@ async fn instructions(transport: &str) {
             let cfg = cfg.to_string_lossy();
             let mut args: Vec<&str> = valgrind_args.iter().map(String::as_str).collect();
             args.extend(["serve", "--config", &cfg]);
-            let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-            _gateway = Some(
-                tokio::process::Command::new(valgrind)
-                    .args(args)
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .unwrap(),
-            );
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while tokio::net::TcpStream::connect(("127.0.0.1", gport)).await.is_err() {
-                assert!(Instant::now() < deadline, "the gateway did not listen under valgrind");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            _gateway = Some(spawn(valgrind, &args));
+            wait_port_within(gport, Duration::from_secs(120)).await;
             McpClient::connect(&http(gport), &options(EraChoice::Modern))
                 .await
                 .unwrap()

@@ -194,8 +194,8 @@ pub fn build(
 }
 
 /// Idle submission connections kept for the next sends (0: a connection per send). Not kept by
-/// default: against the loopback Dovecot submission a send on a kept connection took about twice
-/// as long as one on a new connection (BENCHMARKS.md, "portcullis-mail: keeping SMTP
+/// default: against the loopback Dovecot submission a send on a kept connection took about 2.5
+/// times as long at p50 as one on a new connection (BENCHMARKS.md, "portcullis-mail: keeping SMTP
 /// connections").
 pub const POOL: usize = 0;
 

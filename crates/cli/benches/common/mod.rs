@@ -77,7 +77,13 @@ pub fn http(port: u16) -> Transport {
 }
 
 pub async fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_port_within(port, Duration::from_secs(30)).await;
+}
+
+/// Waits until something listens on `port`, for at most `wait` (a gateway under valgrind
+/// starts slowly).
+pub async fn wait_port_within(port: u16, wait: Duration) {
+    let deadline = Instant::now() + wait;
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         assert!(Instant::now() < deadline, "nothing listens on {port}");
         tokio::time::sleep(Duration::from_millis(50)).await;
