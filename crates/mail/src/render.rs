@@ -76,7 +76,8 @@ pub fn subject(m: &mail_parser::Message<'_>) -> String {
 fn legacy_subject(m: &mail_parser::Message<'_>) -> Option<String> {
     use mail_parser::decoders::charsets::map::charset_decoder;
     use mail_parser::{HeaderName, MimeHeaders as _};
-    let h = m.headers().iter().find(|h| h.name == HeaderName::Subject)?;
+    // The same Subject as `Message::subject` reads when there are several: the last.
+    let h = m.headers().iter().rev().find(|h| h.name == HeaderName::Subject)?;
     let bytes = m
         .raw_message
         .get(usize::try_from(h.offset_start).ok()?..usize::try_from(h.offset_end).ok()?)?;
@@ -178,5 +179,9 @@ mod tests {
         // What was right stays right.
         assert_eq!(subject_of("Subject: Café\r\n\r\nbody".as_bytes()), "Café");
         assert_eq!(subject_of(b"Subject: =?ISO-8859-1?Q?Caf=E9?=\r\n\r\nbody"), "Caf\u{e9}");
+        // Two subjects: the one shown is the one every other reading takes (the last), whichever
+        // of them is the legacy one.
+        assert_eq!(subject_of(b"Subject: Caf\xe9\r\nSubject: Tea\r\n\r\nbody"), "Tea");
+        assert_eq!(subject_of(b"Subject: Tea\r\nSubject: Caf\xe9\r\n\r\nbody"), "Caf\u{e9}");
     }
 }
