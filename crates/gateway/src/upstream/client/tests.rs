@@ -41,6 +41,28 @@ fn modern_params_get_protocol_fields_and_keep_the_rest() {
     assert_eq!(out["arguments"], json!({"a":1}));
 }
 
+/// The client's `_meta` members pass on only when they can be read one way: a `_meta` naming a
+/// member twice (which of the two would the upstream take?) or not an object is not passed on,
+/// and the gateway's protocol fields stand alone.
+#[test]
+fn an_ambiguous_or_malformed_meta_is_not_passed_on() {
+    for meta in [r#"{"progressToken":1,"progressToken":2}"#, r#""text""#, "[1]"] {
+        let p = Params::from_json(&format!(r#"{{"name":"x","_meta":{meta}}}"#)).unwrap();
+        let out = shape_params(Some(p), &modern(), None).to_value();
+        let m = out["_meta"].as_object().unwrap();
+        assert!(!m.contains_key("progressToken"), "{meta}: {out}");
+        assert_eq!(m.len(), 3, "{meta}: {out}");
+        assert_eq!(m["io.modelcontextprotocol/protocolVersion"], "2026-07-28");
+        assert_eq!(out["name"], "x");
+        let out = shape_params(
+            Some(Params::from_json(&format!(r#"{{"_meta":{meta}}}"#)).unwrap()),
+            &legacy(),
+            None,
+        );
+        assert!(!out.contains("_meta"), "{meta}");
+    }
+}
+
 #[test]
 fn legacy_params_lose_modern_fields() {
     let p = Params::from_json(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}"#).unwrap();
