@@ -33,177 +33,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{
-    call, child_pid, cpu_ticks, env_or, fixture, free_port, http, options, rss_kib, spawn, stdio, wait_port,
-    wait_port_within,
-};
+use common::measure::{Watch, added, measure, relay_stdio, row, write_config};
+use common::{call, child_pid, env_or, fixture, free_port, http, options, spawn, stdio, wait_port, wait_port_within};
 use portcullis_gateway::config::EraChoice;
 use portcullis_gateway::upstream::client::McpClient;
-
-#[derive(Clone, Copy)]
-struct Figures {
-    p50: Duration,
-    p99: Duration,
-    per_second: f64,
-    /// The gateway's (or relay's) CPU time per call in the throughput phase, and its resident
-    /// memory before the first call and after the last.
-    process: Option<ProcessFigures>,
-}
-
-#[derive(Clone, Copy)]
-struct ProcessFigures {
-    cpu_per_call: Duration,
-    idle_rss_kib: u64,
-    loaded_rss_kib: u64,
-}
-
-/// Measures several paths to the same server. Latency samples are taken in interleaved rounds
-/// (a batch on each path in turn), so a change in the machine's load hits every path alike;
-/// throughput is measured per path afterwards.
-async fn measure(clients: &[Arc<McpClient>], pids: &[Option<u32>], tool: &str) -> Vec<Figures> {
-    let calls: usize = env_or("BENCH_CALLS", 5000);
-    let seconds: u64 = env_or("BENCH_SECONDS", 3);
-    let concurrency: usize = env_or("BENCH_CONCURRENCY", 16);
-    const ROUND: usize = 100;
-    let idle: Vec<Option<u64>> = pids.iter().map(|p| p.map(rss_kib)).collect();
-    // Warm up (connections, allocator, page cache).
-    for client in clients {
-        for _ in 0..200 {
-            let r = client.call(call(tool)).await.unwrap();
-            assert!(r.as_error().is_none(), "the call failed: {r:?}");
-        }
-    }
-    let mut samples: Vec<Vec<Duration>> = clients.iter().map(|_| Vec::with_capacity(calls)).collect();
-    for _ in 0..calls.div_ceil(ROUND) {
-        for (client, samples) in clients.iter().zip(samples.iter_mut()) {
-            for _ in 0..ROUND {
-                let t = Instant::now();
-                client.call(call(tool)).await.unwrap();
-                samples.push(t.elapsed());
-            }
-        }
-    }
-    let mut figures = Vec::new();
-    for (i, (client, mut samples)) in clients.iter().zip(samples).enumerate() {
-        samples.sort();
-        let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-        let done = Arc::new(AtomicU64::new(0));
-        let until = Instant::now() + Duration::from_secs(seconds);
-        let workers: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let client = client.clone();
-                let done = done.clone();
-                let tool = tool.to_owned();
-                tokio::spawn(async move {
-                    while Instant::now() < until {
-                        client.call(call(&tool)).await.unwrap();
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        let started = Instant::now();
-        let ticks = pids[i].map(cpu_ticks);
-        for w in workers {
-            w.await.unwrap();
-        }
-        let calls = done.load(Ordering::Relaxed);
-        // `/proc` counts in USER_HZ, 100 on Linux whatever the kernel's own tick.
-        let hz = 100u64;
-        let process = pids[i].zip(ticks).map(|(pid, before)| ProcessFigures {
-            cpu_per_call: Duration::from_secs_f64((cpu_ticks(pid) - before) as f64 / hz as f64 / calls.max(1) as f64),
-            idle_rss_kib: idle[i].unwrap_or(0),
-            loaded_rss_kib: rss_kib(pid),
-        });
-        figures.push(Figures {
-            p50: pick(0.50),
-            p99: pick(0.99),
-            per_second: calls as f64 / started.elapsed().as_secs_f64(),
-            process,
-        });
-    }
-    figures
-}
-
-fn row(label: &str, f: Figures) {
-    let process = f.process.map_or(String::new(), |p| {
-        format!(
-            "   CPU {:>6.1} µs/call   RSS {:.1} MiB idle, {:.1} MiB loaded",
-            p.cpu_per_call.as_secs_f64() * 1e6,
-            p.idle_rss_kib as f64 / 1024.0,
-            p.loaded_rss_kib as f64 / 1024.0
-        )
-    });
-    println!(
-        "{label:<38} p50 {:>8.1} µs   p99 {:>8.1} µs   {:>9.0} calls/s{process}",
-        f.p50.as_secs_f64() * 1e6,
-        f.p99.as_secs_f64() * 1e6,
-        f.per_second
-    );
-}
-
-fn added(direct: Figures, through: Figures) {
-    println!(
-        "{:<38} p50 {:>+8.1} µs   p99 {:>+8.1} µs   throughput ×{:.2}",
-        "  added",
-        (through.p50.as_secs_f64() - direct.p50.as_secs_f64()) * 1e6,
-        (through.p99.as_secs_f64() - direct.p99.as_secs_f64()) * 1e6,
-        through.per_second / direct.per_second
-    );
-}
-
-fn write_config(dir: &Path, listen_port: u16, upstream: &str) -> PathBuf {
-    let path = dir.join("portcullis.toml");
-    // The fixture's tools carry no annotations, so the default profile would hold them as
-    // destructive; the bench measures forwarding, with a policy that permits every call.
-    let permit_all = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance/permit-all.cedar");
-    let text = format!(
-        "[gateway]\nlisten = \"127.0.0.1:{listen_port}\"\ndata_dir = \"state\"\nmax_concurrent_calls = 1024\n\n[policy]\nprofile = \"none\"\nfiles = [{:?}]\n\n[upstreams.fixture]\nprefix = \"\"\n{upstream}\n",
-        permit_all.to_string_lossy()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// The floor: the cheapest possible extra process between client and server, a blocking
-/// line relay (`bench --relay-stdio SERVER ARGS…`). Whatever the gateway adds beyond this is
-/// its own work; up to this is the cost of one more process on the path on this machine.
-fn relay_stdio(server: &str, args: &[String]) {
-    use std::io::{BufRead, BufReader, Write};
-    let mut child = std::process::Command::new(server)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut to_child = child.stdin.take().unwrap();
-    let from_child = BufReader::new(child.stdout.take().unwrap());
-    std::thread::spawn(move || {
-        let mut out = std::io::stdout().lock();
-        for line in from_child.lines() {
-            let line = line.unwrap();
-            out.write_all(line.as_bytes()).unwrap();
-            out.write_all(b"\n").unwrap();
-            out.flush().unwrap();
-        }
-    });
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        if to_child
-            .write_all(line.as_bytes())
-            .and_then(|()| to_child.write_all(b"\n"))
-            .and_then(|()| to_child.flush())
-            .is_err()
-        {
-            break;
-        }
-    }
-    drop(to_child);
-    let _ = child.wait();
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -361,9 +196,9 @@ async fn bench() {
     .await
     .unwrap();
     let mut pids = vec![
-        None,
-        Some(child_pid(&portcullis, " stdio ")),
-        Some(child_pid(&me, "--relay-stdio")),
+        Watch::Nothing,
+        Watch::Pid(child_pid(&portcullis, " stdio ")),
+        Watch::Pid(child_pid(&me, "--relay-stdio")),
     ];
     let mut clients = vec![Arc::new(direct), Arc::new(through), Arc::new(relay)];
     let baseline = std::env::var_os("BENCH_BASELINE").map(PathBuf::from);
@@ -379,10 +214,10 @@ async fn bench() {
             .await
             .unwrap(),
         ));
-        pids.push(Some(child_pid(base, " stdio ")));
+        pids.push(Watch::Pid(child_pid(base, " stdio ")));
         std::mem::forget(bdir);
     }
-    let stdio_figures = measure(&clients, &pids, &tool).await;
+    let stdio_figures = measure(&clients, &pids, &vec![tool.as_str(); clients.len()]).await;
     drop(clients);
     let (direct_stdio, through_stdio, relay_stdio) = (stdio_figures[0], stdio_figures[1], stdio_figures[2]);
 
@@ -401,7 +236,7 @@ async fn bench() {
         .await
         .unwrap();
     let mut clients = vec![Arc::new(direct), Arc::new(through)];
-    let mut pids = vec![None, _gateway.id()];
+    let mut pids = vec![Watch::Nothing, Watch::Pid(_gateway.id().unwrap())];
     let mut _base_gateway = None;
     if let Some(base) = &baseline {
         let bdir = tempfile::tempdir().unwrap();
@@ -414,10 +249,10 @@ async fn bench() {
                 .await
                 .unwrap(),
         ));
-        pids.push(child.id());
+        pids.push(Watch::Pid(child.id().unwrap()));
         _base_gateway = Some((child, bdir));
     }
-    let http_figures = measure(&clients, &pids, &tool).await;
+    let http_figures = measure(&clients, &pids, &vec![tool.as_str(); clients.len()]).await;
     let (direct_http, through_http) = (http_figures[0], http_figures[1]);
 
     println!();

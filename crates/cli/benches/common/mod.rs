@@ -9,6 +9,8 @@
     reason = "a benchmark harness; each bench uses its own part"
 )]
 
+pub mod measure;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
