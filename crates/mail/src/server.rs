@@ -204,7 +204,8 @@ pub fn tools(profiles: &[Profile], naming: Naming) -> Value {
             "inputSchema": on_message(naming, json!({
                 "body": {"type": "string"},
                 "recipient": {"type": "string", "description": "The sender's address, or the message's Reply-To address; required when the two differ"},
-                "all": {"type": "boolean", "default": false, "description": "Also to the message's other recipients (its To and Cc), as Cc"}
+                "all": {"type": "boolean", "default": false, "description": "Also to the message's other recipients (its To and Cc), as Cc"},
+                "quote": {"type": "boolean", "default": true, "description": "Quote the message below the reply, as `> ` lines after an \"On DATE, SENDER wrote:\" line"}
             }), &["body"]),
             "outputSchema": sent,
             "annotations": sends,
@@ -401,10 +402,37 @@ struct Original {
     to: Vec<String>,
     cc: Vec<String>,
     subject: String,
+    /// When it was sent (RFC 3339), empty when it does not say.
+    date: String,
     thread: Thread,
+    /// Its text, the first page of it when it is long (`truncated`).
     text: String,
+    truncated: bool,
     /// Its attachments, to go along with a forward.
     attachments: Vec<Attachment>,
+}
+
+/// The original as a reply quotes it: an attribution line, then every line of its text after
+/// `> ` (an empty line as `>`), and `> […]` where the text was cut to its first page.
+fn quoted(o: &Original) -> String {
+    let mut out = if o.date.is_empty() {
+        format!("{} wrote:\n", o.from)
+    } else {
+        format!("On {}, {} wrote:\n", o.date, o.from)
+    };
+    for line in o.text.lines() {
+        if line.is_empty() {
+            out.push_str(">\n");
+        } else {
+            out.push_str("> ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if o.truncated {
+        out.push_str("> […]\n");
+    }
+    out
 }
 
 fn parse(raw: &[u8]) -> Result<mail_parser::Message<'_>, MailError> {
@@ -473,6 +501,8 @@ impl<B: Backend> Mail<B> {
             to: list("to"),
             cc: list("cc"),
             subject: field("subject"),
+            date: field("date"),
+            truncated: v.get("truncated").and_then(Value::as_bool).unwrap_or(false),
             thread: Thread {
                 in_reply_to: message_id,
                 references,
@@ -628,6 +658,11 @@ impl<B: Backend> Mail<B> {
 
     async fn reply(&self, args: &Map<String, Value>) -> Result<Value, MailError> {
         let o = self.original(args).await?;
+        let quote = args
+            .get("quote")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+            .then(|| quoted(&o));
         let subject = if o.subject.to_ascii_lowercase().starts_with("re:") {
             o.subject
         } else {
@@ -660,6 +695,11 @@ impl<B: Backend> Mail<B> {
         } else {
             Vec::new()
         };
+        let mut body = arg(args, "body").unwrap_or_default().to_owned();
+        if let Some(quote) = quote {
+            body.push_str("\n\n");
+            body.push_str(&quote);
+        }
         let out = smtp::build(
             &self.settings,
             &Addressees {
@@ -668,7 +708,7 @@ impl<B: Backend> Mail<B> {
                 bcc: Vec::new(),
             },
             &subject,
-            arg(args, "body").unwrap_or_default(),
+            &body,
             &o.thread,
             Vec::new(),
             B::READS_RECIPIENTS_FROM_MESSAGE,
@@ -834,6 +874,38 @@ mod tests {
             .flatten()
             .filter_map(|t| t["name"].as_str().map(str::to_owned))
             .collect()
+    }
+
+    fn original(text: &str, date: &str, truncated: bool) -> Original {
+        Original {
+            from: "bob@example.test".into(),
+            reply_to: None,
+            to: Vec::new(),
+            cc: Vec::new(),
+            subject: "s".into(),
+            date: date.into(),
+            thread: Thread::default(),
+            text: text.into(),
+            truncated,
+            attachments: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_quote_marks_every_line_and_says_where_the_text_was_cut() {
+        let q = quoted(&original(
+            "first\n\n> earlier\nlast",
+            "2026-12-07T10:00:00+00:00",
+            false,
+        ));
+        assert_eq!(
+            q,
+            "On 2026-12-07T10:00:00+00:00, bob@example.test wrote:\n> first\n>\n> > earlier\n> last\n"
+        );
+        assert_eq!(
+            quoted(&original("long", "", true)),
+            "bob@example.test wrote:\n> long\n> […]\n"
+        );
     }
 
     #[test]

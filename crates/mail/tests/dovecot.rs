@@ -79,6 +79,15 @@ n = im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()[-1]
 print(im.fetch(n, "(BODY.PEEK[HEADER])")[1][0][1].decode())
 "#;
 
+/// Bob's newest message with `subject`: its plain text.
+const TEXT_OF_BOB: &str = r#"
+import imaplib, sys, email, email.policy
+im = imaplib.IMAP4("127.0.0.1", 10143); im.login("bob@example.test", "bobpass"); im.select("INBOX")
+n = im.search(None, "SUBJECT", '"%s"' % sys.argv[1])[1][0].split()[-1]
+m = email.message_from_bytes(im.fetch(n, "(BODY.PEEK[])")[1][0][1], policy=email.policy.default)
+sys.stdout.write(m.get_body(preferencelist=("plain",)).get_content())
+"#;
+
 /// Bob's newest message with `subject`: its attachments' names and sizes.
 const ATTACHMENTS_OF_BOB: &str = r#"
 import imaplib, sys, email, email.policy
@@ -354,6 +363,19 @@ async fn reads_searches_and_sends(transport: Transport) {
     eventually("no reply arrived", || python(COUNT_BOB, &[&replied]).trim() == "2").await;
     let thread = python(THREAD_OF_BOB, &[&replied]);
     assert_eq!(thread.trim(), format!("{original_id} | {original_id}"), "{thread}");
+    // ...and quotes the original below the answer, attributed: the text as read_message shows
+    // it, so what the original hid (a hidden div, a comment, invisible characters) is not
+    // carried into mail the person sends.
+    let text = python(TEXT_OF_BOB, &[&replied]).replace("\r\n", "\n");
+    assert!(text.starts_with("Paid.\n\nOn "), "{text}");
+    assert!(
+        text.contains(", bob@example.test wrote:\n> Invoice attached.\n>\n> Thanks, Bob\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("attacker@x.test") && !text.contains("ignore previous") && !text.contains('\u{200B}'),
+        "{text}"
+    );
 
     // A message whose Reply-To points elsewhere: read_message shows it (and the Cc), and a
     // reply must say where it goes — the call a person approves names the address.
@@ -380,7 +402,7 @@ async fn reads_searches_and_sends(transport: Transport) {
     let r = mail
         .call(
             "reply",
-            json!({"uid": found, "body": "Done.", "recipient": "bob@example.test"}),
+            json!({"uid": found, "body": "Done.", "recipient": "bob@example.test", "quote": false}),
         )
         .await;
     assert_eq!(structured(&r)["recipients"], json!(["bob@example.test"]), "{r}");
@@ -389,6 +411,9 @@ async fn reads_searches_and_sends(transport: Transport) {
         python(COUNT_BOB, &[&answered]).trim() == "1"
     })
     .await;
+    // Without the quote, the answer alone.
+    let text = python(TEXT_OF_BOB, &[&answered]);
+    assert_eq!(text.trim_end(), "Done.", "{text}");
 
     // A forward carries the text under a note, and the attachments.
     let r = mail
