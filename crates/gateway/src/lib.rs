@@ -27,6 +27,7 @@ pub mod admin;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod fetch;
 pub mod framing;
 pub mod front;
 pub mod guard;

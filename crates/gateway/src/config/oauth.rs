@@ -133,16 +133,24 @@ pub(super) struct RawUpstreamOAuth {
 }
 
 impl Lowering<'_> {
+    /// A provider's URL: what the gateway fetches itself, under its fetch policy — https (plain
+    /// http only to this machine: a token must not cross a network in clear), never an address
+    /// inside a private network or the cloud metadata service.
     fn url(&self, s: &Spanned<String>, key: &str) -> Result<reqwest::Url, ConfigError> {
         match reqwest::Url::parse(s.get_ref()) {
-            Ok(u) if u.scheme() == "https" && u.host().is_some() => Ok(u),
-            // Plain http only to this machine: a token must not cross a network in clear.
-            Ok(u) if u.scheme() == "http" && is_loopback(&u) => Ok(u),
-            Ok(_) => self.err(
-                s.span(),
-                key,
-                "must be an https:// URL (http:// only for 127.0.0.1, ::1 or localhost)",
-            ),
+            Ok(u) => match crate::fetch::check_url(&u) {
+                Ok(()) => Ok(u),
+                Err(crate::fetch::FetchError::Forbidden { host, kind }) => self.err(
+                    s.span(),
+                    key,
+                    format!("`{host}` is {kind}: the gateway fetches only from public addresses or this machine"),
+                ),
+                Err(_) => self.err(
+                    s.span(),
+                    key,
+                    "must be an https:// URL (http:// only for 127.0.0.1, ::1 or localhost)",
+                ),
+            },
             Err(e) => self.err(s.span(), key, format!("`{}` is not a URL: {e}", s.get_ref())),
         }
     }
@@ -355,13 +363,13 @@ fn preset_url(s: &str) -> Result<reqwest::Url, ConfigError> {
     })
 }
 
-/// Whether `u` points at this machine.
 /// Whether `url` is plain `http://` to a host that is not loopback: what crosses it (an
 /// upstream's credentials, every call and answer) would cross the network in clear text.
 pub fn is_clear_text_beyond_loopback(url: &str) -> bool {
     reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && !is_loopback(&u))
 }
 
+/// Whether `u` points at this machine.
 pub fn is_loopback(u: &reqwest::Url) -> bool {
     match u.host_str() {
         Some("localhost") => true,

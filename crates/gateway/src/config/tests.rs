@@ -389,6 +389,14 @@ scopes = { "crm.read" = ["search"] }
             "`oauth.p.issuer`: must be an https:// URL (http:// only for 127.0.0.1",
         ),
         (
+            "[oauth.p]\nauthorization_url = \"https://login.example.com/auth\"\ntoken_url = \"https://169.254.169.254/token\"\nclient_id = \"c\"\n".into(),
+            "`oauth.p.token_url`: `169.254.169.254` is a link-local address (where cloud metadata services answer): the gateway fetches only from public addresses or this machine",
+        ),
+        (
+            "[oauth.p]\nissuer = \"https://10.20.30.40/realms/corp\"\nclient_id = \"c\"\n".into(),
+            "`oauth.p.issuer`: `10.20.30.40` is a private address",
+        ),
+        (
             "[oauth.p]\nissuer = \"https://i.example\"\nclient_id = \"c\"\nclient_secret = \"hunter2\"\n".into(),
             "`oauth.p.client_secret`: must be a vault reference",
         ),

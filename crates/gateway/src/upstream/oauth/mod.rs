@@ -149,14 +149,13 @@ impl std::fmt::Debug for Tokens {
 }
 
 /// The HTTP client for provider requests: rustls, no proxy, no redirects (a redirect must not
-/// carry a code or a token elsewhere), bounded time.
+/// carry a code or a token elsewhere), bounded time, and the gateway's fetch policy: names
+/// dialled only at public addresses ([`crate::fetch`]).
 pub fn http_client() -> Result<reqwest::Client, OAuthError> {
     crate::install_crypto();
-    reqwest::Client::builder()
+    crate::fetch::client_builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
         .build()
         .map_err(|e| OAuthError::Unreachable {
             url: String::new(),
@@ -171,6 +170,8 @@ struct HttpFailure(String);
 /// One provider request through our reqwest client, for the `oauth2` crate.
 async fn send(http: reqwest::Client, req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, HttpFailure> {
     let (parts, body) = req.into_parts();
+    let url = Url::parse(&parts.uri.to_string()).map_err(|e| HttpFailure(format!("`{}`: {e}", parts.uri)))?;
+    crate::fetch::check_url(&url).map_err(|e| HttpFailure(e.to_string()))?;
     let resp = http
         .request(parts.method, parts.uri.to_string())
         .headers(parts.headers)
@@ -216,6 +217,15 @@ pub async fn resolve(http: &reqwest::Client, p: &Provider) -> Result<Resolved, O
             token,
             revocation,
         } => {
+            for u in [Some(authorization), Some(token), revocation.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                crate::fetch::check_url(u).map_err(|e| OAuthError::Unreachable {
+                    url: u.to_string(),
+                    why: e.to_string(),
+                })?;
+            }
             return Ok(Resolved {
                 authorization: authorization.clone(),
                 token: token.clone(),
@@ -229,6 +239,7 @@ pub async fn resolve(http: &reqwest::Client, p: &Provider) -> Result<Resolved, O
         issuer: issuer.to_string(),
         why,
     };
+    crate::fetch::check_url(issuer).map_err(|e| fail(e.to_string()))?;
     let base = issuer.as_str().trim_end_matches('/');
     let mut last = String::new();
     for well_known in [
@@ -257,11 +268,8 @@ pub async fn resolve(http: &reqwest::Client, p: &Provider) -> Result<Resolved, O
         let endpoint = |v: Option<String>, what: &str| -> Result<Url, OAuthError> {
             let v = v.ok_or_else(|| fail(format!("{url} has no {what}")))?;
             let u = Url::parse(&v).map_err(|e| fail(format!("{what} `{v}`: {e}")))?;
-            if u.scheme() == "https" || (u.scheme() == "http" && crate::config::oauth::is_loopback(&u)) {
-                Ok(u)
-            } else {
-                Err(fail(format!("{what} `{v}` is not https")))
-            }
+            crate::fetch::check_url(&u).map_err(|e| fail(format!("{what}: {e}")))?;
+            Ok(u)
         };
         return Ok(Resolved {
             authorization: endpoint(m.authorization_endpoint, "authorization_endpoint")?,
@@ -609,6 +617,84 @@ impl TokenSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn provider(endpoints: Endpoints) -> Provider {
+        Provider {
+            name: "idp".into(),
+            endpoints,
+            client_id: "portcullis".into(),
+            client_secret: None,
+            scopes: Vec::new(),
+            params: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// A loopback provider whose metadata names `token_endpoint`; how many requests reached it.
+    async fn metadata_server(token_endpoint: &'static str) -> (Url, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let (i, h) = (issuer.clone(), hits.clone());
+        let app = axum::Router::new().route(
+            "/.well-known/oauth-authorization-server",
+            axum::routing::get(move || {
+                h.fetch_add(1, Ordering::SeqCst);
+                let body = serde_json::json!({
+                    "issuer": i,
+                    "authorization_endpoint": format!("{i}/authorize"),
+                    "token_endpoint": token_endpoint,
+                });
+                async move { ([(http::header::CONTENT_TYPE, "application/json")], body.to_string()) }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (Url::parse(&issuer).unwrap(), hits)
+    }
+
+    #[tokio::test]
+    async fn discovery_never_leads_into_the_network() {
+        let http = http_client().unwrap();
+        // Metadata that sends the token request to the cloud metadata service, or into a
+        // private network, or over plain http: refused at discovery, before any token request.
+        for bad in [
+            "https://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            "https://10.0.0.1/token",
+            "https://[::ffff:169.254.169.254]/token",
+            "http://idp.example.com/token",
+        ] {
+            let (issuer, hits) = metadata_server(bad).await;
+            let e = resolve(&http, &provider(Endpoints::Issuer(issuer))).await.unwrap_err();
+            assert!(e.to_string().contains("token_endpoint"), "{bad}: {e}");
+            assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "{bad}");
+        }
+        // A loopback provider whose endpoints are its own: fine.
+        let (issuer, _) = metadata_server("http://127.0.0.1:9/token").await;
+        let r = resolve(&http, &provider(Endpoints::Issuer(issuer))).await.unwrap();
+        assert_eq!(r.token.as_str(), "http://127.0.0.1:9/token");
+        // An issuer inside the network is never asked at all.
+        let e = resolve(
+            &http,
+            &provider(Endpoints::Issuer(
+                Url::parse("https://192.168.0.10/realms/corp").unwrap(),
+            )),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("a private address"), "{e}");
+        // Nor are fixed endpoints there.
+        let e = resolve(
+            &http,
+            &provider(Endpoints::Fixed {
+                authorization: Url::parse("https://idp.example.com/authorize").unwrap(),
+                token: Url::parse("https://169.254.169.254/token").unwrap(),
+                revocation: None,
+            }),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("link-local"), "{e}");
+    }
 
     #[test]
     fn tokens_are_replaced_before_they_expire() {
