@@ -240,13 +240,9 @@ pub async fn resolve(http: &reqwest::Client, p: &Provider) -> Result<Resolved, O
         why,
     };
     crate::fetch::check_url(issuer).map_err(|e| fail(e.to_string()))?;
-    let base = issuer.as_str().trim_end_matches('/');
     let mut last = String::new();
-    for well_known in [
-        "/.well-known/oauth-authorization-server",
-        "/.well-known/openid-configuration",
-    ] {
-        let url = format!("{base}{well_known}");
+    for url in discovery_urls(issuer) {
+        let url = url.to_string();
         let resp = match http.get(&url).send().await {
             Ok(r) => r,
             Err(e) => {
@@ -262,7 +258,7 @@ pub async fn resolve(http: &reqwest::Client, p: &Provider) -> Result<Resolved, O
         }
         let body = read_bounded(resp).await.map_err(&fail)?;
         let m: Metadata = serde_json::from_slice(&body).map_err(|e| fail(format!("{url}: {e}")))?;
-        if m.issuer.as_deref().map(|i| i.trim_end_matches('/')) != Some(base) {
+        if !m.issuer.as_deref().is_some_and(|i| same_issuer(issuer, i)) {
             return Err(fail(format!("{url} names issuer {:?}", m.issuer)));
         }
         let endpoint = |v: Option<String>, what: &str| -> Result<Url, OAuthError> {
@@ -281,6 +277,36 @@ pub async fn resolve(http: &reqwest::Client, p: &Provider) -> Result<Resolved, O
         });
     }
     Err(fail(last))
+}
+
+/// Where an issuer's metadata is looked for, in the order the MCP authorization spec gives (both
+/// revisions): RFC 8414 with the issuer's path inserted after the well-known prefix, then
+/// OpenID Connect discovery the same way, then OpenID Connect discovery appended to the path.
+/// An issuer without a path has the first two only.
+pub fn discovery_urls(issuer: &Url) -> Vec<Url> {
+    let path = issuer.path().trim_end_matches('/');
+    let at = |p: String| {
+        let mut u = issuer.clone();
+        u.set_path(&p);
+        u.set_query(None);
+        u.set_fragment(None);
+        u
+    };
+    let mut out = vec![
+        at(format!("/.well-known/oauth-authorization-server{path}")),
+        at(format!("/.well-known/openid-configuration{path}")),
+    ];
+    if !path.is_empty() {
+        out.push(at(format!("{path}/.well-known/openid-configuration")));
+    }
+    out
+}
+
+/// Whether metadata's `issuer` is the issuer it was fetched for: identical as URLs (RFC 8414
+/// §3.3), so scheme and host case, a default port and the root path's slash do not matter,
+/// and anything else does (another path, a trailing slash on a path, another port).
+fn same_issuer(issuer: &Url, claimed: &str) -> bool {
+    Url::parse(claimed).is_ok_and(|c| &c == issuer)
 }
 
 type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointSet>;
@@ -631,13 +657,23 @@ mod tests {
 
     /// A loopback provider whose metadata names `token_endpoint`; how many requests reached it.
     async fn metadata_server(token_endpoint: &'static str) -> (Url, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        metadata_server_at("/.well-known/oauth-authorization-server", "", token_endpoint).await
+    }
+
+    /// A loopback provider with issuer `http://ADDR{issuer_path}`, its metadata served at `route`
+    /// only.
+    async fn metadata_server_at(
+        route: &'static str,
+        issuer_path: &'static str,
+        token_endpoint: &'static str,
+    ) -> (Url, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let issuer = format!("http://{}{issuer_path}", listener.local_addr().unwrap());
         let hits = std::sync::Arc::new(AtomicUsize::new(0));
         let (i, h) = (issuer.clone(), hits.clone());
         let app = axum::Router::new().route(
-            "/.well-known/oauth-authorization-server",
+            route,
             axum::routing::get(move || {
                 h.fetch_add(1, Ordering::SeqCst);
                 let body = serde_json::json!({
@@ -650,6 +686,57 @@ mod tests {
         );
         tokio::spawn(async move { axum::serve(listener, app).await });
         (Url::parse(&issuer).unwrap(), hits)
+    }
+
+    #[tokio::test]
+    async fn an_issuer_with_a_path_is_found_at_each_place_the_spec_names() {
+        for route in [
+            "/.well-known/oauth-authorization-server/tenant1",
+            "/.well-known/openid-configuration/tenant1",
+            "/tenant1/.well-known/openid-configuration",
+        ] {
+            let (issuer, hits) = metadata_server_at(route, "/tenant1", "http://127.0.0.1:9/token").await;
+            let r = resolve(&http_client().unwrap(), &provider(Endpoints::Issuer(issuer)))
+                .await
+                .unwrap_or_else(|e| panic!("{route}: {e}"));
+            assert_eq!(r.token.as_str(), "http://127.0.0.1:9/token", "{route}");
+            assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "{route}");
+        }
+    }
+
+    #[test]
+    fn metadata_is_looked_for_where_the_spec_says_and_must_name_its_issuer() {
+        let urls = |i: &str| -> Vec<String> {
+            discovery_urls(&Url::parse(i).unwrap())
+                .iter()
+                .map(Url::to_string)
+                .collect()
+        };
+        assert_eq!(
+            urls("https://auth.example.com/tenant1"),
+            [
+                "https://auth.example.com/.well-known/oauth-authorization-server/tenant1",
+                "https://auth.example.com/.well-known/openid-configuration/tenant1",
+                "https://auth.example.com/tenant1/.well-known/openid-configuration",
+            ]
+        );
+        assert_eq!(
+            urls("https://auth.example.com"),
+            [
+                "https://auth.example.com/.well-known/oauth-authorization-server",
+                "https://auth.example.com/.well-known/openid-configuration",
+            ]
+        );
+        assert_eq!(urls("https://auth.example.com/realms/corp/").len(), 3);
+        let issuer = Url::parse("https://auth.example.com/tenant1").unwrap();
+        assert!(same_issuer(&issuer, "https://AUTH.example.com:443/tenant1"));
+        assert!(!same_issuer(&issuer, "https://auth.example.com/tenant1/"));
+        assert!(!same_issuer(&issuer, "https://auth.example.com/tenant2"));
+        assert!(!same_issuer(&issuer, "https://evil.example/tenant1"));
+        assert!(!same_issuer(&issuer, "not a url"));
+        let root = Url::parse("https://auth.example.com").unwrap();
+        assert!(same_issuer(&root, "https://auth.example.com"));
+        assert!(same_issuer(&root, "https://auth.example.com/"));
     }
 
     #[tokio::test]
