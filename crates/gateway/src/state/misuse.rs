@@ -24,7 +24,37 @@ pub struct Misuse {
     credentials: Vec<Vec<String>>,
     baselines: Mutex<HashMap<String, Baseline>>,
     suspended: RwLock<HashMap<String, String>>,
-    http: reqwest::Client,
+    http: Option<reqwest::Client>,
+}
+
+/// The client that delivers anomaly alerts: no redirects — an alert names a credential, an
+/// upstream and a tool, and goes to the address configured, not to wherever that answers to
+/// go (a 3xx is a failed delivery, logged). `None` when no client can be built (a TLS backend
+/// that cannot start): every delivery then fails and says so.
+fn webhook_client() -> Option<reqwest::Client> {
+    crate::install_crypto();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .inspect_err(|e| tracing::error!(error = %e, "cannot build the anomaly webhook's HTTP client"))
+        .ok()
+}
+
+/// POSTs one alert; anything but a 2xx (a redirect included) is a failed delivery.
+async fn deliver(client: &reqwest::Client, url: &reqwest::Url, body: &Value) -> Result<(), String> {
+    let resp = client
+        .post(url.clone())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", resp.status()))
+    }
 }
 
 impl Misuse {
@@ -34,7 +64,7 @@ impl Misuse {
             credentials,
             baselines: Mutex::new(HashMap::new()),
             suspended: RwLock::new(HashMap::new()),
-            http: reqwest::Client::new(),
+            http: webhook_client(),
         }
     }
 }
@@ -96,19 +126,16 @@ impl Gateway {
                 "at": now,
                 "suspended": suspend,
             });
-            let http = self.misuse.http.clone();
-            tokio::spawn(async move {
-                let sent = http
-                    .post(url.clone())
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(body.to_string())
-                    .timeout(std::time::Duration::from_secs(10))
-                    .send()
-                    .await;
-                if let Err(e) = sent.and_then(reqwest::Response::error_for_status) {
-                    tracing::warn!(%url, error = %e, "could not deliver the anomaly webhook");
+            match self.misuse.http.clone() {
+                Some(client) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = deliver(&client, &url, &body).await {
+                            tracing::warn!(%url, error = %e, "could not deliver the anomaly webhook");
+                        }
+                    });
                 }
-            });
+                None => tracing::warn!(%url, "could not deliver the anomaly webhook: no HTTP client"),
+            }
         }
         if suspend {
             let reason = format!("{anomaly} (via {upstream}, tool {tool})");
@@ -140,5 +167,51 @@ impl Gateway {
             }
             Err(e) => tracing::warn!(error = %e, "could not re-read credential suspensions"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback listener that answers every request with `reply`; how many requests it saw.
+    async fn answering(reply: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock.write_all(reply.as_bytes()).await;
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn an_alert_goes_only_where_it_is_configured_to_go() {
+        let (elsewhere, reached) = answering("HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n".into()).await;
+        let (hook, _) = answering(format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: {elsewhere}\r\ncontent-length: 0\r\n\r\n"
+        ))
+        .await;
+        let client = webhook_client().unwrap();
+        let e = deliver(&client, &hook.parse().unwrap(), &json!({"credential": "api_token"}))
+            .await
+            .unwrap_err();
+        assert!(e.contains("307"), "{e}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(
+            reached.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the redirect was followed"
+        );
+        // A plain 2xx is a delivery.
+        let (ok, _) = answering("HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n".into()).await;
+        deliver(&client, &ok.parse().unwrap(), &json!({})).await.unwrap();
     }
 }
