@@ -84,36 +84,39 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
+/// Whether `url` names this machine: `localhost`, or a loopback address literal.
+pub fn names_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(v4)) => v4.is_loopback(),
+        Some(Host::Ipv6(v6)) => v6.is_loopback(),
+        None => false,
+    }
+}
+
 /// Whether the gateway may fetch `url`: https, or http to a loopback address the URL names
-/// (`localhost` or a loopback literal); an address literal must not be private, link-local or
-/// reserved. Names are checked when they are resolved ([`GuardedResolver`]).
+/// ([`names_loopback`]); an address literal must not be private, link-local or reserved. Names
+/// are checked when they are resolved ([`GuardedResolver`]).
 pub fn check_url(url: &Url) -> Result<(), FetchError> {
     let host = url.host().ok_or_else(|| FetchError::NoHost(url.to_string()))?;
-    let ip = match &host {
-        Host::Ipv4(v4) => Some(IpAddr::V4(*v4)),
-        Host::Ipv6(v6) => Some(IpAddr::V6(*v6)),
-        Host::Domain(_) => None,
-    };
-    let loopback = match (&host, ip) {
-        (_, Some(ip)) => ip.is_loopback() || ip.to_canonical().is_loopback(),
-        (Host::Domain(d), None) => d.eq_ignore_ascii_case("localhost"),
-        _ => false,
-    };
+    let loopback = names_loopback(url);
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
         _ => return Err(FetchError::NotHttps(url.to_string())),
     }
-    if let Some(ip) = ip
-        && !loopback
-        && let Some(kind) = forbidden(ip)
-    {
-        return Err(FetchError::Forbidden {
+    let ip = match host {
+        Host::Ipv4(v4) => IpAddr::V4(v4),
+        Host::Ipv6(v6) => IpAddr::V6(v6),
+        Host::Domain(_) => return Ok(()),
+    };
+    match forbidden(ip) {
+        Some(kind) if !loopback => Err(FetchError::Forbidden {
             host: host.to_string(),
             kind,
-        });
+        }),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The addresses of `name` the gateway may dial: `localhost` only to loopback addresses, any
@@ -121,28 +124,28 @@ pub fn check_url(url: &Url) -> Result<(), FetchError> {
 pub fn admit(name: &str, addrs: impl IntoIterator<Item = SocketAddr>) -> Result<Vec<SocketAddr>, FetchError> {
     let localhost = name.eq_ignore_ascii_case("localhost");
     let mut refused = None;
-    let admitted: Vec<SocketAddr> = addrs
-        .into_iter()
-        .filter(|a| {
-            let ip = a.ip().to_canonical();
-            let ok = if localhost {
-                ip.is_loopback()
-            } else {
-                forbidden(ip).is_none()
-            };
-            if !ok {
-                refused = refused.or(Some(forbidden(ip).unwrap_or("not a loopback address")));
+    let mut admitted = Vec::new();
+    for a in addrs {
+        let ip = a.ip().to_canonical();
+        let kind = if localhost {
+            (!ip.is_loopback()).then_some("not a loopback address")
+        } else {
+            forbidden(ip)
+        };
+        match kind {
+            None => admitted.push(a),
+            Some(k) => {
+                refused.get_or_insert(k);
             }
-            ok
-        })
-        .collect();
-    match (admitted.is_empty(), refused) {
-        (false, _) => Ok(admitted),
-        (true, kind) => Err(FetchError::Forbidden {
-            host: name.to_owned(),
-            kind: kind.unwrap_or("an address it could not resolve"),
-        }),
+        }
     }
+    if admitted.is_empty() {
+        return Err(FetchError::Forbidden {
+            host: name.to_owned(),
+            kind: refused.unwrap_or("an address it could not resolve"),
+        });
+    }
+    Ok(admitted)
 }
 
 /// A resolver for reqwest that hands the connector only the addresses [`admit`] allows.
@@ -223,6 +226,8 @@ mod tests {
         assert!(matches!(ok("http://login.example.com/"), Err(FetchError::NotHttps(_))));
         assert!(matches!(ok("ftp://127.0.0.1/"), Err(FetchError::NotHttps(_))));
         assert!(matches!(ok("http://10.0.0.1/"), Err(FetchError::NotHttps(_))));
+        // Loopback named as loopback, as config has always read it: not an IPv4-mapped form.
+        assert!(matches!(ok("http://[::ffff:127.0.0.1]/"), Err(FetchError::NotHttps(_))));
         // Address literals in every spelling the URL parser accepts.
         for u in [
             "https://169.254.169.254/latest/meta-data/",

@@ -912,7 +912,7 @@ impl Lowering<'_> {
                 };
                 // Credentials in its headers, and every call and answer, would cross the network
                 // in clear text (and be open to change on the way).
-                if parsed.scheme() == "http" && !oauth::is_loopback(&parsed) && !u.insecure_http {
+                if parsed.scheme() == "http" && !crate::fetch::names_loopback(&parsed) && !u.insecure_http {
                     return self.err(
                         url.span(),
                         &key("url"),

@@ -366,20 +366,7 @@ fn preset_url(s: &str) -> Result<reqwest::Url, ConfigError> {
 /// Whether `url` is plain `http://` to a host that is not loopback: what crosses it (an
 /// upstream's credentials, every call and answer) would cross the network in clear text.
 pub fn is_clear_text_beyond_loopback(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && !is_loopback(&u))
-}
-
-/// Whether `u` points at this machine.
-pub fn is_loopback(u: &reqwest::Url) -> bool {
-    match u.host_str() {
-        Some("localhost") => true,
-        Some(h) => h
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|a| a.is_loopback()),
-        None => false,
-    }
+    reqwest::Url::parse(url).is_ok_and(|u| u.scheme() == "http" && !crate::fetch::names_loopback(&u))
 }
 
 fn valid_env_name(s: &str) -> bool {
