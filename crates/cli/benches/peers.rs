@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::measure::{Figures, Watch, added, measure, relay_stdio, relay_tcp, row, write_config};
-use common::{child_pid, env_or, fixture, free_port, options, spawn, stdio, wait_port};
+use common::{child_pid, env_or, fixture, free_port, http_at, options, spawn, stdio, wait_port};
 use portcullis_gateway::config::{EraChoice, Transport};
 use portcullis_gateway::upstream::client::McpClient;
 use serde::Deserialize;
@@ -56,13 +56,6 @@ struct Route {
     client: Arc<McpClient>,
     watch: Watch,
     tool: String,
-}
-
-fn http_at(url: &str, headers: BTreeMap<String, String>) -> Transport {
-    Transport::Http {
-        url: url.parse().unwrap(),
-        headers,
-    }
 }
 
 async fn connect(transport: &Transport) -> Arc<McpClient> {

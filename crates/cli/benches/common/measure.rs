@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_gateway::upstream::client::McpClient;
 
-use super::{call, cpu_ticks, env_or, rss_kib};
+use super::{call, cpu_ticks, env_or, parent_pid, rss_kib};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Figures {
@@ -72,13 +72,7 @@ fn descendants(root: u32) -> Vec<u32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rfind(')')
-            .and_then(|close| stat.get(close + 2..))
-            .and_then(|rest| rest.split(' ').nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if let Some(ppid) = ppid {
+        if let Some(ppid) = parent_pid(pid) {
             parents.push((pid, ppid));
         }
     }

@@ -72,9 +72,14 @@ pub fn stdio(command: &Path, args: &[&str]) -> Transport {
 }
 
 pub fn http(port: u16) -> Transport {
+    http_at(&format!("http://127.0.0.1:{port}/mcp"), BTreeMap::new())
+}
+
+/// Streamable HTTP at `url`, with `headers` on every request.
+pub fn http_at(url: &str, headers: BTreeMap<String, String>) -> Transport {
     Transport::Http {
-        url: format!("http://127.0.0.1:{port}/mcp").parse().unwrap(),
-        headers: BTreeMap::new(),
+        url: url.parse().unwrap(),
+        headers,
     }
 }
 
@@ -127,21 +132,22 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The parent of `pid` (`/proc/PID/stat`, field 4), if it still runs.
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rfind(')')
+        .and_then(|close| stat.get(close + 2..))
+        .and_then(|rest| rest.split(' ').nth(1))
+        .and_then(|p| p.parse().ok())
+}
+
 /// The process under this one whose command line starts with `program` and holds `word`, the
 /// one with the most threads (a sandbox helper stage that only waits has one).
 pub fn child_pid(program: &Path, word: &str) -> u32 {
     let me = std::process::id();
-    let parent = |pid: u32| -> u32 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        stat.rfind(')')
-            .and_then(|close| stat.get(close + 2..))
-            .and_then(|rest| rest.split(' ').nth(1))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0)
-    };
     let below_me = |mut pid: u32| {
         while pid > 1 {
-            pid = parent(pid);
+            pid = parent_pid(pid).unwrap_or(0);
             if pid == me {
                 return true;
             }
