@@ -704,6 +704,35 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_provider_that_redirects_is_not_followed() {
+        // The metadata a redirect would lead to, and a provider whose every well-known URL
+        // answers with a redirect there.
+        let (target, reached) = metadata_server("http://127.0.0.1:9/token").await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let location = format!("{target}.well-known/oauth-authorization-server");
+        let app = axum::Router::new().fallback(move || {
+            let location = location.clone();
+            async move {
+                (
+                    http::StatusCode::TEMPORARY_REDIRECT,
+                    [(http::header::LOCATION, location)],
+                )
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let e = resolve(&http_client().unwrap(), &provider(Endpoints::Issuer(issuer)))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("307"), "{e}");
+        assert_eq!(
+            reached.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the redirect was followed"
+        );
+    }
+
     #[test]
     fn metadata_is_looked_for_where_the_spec_says_and_must_name_its_issuer() {
         let urls = |i: &str| -> Vec<String> {
