@@ -93,6 +93,7 @@ async fn through_gateway(cfg: Config, tool: &str, arguments: Value, timeout: Dur
         version: portcullis_core::mcp::V2026_07_28.into(),
         meta: ClientMeta::default(),
         principal: "local".into(),
+        attributes: Default::default(),
         session: None,
         connection: Some("cli".into()),
     };

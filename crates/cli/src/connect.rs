@@ -97,6 +97,7 @@ async fn scope_plan(cfg: &Config, upstream: &str, wait: Duration) -> Result<Scop
     let local = Principal {
         user: "local".into(),
         client: String::new(),
+        attributes: Default::default(),
     };
     let tools = gw.tools_of(0, &local);
     gw.stop().await;
@@ -169,6 +170,7 @@ pub async fn connect(args: ConnectArgs) -> ExitCode {
         Ok(v) => v,
         Err(code) => return code,
     };
+    portcullis_gateway::fetch::allow_private(&cfg.gateway.fetch_private);
     let run = async {
         let http = oauth::http_client()?;
         let endpoints = oauth::resolve(&http, &provider).await?;
@@ -253,6 +255,7 @@ pub async fn disconnect(args: DisconnectArgs) -> ExitCode {
         }
         Err(e) => return fail(EX_UNAVAILABLE, e),
     };
+    portcullis_gateway::fetch::allow_private(&cfg.gateway.fetch_private);
     let revoked = async {
         let http = oauth::http_client()?;
         let endpoints = oauth::resolve(&http, &provider).await?;

@@ -257,7 +257,7 @@ fn report(r: anyhow::Result<()>) -> ExitCode {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let addr = cfg.gateway.listen;
     if !addr.ip().is_loopback() && cfg.gateway.auth == portcullis_gateway::config::ClientAuth::None {
-        tracing::warn!(%addr, "listening beyond loopback without client authentication: set `[gateway] auth = \"api-key\"` (and `allowed_hosts` must name this host)");
+        tracing::warn!(%addr, "listening beyond loopback without client authentication: set `[gateway] auth = \"api-key\"` or `\"oauth\"` (and `allowed_hosts` must name this host)");
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -106,6 +106,7 @@ async fn check(args: CheckArgs) -> ExitCode {
     let principal = Principal {
         user: args.principal,
         client: args.client,
+        attributes: Default::default(),
     };
     let session = session_of(args.after_untrusted.as_deref(), &args.untrusted_texts, &arguments);
     let explained = gw.explain_call(&principal, &args.tool, &arguments, &session);

@@ -7,9 +7,15 @@
 //! resolves to a public address when checked and a private one when dialled gets nowhere.
 //!
 //! Configured upstream MCP servers are not fetched through this policy: an operator may place
-//! them on a private network on purpose.
+//! them on a private network on purpose. Neither is an identity provider on the company
+//! network, when config names its network (`[gateway] fetch_private`): that list is the
+//! process's, set once the configuration is loaded ([`allow_private`]); it can never open the
+//! cloud metadata addresses.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::RwLock;
+
+use ipnet::IpNet;
 
 use url::{Host, Url};
 
@@ -84,6 +90,42 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
+/// Networks inside which the gateway may fetch anyway (`[gateway] fetch_private`).
+static PRIVATE_ALLOWED: RwLock<Vec<IpNet>> = RwLock::new(Vec::new());
+
+/// The cloud metadata services' addresses, which no `fetch_private` entry may open.
+pub const METADATA: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)),
+];
+
+/// Lets the gateway fetch from these private networks (an identity provider on the company
+/// network): the process's setting, from `[gateway] fetch_private`, which config has checked
+/// to leave the metadata addresses out.
+pub fn allow_private(nets: &[IpNet]) {
+    let nets: Vec<IpNet> = nets
+        .iter()
+        .copied()
+        .filter(|n| !METADATA.iter().any(|m| n.contains(m)))
+        .collect();
+    *PRIVATE_ALLOWED
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = nets;
+}
+
+/// Whether `ip`, of a forbidden kind, is inside a network config allows.
+fn allowed_private(ip: IpAddr, nets: &[IpNet]) -> bool {
+    let ip = ip.to_canonical();
+    !METADATA.contains(&ip) && nets.iter().any(|n| n.contains(&ip))
+}
+
+fn process_allowed() -> Vec<IpNet> {
+    PRIVATE_ALLOWED
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
 /// Whether `url` names this machine: `localhost`, or a loopback address literal.
 pub fn names_loopback(url: &Url) -> bool {
     match url.host() {
@@ -95,9 +137,15 @@ pub fn names_loopback(url: &Url) -> bool {
 }
 
 /// Whether the gateway may fetch `url`: https, or http to a loopback address the URL names
-/// ([`names_loopback`]); an address literal must not be private, link-local or reserved. Names
-/// are checked when they are resolved ([`GuardedResolver`]).
+/// ([`names_loopback`]); an address literal must not be private, link-local or reserved,
+/// unless inside a network [`allow_private`] opened. Names are checked when they are resolved
+/// ([`GuardedResolver`]).
 pub fn check_url(url: &Url) -> Result<(), FetchError> {
+    check_url_allowing(url, &process_allowed())
+}
+
+/// [`check_url`] with these private networks allowed (config, before the process's list is set).
+pub fn check_url_allowing(url: &Url, private: &[IpNet]) -> Result<(), FetchError> {
     let host = url.host().ok_or_else(|| FetchError::NoHost(url.to_string()))?;
     let loopback = names_loopback(url);
     match url.scheme() {
@@ -111,7 +159,7 @@ pub fn check_url(url: &Url) -> Result<(), FetchError> {
         Host::Domain(_) => return Ok(()),
     };
     match forbidden(ip) {
-        Some(kind) if !loopback => Err(FetchError::Forbidden {
+        Some(kind) if !loopback && !allowed_private(ip, private) => Err(FetchError::Forbidden {
             host: host.to_string(),
             kind,
         }),
@@ -122,6 +170,15 @@ pub fn check_url(url: &Url) -> Result<(), FetchError> {
 /// The addresses of `name` the gateway may dial: `localhost` only to loopback addresses, any
 /// other name only to public ones. An error when none is left.
 pub fn admit(name: &str, addrs: impl IntoIterator<Item = SocketAddr>) -> Result<Vec<SocketAddr>, FetchError> {
+    admit_allowing(name, addrs, &process_allowed())
+}
+
+/// [`admit`] with these private networks allowed.
+pub fn admit_allowing(
+    name: &str,
+    addrs: impl IntoIterator<Item = SocketAddr>,
+    private: &[IpNet],
+) -> Result<Vec<SocketAddr>, FetchError> {
     let localhost = name.eq_ignore_ascii_case("localhost");
     let mut refused = None;
     let mut admitted = Vec::new();
@@ -130,7 +187,7 @@ pub fn admit(name: &str, addrs: impl IntoIterator<Item = SocketAddr>) -> Result<
         let kind = if localhost {
             (!ip.is_loopback()).then_some("not a loopback address")
         } else {
-            forbidden(ip)
+            forbidden(ip).filter(|_| !allowed_private(ip, private))
         };
         match kind {
             None => admitted.push(a),
@@ -173,6 +230,123 @@ pub fn client_builder() -> reqwest::ClientBuilder {
         .dns_resolver(std::sync::Arc::new(GuardedResolver))
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+}
+
+/// Largest response read from a provider (metadata, keys, token and error bodies are small).
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// A response's body, refused past [`MAX_BODY`].
+pub async fn read_bounded(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!("response larger than {MAX_BODY} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An authorization server's metadata (RFC 8414, or OpenID Connect discovery): the members the
+/// gateway uses, as published. Endpoints are read through [`AuthServerMetadata::endpoint`],
+/// which applies the fetch policy.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct AuthServerMetadata {
+    /// The issuer it names (checked against the one asked for by [`discover`]).
+    pub issuer: Option<String>,
+    /// `authorization_endpoint`.
+    pub authorization_endpoint: Option<String>,
+    /// `token_endpoint`.
+    pub token_endpoint: Option<String>,
+    /// `revocation_endpoint` (RFC 7009).
+    pub revocation_endpoint: Option<String>,
+    /// `jwks_uri`: the keys its tokens are signed with.
+    pub jwks_uri: Option<String>,
+    /// `introspection_endpoint` (RFC 7662).
+    pub introspection_endpoint: Option<String>,
+}
+
+impl AuthServerMetadata {
+    /// An endpoint the metadata names, parsed and under the fetch policy; `Ok(None)` when the
+    /// metadata has none.
+    pub fn endpoint(value: Option<&str>, what: &str) -> Result<Option<Url>, String> {
+        let Some(v) = value else { return Ok(None) };
+        let u = Url::parse(v).map_err(|e| format!("{what} `{v}`: {e}"))?;
+        check_url(&u).map_err(|e| format!("{what}: {e}"))?;
+        Ok(Some(u))
+    }
+}
+
+/// Why an issuer's metadata could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// A metadata URL could not be reached.
+    #[error("cannot reach {url}: {why}")]
+    Unreachable {
+        /// The URL.
+        url: String,
+        /// Why.
+        why: String,
+    },
+    /// The issuer is not fetchable, or no metadata URL answered, or the answer is unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The metadata of `issuer`, from the first of [`discovery_urls`] that answers with success; it
+/// must name the same issuer ([`same_issuer`]).
+pub async fn discover(http: &reqwest::Client, issuer: &Url) -> Result<AuthServerMetadata, DiscoveryError> {
+    check_url(issuer).map_err(|e| DiscoveryError::Invalid(e.to_string()))?;
+    let mut last = String::new();
+    for url in discovery_urls(issuer) {
+        let url = url.to_string();
+        let resp = http.get(&url).send().await.map_err(|e| DiscoveryError::Unreachable {
+            url: url.clone(),
+            why: e.to_string(),
+        })?;
+        if !resp.status().is_success() {
+            last = format!("{url}: HTTP {}", resp.status());
+            continue;
+        }
+        let body = read_bounded(resp).await.map_err(DiscoveryError::Invalid)?;
+        let m: AuthServerMetadata =
+            serde_json::from_slice(&body).map_err(|e| DiscoveryError::Invalid(format!("{url}: {e}")))?;
+        if !m.issuer.as_deref().is_some_and(|i| same_issuer(issuer, i)) {
+            return Err(DiscoveryError::Invalid(format!("{url} names issuer {:?}", m.issuer)));
+        }
+        return Ok(m);
+    }
+    Err(DiscoveryError::Invalid(last))
+}
+
+/// Where an issuer's metadata is looked for, in the order the MCP authorization spec gives (both
+/// revisions): RFC 8414 with the issuer's path inserted after the well-known prefix, then
+/// OpenID Connect discovery the same way, then OpenID Connect discovery appended to the path.
+/// An issuer without a path has the first two only.
+pub fn discovery_urls(issuer: &Url) -> Vec<Url> {
+    let path = issuer.path().trim_end_matches('/');
+    let at = |p: String| {
+        let mut u = issuer.clone();
+        u.set_path(&p);
+        u.set_query(None);
+        u.set_fragment(None);
+        u
+    };
+    let mut out = vec![
+        at(format!("/.well-known/oauth-authorization-server{path}")),
+        at(format!("/.well-known/openid-configuration{path}")),
+    ];
+    if !path.is_empty() {
+        out.push(at(format!("{path}/.well-known/openid-configuration")));
+    }
+    out
+}
+
+/// Whether metadata's `issuer` is the issuer it was fetched for: identical as URLs (RFC 8414
+/// §3.3), so scheme and host case, a default port and the root path's slash do not matter,
+/// and anything else does (another path, a trailing slash on a path, another port).
+pub fn same_issuer(issuer: &Url, claimed: &str) -> bool {
+    Url::parse(claimed).is_ok_and(|c| &c == issuer)
 }
 
 #[cfg(test)]
@@ -267,6 +441,29 @@ mod tests {
         );
         assert!(admit("LOCALHOST", [at("93.184.215.14:0")]).is_err());
         assert!(admit("idp.example.com", []).is_err());
+    }
+
+    #[test]
+    fn a_configured_private_network_is_reachable_and_metadata_never() {
+        let nets: Vec<IpNet> = ["10.20.0.0/16", "fd12::/16", "169.254.0.0/16"]
+            .iter()
+            .map(|n| n.parse().unwrap())
+            .collect();
+        let ok = |u: &str| check_url_allowing(&Url::parse(u).unwrap(), &nets);
+        assert_eq!(ok("https://10.20.3.4/realms/corp"), Ok(()));
+        assert_eq!(ok("https://[fd12::1]/"), Ok(()));
+        assert!(ok("https://10.21.0.1/").is_err());
+        // Still https only, and the metadata service stays closed whatever the list says.
+        assert!(matches!(ok("http://10.20.3.4/"), Err(FetchError::NotHttps(_))));
+        assert!(ok("https://169.254.169.254/latest/").is_err());
+        assert!(ok("https://[::ffff:169.254.169.254]/").is_err());
+        let at = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        assert_eq!(
+            admit_allowing("idp.corp.internal", [at("10.20.0.9:443"), at("10.99.0.1:443")], &nets).unwrap(),
+            vec![at("10.20.0.9:443")]
+        );
+        assert!(admit_allowing("evil.example", [at("169.254.169.254:80")], &nets).is_err());
+        assert!(admit_allowing("idp.corp.internal", [at("10.20.0.9:443")], &[]).is_err());
     }
 
     #[tokio::test]

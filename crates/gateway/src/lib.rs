@@ -16,6 +16,9 @@
 //!   toward services.
 //! - [`config`]: the configuration, raw and typed.
 //!
+//! - [`bearer`]: client access tokens of identity providers (`auth = "oauth"`), validated for
+//!   the fronts.
+//!
 //! Leaves any folder may use: [`error`] (the one mapping to the wire), [`redact`] (the
 //! process-wide redactor) and [`framing`] (newline-delimited JSON-RPC).
 //!
@@ -24,6 +27,7 @@
 //! keeps time. `tests/layers.rs` checks that no module imports one above it.
 
 pub mod admin;
+pub mod bearer;
 pub mod config;
 pub mod dispatch;
 pub mod error;

@@ -14,7 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "front",
         &[
-            "dispatch", "state", "guard", "upstream", "config", "error", "redact", "framing",
+            "dispatch", "state", "guard", "upstream", "config", "error", "redact", "framing", "bearer",
         ],
     ),
     (
@@ -24,7 +24,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("dispatch", &["state", "guard", "upstream", "config", "error", "redact"]),
-    ("state", &["guard", "upstream", "config", "error", "redact"]),
+    (
+        "state",
+        &["guard", "upstream", "config", "error", "redact", "bearer", "fetch"],
+    ),
+    ("bearer", &["config", "fetch"]),
     ("guard", &["config", "error"]),
     ("error", &["upstream"]),
     ("upstream", &["config", "redact", "framing", "fetch"]),

@@ -43,8 +43,9 @@ pub struct PolicyEngine {
     entities: Arc<Mutex<HashMap<EntityKey, Arc<Entities>>>>,
 }
 
-/// What the entities of a request are built from.
-type EntityKey = (String, String, String, String, crate::Effect);
+/// What the entities of a request are built from: every attribute the principal entity carries
+/// is in the key, so one principal's entity never serves another's request.
+type EntityKey = (String, String, Arc<crate::Attributes>, String, String, crate::Effect);
 
 /// Most entity sets cached.
 const ENTITY_CACHE: usize = 4096;
@@ -200,6 +201,7 @@ impl PolicyEngine {
         let key = (
             principal.user.clone(),
             principal.client.clone(),
+            principal.attributes.clone(),
             tool.upstream.clone(),
             tool.name.clone(),
             tool.effect,

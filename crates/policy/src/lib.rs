@@ -28,7 +28,7 @@ pub use effect::{Effect, UnknownEffect, effect_from_annotations};
 pub use engine::{PolicyEngine, SCHEMA};
 pub use error::{PolicyError, Position, Problem};
 pub use profile::{Profile, UnknownProfile};
-pub use request::{Action, Decision, Outcome, Principal, Provenance, Request, Tool};
+pub use request::{Action, Attributes, Decision, Outcome, Principal, Provenance, Request, Tool};
 
 #[cfg(test)]
 mod tests;

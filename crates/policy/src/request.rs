@@ -11,6 +11,42 @@ pub struct Principal {
     pub user: String,
     /// The client, e.g. `claude-desktop` (`principal.client` in policies).
     pub client: String,
+    /// What the user's identity provider says of them (`principal.groups`, `principal.roles`);
+    /// empty for the local user and API keys.
+    pub attributes: std::sync::Arc<Attributes>,
+}
+
+/// What an identity provider's token says of its principal, for policies: the groups and roles
+/// it lists, sorted and without repeats (so equal sets compare and hash equal).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Attributes {
+    groups: Vec<String>,
+    roles: Vec<String>,
+}
+
+impl Attributes {
+    /// The attributes of a principal in these groups with these roles.
+    pub fn new(groups: Vec<String>, roles: Vec<String>) -> Self {
+        let canonical = |mut v: Vec<String>| {
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        Attributes {
+            groups: canonical(groups),
+            roles: canonical(roles),
+        }
+    }
+
+    /// `principal.groups`.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// `principal.roles`.
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
 }
 
 /// The thing acted on: a tool of an upstream, with its effect already settled

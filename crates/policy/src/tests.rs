@@ -16,6 +16,7 @@ fn alice() -> Principal {
     Principal {
         user: "alice".to_owned(),
         client: "claude-desktop".to_owned(),
+        attributes: Default::default(),
     }
 }
 
@@ -375,6 +376,7 @@ fn context_carries_principal_labels_time_and_call_count() {
     let cursor = Principal {
         user: "alice".to_owned(),
         client: "cursor".to_owned(),
+        attributes: Default::default(),
     };
     let cases = [
         (base, Outcome::Permit, &["default-allow-non-destructive"][..]),
@@ -461,6 +463,7 @@ fn may_ever_call_hides_only_tools_that_are_always_denied() {
             Principal {
                 user: "alice".to_owned(),
                 client: client.to_owned(),
+                attributes: Default::default(),
             },
             Tool {
                 upstream: "bank".to_owned(),
@@ -660,4 +663,53 @@ fn the_readme_examples_load_and_work_on_list_valued_recipients() {
 
 fn send_with(engine: &PolicyEngine, to: Value) -> (Outcome, Vec<String>) {
     call(engine, "send_message", Effect::Send, json!({"to": to}))
+}
+
+#[test]
+fn groups_and_roles_from_the_identity_provider_reach_policies() {
+    let engine = engine(
+        None,
+        &[(
+            "team.cedar",
+            r#"
+@id("ops-call")
+permit(principal, action == Action::"call_tool", resource) when { principal.groups.contains("ops") };
+@id("no-contractors")
+forbid(principal, action == Action::"call_tool", resource) when { principal.roles.contains("contractor") };
+"#,
+        )],
+    );
+    let as_user = |groups: &[&str], roles: &[&str]| {
+        let p = Principal {
+            attributes: std::sync::Arc::new(crate::Attributes::new(
+                groups.iter().map(|s| (*s).to_owned()).collect(),
+                roles.iter().map(|s| (*s).to_owned()).collect(),
+            )),
+            ..alice()
+        };
+        engine
+            .decide(&Request {
+                principal: &p,
+                action: Action::CallTool,
+                tool: &tool("search", Effect::Read),
+                arguments: &json!({}),
+                labels: &[],
+                provenance: &Provenance::default(),
+                now_unix: 1_800_000_000,
+                calls_in_window: 0,
+            })
+            .outcome
+    };
+    // The same user, one request after another: the entity cache keys on the attributes too,
+    // so one token's groups never answer for another's.
+    assert_eq!(as_user(&["ops"], &[]), Outcome::Permit);
+    assert_eq!(as_user(&[], &[]), Outcome::Forbid);
+    assert_eq!(as_user(&["ops"], &["contractor"]), Outcome::Forbid);
+    assert_eq!(as_user(&["eng", "ops"], &[]), Outcome::Permit);
+    assert_eq!(as_user(&["opsx"], &[]), Outcome::Forbid);
+    // Order and repeats do not make two principals of one.
+    assert_eq!(
+        crate::Attributes::new(vec!["b".into(), "a".into(), "b".into()], vec![]),
+        crate::Attributes::new(vec!["a".into(), "b".into()], vec![])
+    );
 }

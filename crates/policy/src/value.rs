@@ -48,12 +48,18 @@ impl Names {
 
     /// The principal and the tool as entities.
     pub(crate) fn entities(&self, principal: &Principal, tool: &Tool) -> Result<Entities, String> {
+        let strings =
+            |v: &[String]| RestrictedExpression::new_set(v.iter().cloned().map(RestrictedExpression::new_string));
         let user = Entity::new(
             self.user(principal),
-            HashMap::from([(
-                "client".to_owned(),
-                RestrictedExpression::new_string(principal.client.clone()),
-            )]),
+            HashMap::from([
+                (
+                    "client".to_owned(),
+                    RestrictedExpression::new_string(principal.client.clone()),
+                ),
+                ("groups".to_owned(), strings(principal.attributes.groups())),
+                ("roles".to_owned(), strings(principal.attributes.roles())),
+            ]),
             HashSet::new(),
         )
         .map_err(|e| e.to_string())?;

@@ -124,6 +124,13 @@ impl Served {
         let config = format!("[gateway]\nlisten = \"127.0.0.1:{port}\"\n{gateway}\n\n{rest}\n");
         let path = dir.path().join("portcullis.toml");
         std::fs::write(&path, config).unwrap();
+        Served::start_in(dir, port, env).await
+    }
+
+    /// Starts `portcullis serve` on the `portcullis.toml` already in `dir`, which listens on
+    /// 127.0.0.1:`port`.
+    pub async fn start_in(dir: tempfile::TempDir, port: u16, env: &[(&str, &str)]) -> Served {
+        let path = dir.path().join("portcullis.toml");
         let mut child = Command::new(portcullis())
             .arg("serve")
             .arg("--config")
@@ -183,9 +190,19 @@ impl Served {
     }
 
     pub async fn wait_for_tools(&self, prefixes: &[&str]) -> Vec<Value> {
+        self.wait_for_tools_as(Modern::new(&self.url), prefixes).await
+    }
+
+    /// [`Served::wait_for_tools`] for a client that sends `token` as its bearer credential.
+    pub async fn wait_for_tools_with(&self, token: &str, prefixes: &[&str]) -> Vec<Value> {
+        self.wait_for_tools_as(Modern::with_key(&self.url, token), prefixes)
+            .await
+    }
+
+    async fn wait_for_tools_as(&self, client: Modern, prefixes: &[&str]) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
         loop {
-            let tools = Modern::new(&self.url).list_tools().await;
+            let tools = client.list_tools().await;
             let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
             if prefixes.iter().all(|p| names.iter().any(|n| n.starts_with(p))) {
                 return tools;

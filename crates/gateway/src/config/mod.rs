@@ -125,6 +125,9 @@ pub struct GatewayConfig {
     pub auth: ClientAuth,
     /// Where the stdio upstreams' private folders (home, temporary files) live.
     pub sandbox_dir: PathBuf,
+    /// Private networks the gateway may fetch from on its own behalf (an identity provider on
+    /// the company network), never the cloud metadata addresses (`fetch_private`).
+    pub fetch_private: Vec<ipnet::IpNet>,
 }
 
 /// A method beyond the spec's that config lets clients call (`[methods."vendor/name"]`): it
@@ -139,12 +142,26 @@ pub struct MethodConfig {
 }
 
 /// How HTTP clients authenticate (`[gateway] auth`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientAuth {
     /// Not at all: every client is the local user (loopback use).
     None,
     /// `Authorization: Bearer pcl_…` API keys made with `portcullis keys add`.
     ApiKey,
+    /// Access tokens of the identity providers in `[gateway.oauth]` (and API keys, unless that
+    /// table turns them off).
+    OAuth(Arc<bearer::BearerConfig>),
+}
+
+impl ClientAuth {
+    /// Whether `Bearer pcl_…` API keys are accepted.
+    pub fn api_keys(&self) -> bool {
+        match self {
+            ClientAuth::None => false,
+            ClientAuth::ApiKey => true,
+            ClientAuth::OAuth(b) => b.api_keys,
+        }
+    }
 }
 
 /// Which policies judge each call: a built-in profile, and Cedar files added to it, loaded
@@ -436,7 +453,10 @@ struct RawGateway {
     header_timeout: Option<Spanned<String>>,
     body_timeout: Option<Spanned<String>>,
     auth: Option<Spanned<String>>,
+    oauth: Option<Spanned<bearer::RawBearer>>,
     sandbox_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    fetch_private: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -494,13 +514,20 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        Lowering { text, path }.config(raw)
+        Lowering {
+            text,
+            path,
+            fetch_private: std::cell::RefCell::new(Vec::new()),
+        }
+        .config(raw)
     }
 }
 
 struct Lowering<'a> {
     text: &'a str,
     path: &'a Path,
+    /// `[gateway] fetch_private`, once lowered: the URLs checked after it may be inside.
+    fetch_private: std::cell::RefCell<Vec<ipnet::IpNet>>,
 }
 
 impl Lowering<'_> {
@@ -662,6 +689,33 @@ impl Lowering<'_> {
                 "was removed: an unknown method is refused; plan each one under `[methods.\"NAME\"]` with its `upstream` and `effect`",
             );
         }
+        let mut fetch_private = Vec::new();
+        for n in &g.fetch_private {
+            let net = match n.get_ref().parse::<ipnet::IpNet>() {
+                Ok(net) => net,
+                Err(_) => match n.get_ref().parse::<std::net::IpAddr>() {
+                    Ok(ip) => ipnet::IpNet::from(ip),
+                    Err(_) => {
+                        return self.err(
+                            n.span(),
+                            "gateway.fetch_private",
+                            format!("`{}` is not a network (`10.20.0.0/16`) or an address", n.get_ref()),
+                        );
+                    }
+                },
+            };
+            if crate::fetch::METADATA.iter().any(|m| net.contains(m)) {
+                return self.err(
+                    n.span(),
+                    "gateway.fetch_private",
+                    format!(
+                        "`{net}` holds a cloud metadata address (169.254.169.254, fd00:ec2::254), which the gateway never fetches from"
+                    ),
+                );
+            }
+            fetch_private.push(net);
+        }
+        *self.fetch_private.borrow_mut() = fetch_private.clone();
         let listen = match g.listen {
             None => DEFAULT_LISTEN
                 .parse()
@@ -735,19 +789,34 @@ impl Lowering<'_> {
             sandbox_dir,
             header_timeout: self.duration(g.header_timeout, "gateway.header_timeout", Duration::from_secs(10))?,
             body_timeout: self.duration(g.body_timeout, "gateway.body_timeout", Duration::from_secs(30))?,
-            auth: match g.auth {
-                None => ClientAuth::None,
-                Some(a) => match a.get_ref().as_str() {
-                    "none" => ClientAuth::None,
-                    "api-key" => ClientAuth::ApiKey,
-                    other => {
+            fetch_private,
+            auth: match (g.auth, g.oauth) {
+                (None, None) => ClientAuth::None,
+                (Some(a), o) => match (a.get_ref().as_str(), o) {
+                    ("none", None) => ClientAuth::None,
+                    ("api-key", None) => ClientAuth::ApiKey,
+                    ("oauth", Some(o)) => ClientAuth::OAuth(Arc::new(self.bearer(o)?)),
+                    ("oauth", None) => {
                         return self.err(
                             a.span(),
                             "gateway.auth",
-                            format!("must be `none` or `api-key`, got `{other}`"),
+                            "`oauth` needs a `[gateway.oauth]` table: this gateway's `resource` URL and its identity providers",
+                        );
+                    }
+                    ("none" | "api-key", Some(o)) => {
+                        return self.err(o.span(), "gateway.oauth", "is used only with `auth = \"oauth\"`");
+                    }
+                    (other, _) => {
+                        return self.err(
+                            a.span(),
+                            "gateway.auth",
+                            format!("must be `none`, `api-key` or `oauth`, got `{other}`"),
                         );
                     }
                 },
+                (None, Some(o)) => {
+                    return self.err(o.span(), "gateway.oauth", "is used only with `auth = \"oauth\"`");
+                }
             },
         })
     }
@@ -1075,6 +1144,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     }
 }
 
+pub mod bearer;
 mod controls;
 pub mod oauth;
 pub mod refs;

@@ -136,14 +136,16 @@ impl Lowering<'_> {
     /// A provider's URL: what the gateway fetches itself, under its fetch policy — https (plain
     /// http only to this machine: a token must not cross a network in clear), never an address
     /// inside a private network or the cloud metadata service.
-    fn url(&self, s: &Spanned<String>, key: &str) -> Result<reqwest::Url, ConfigError> {
+    pub(super) fn url(&self, s: &Spanned<String>, key: &str) -> Result<reqwest::Url, ConfigError> {
         match reqwest::Url::parse(s.get_ref()) {
-            Ok(u) => match crate::fetch::check_url(&u) {
+            Ok(u) => match crate::fetch::check_url_allowing(&u, &self.fetch_private.borrow()) {
                 Ok(()) => Ok(u),
                 Err(crate::fetch::FetchError::Forbidden { host, kind }) => self.err(
                     s.span(),
                     key,
-                    format!("`{host}` is {kind}: the gateway fetches only from public addresses or this machine"),
+                    format!(
+                        "`{host}` is {kind}: the gateway fetches only from public addresses, this machine, or networks named in `[gateway] fetch_private`"
+                    ),
                 ),
                 Err(_) => self.err(
                     s.span(),

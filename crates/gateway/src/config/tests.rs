@@ -390,7 +390,7 @@ scopes = { "crm.read" = ["search"] }
         ),
         (
             "[oauth.p]\nauthorization_url = \"https://login.example.com/auth\"\ntoken_url = \"https://169.254.169.254/token\"\nclient_id = \"c\"\n".into(),
-            "`oauth.p.token_url`: `169.254.169.254` is a link-local address (where cloud metadata services answer): the gateway fetches only from public addresses or this machine",
+            "`oauth.p.token_url`: `169.254.169.254` is a link-local address (where cloud metadata services answer): the gateway fetches only from public addresses, this machine, or networks named in `[gateway] fetch_private`",
         ),
         (
             "[oauth.p]\nissuer = \"https://10.20.30.40/realms/corp\"\nclient_id = \"c\"\n".into(),
@@ -563,5 +563,122 @@ mod prop {
                 prop_assert!(!e.to_string().is_empty());
             }
         }
+    }
+}
+
+#[test]
+fn signed_in_clients() {
+    let base = |oauth: &str| {
+        format!(
+            "[gateway]\nauth = \"oauth\"\n\n[gateway.oauth]\n{oauth}\n\n[gateway.oauth.issuers.corp]\nissuer = \"https://login.example.com/realms/corp\"\n"
+        )
+    };
+    let c = parse(&base(
+        "resource = \"https://MCP.example.com/team/mcp/\"\naudiences = [\"api://portcullis\"]\nrequired_scopes = [\"mcp:read\"]\ngroups_claim = \"realm_access.groups\"\n[gateway.oauth.step_up]\nsend = [\"mcp:write\", \"mcp:admin\"]",
+    ))
+    .unwrap();
+    let ClientAuth::OAuth(b) = &c.gateway.auth else {
+        panic!("{:?}", c.gateway.auth)
+    };
+    assert_eq!(b.resource, "https://mcp.example.com/team/mcp");
+    assert_eq!(b.resource_path, "/team/mcp");
+    assert_eq!(b.audiences, ["https://mcp.example.com/team/mcp", "api://portcullis"]);
+    assert_eq!(b.principal_claim, "sub");
+    assert_eq!(b.groups_claim.as_deref(), Some("realm_access.groups"));
+    assert_eq!(b.step_up[&Effect::Send], ["mcp:write", "mcp:admin"]);
+    assert_eq!(b.issuers[0].issuer, "https://login.example.com/realms/corp");
+    assert_eq!(b.clock_skew, Duration::from_secs(30));
+    assert!(b.api_keys && c.gateway.auth.api_keys());
+    assert!(
+        !b.algorithms
+            .iter()
+            .any(|a| a.family() == jsonwebtoken::AlgorithmFamily::Hmac)
+    );
+
+    for (text, expect) in [
+        ("[gateway]\nauth = \"oauth\"\n".to_owned(), "needs a `[gateway.oauth]` table"),
+        (
+            "[gateway]\nauth = \"api-key\"\n[gateway.oauth]\nresource = \"https://x/mcp\"\n".to_owned(),
+            "`gateway.oauth`: is used only with `auth = \"oauth\"`",
+        ),
+        (base(""), "`gateway.oauth.resource`: is required"),
+        (base("resource = \"https://x.example/mcp#f\""), "no query and no fragment"),
+        (base("resource = \"http://mcp.example.com/mcp\""), "must be an https:// URL"),
+        (
+            base("resource = \"https://x.example/mcp\"\nscopes_supported = [\"offline_access\"]"),
+            "`offline_access`",
+        ),
+        (
+            base("resource = \"https://x.example/mcp\"\nrequired_scopes = [\"a b\"]"),
+            "is not a scope",
+        ),
+        (
+            base("resource = \"https://x.example/mcp\"\nalgorithms = [\"HS256\"]"),
+            "`HS256` is not accepted",
+        ),
+        (
+            base("resource = \"https://x.example/mcp\"\nalgorithms = [\"none\"]"),
+            "`none` is not accepted",
+        ),
+        (base("resource = \"https://x.example/mcp\"\nclock_skew = \"10m\""), "at most `5m`"),
+        (
+            base("resource = \"https://x.example/mcp\"\n[gateway.oauth.step_up]\nexplode = [\"x\"]"),
+            "is not an effect",
+        ),
+        (
+            base("resource = \"https://x.example/mcp\"\nprincipal_claim = \"a..b\""),
+            "`gateway.oauth.principal_claim`",
+        ),
+        (
+            "[gateway]\nauth = \"oauth\"\n[gateway.oauth]\nresource = \"https://x.example/mcp\"\n".to_owned(),
+            "`gateway.oauth.issuers`: name at least one",
+        ),
+        (
+            "[gateway]\nauth = \"oauth\"\n[gateway.oauth]\nresource = \"https://x.example/mcp\"\n[gateway.oauth.issuers.a]\nissuer = \"https://a.example\"\n[gateway.oauth.issuers.b]\nissuer = \"https://b.example\"\nprincipal_prefix = \"b.\"\n".to_owned(),
+            "`gateway.oauth.issuers.a.principal_prefix`: is required with more than one issuer",
+        ),
+        (
+            "[gateway]\nauth = \"oauth\"\n[gateway.oauth]\nresource = \"https://x.example/mcp\"\n[gateway.oauth.issuers.a]\nissuer = \"https://169.254.169.254/\"\n".to_owned(),
+            "`gateway.oauth.issuers.a.issuer`",
+        ),
+        (
+            "[gateway]\nauth = \"oauth\"\n[gateway.oauth]\nresource = \"https://x.example/mcp\"\n[gateway.oauth.issuers.a]\nissuer = \"http://idp.example.com\"\n".to_owned(),
+            "must be an https:// URL",
+        ),
+        (
+            "[gateway]\nauth = \"kerberos\"\n".to_owned(),
+            "must be `none`, `api-key` or `oauth`",
+        ),
+    ] {
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains(expect), "{text}\n=> {e}");
+    }
+}
+
+#[test]
+fn private_networks_to_fetch_from_are_named_and_never_hold_metadata() {
+    let c = parse(
+        "[gateway]\nfetch_private = [\"10.20.0.0/16\", \"fd12::1\"]\nauth = \"oauth\"\n[gateway.oauth]\nresource = \"https://mcp.example.com/mcp\"\n[gateway.oauth.issuers.corp]\nissuer = \"https://10.20.0.5/realms/corp\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.gateway.fetch_private.len(), 2);
+    assert_eq!(c.gateway.fetch_private[1].to_string(), "fd12::1/128");
+    // Without the entry the same issuer is refused.
+    let e = parse(
+        "[gateway]\nauth = \"oauth\"\n[gateway.oauth]\nresource = \"https://mcp.example.com/mcp\"\n[gateway.oauth.issuers.corp]\nissuer = \"https://10.20.0.5/realms/corp\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("fetch_private"), "{e}");
+    for (bad, expect) in [
+        ("169.254.0.0/16", "cloud metadata"),
+        ("0.0.0.0/0", "cloud metadata"),
+        ("fd00::/8", "cloud metadata"),
+        ("corp", "is not a network"),
+    ] {
+        let e = parse(&format!("[gateway]\nfetch_private = [\"{bad}\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(expect), "{bad}: {e}");
     }
 }

@@ -102,6 +102,8 @@ pub struct ClientCtx {
     pub meta: ClientMeta,
     /// The authenticated principal (`local` for stdio and unauthenticated loopback HTTP).
     pub principal: String,
+    /// What the principal's identity provider says of them, as of this request's token.
+    pub attributes: Arc<portcullis_policy::Attributes>,
     /// The legacy session, when there is one.
     pub session: Option<Arc<Session>>,
     /// The connection the request came on, when it is one client's for its whole life (stdio):
@@ -121,6 +123,7 @@ impl ClientCtx {
                 log_level: session.log_level(),
             },
             principal: principal.to_owned(),
+            attributes: Arc::default(),
             session: Some(session),
             connection: None,
         }
@@ -137,9 +140,17 @@ impl ClientCtx {
                 log_level: meta.log_level.clone(),
             },
             principal: principal.to_owned(),
+            attributes: Arc::default(),
             session: None,
             connection: None,
         }
+    }
+
+    /// The same context, for a principal whose identity provider says this of them.
+    #[must_use]
+    pub fn with_attributes(mut self, attributes: Arc<portcullis_policy::Attributes>) -> ClientCtx {
+        self.attributes = attributes;
+        self
     }
 
     /// The same context, on a connection that is one client's for its whole life.
@@ -167,6 +178,7 @@ impl ClientCtx {
         portcullis_policy::Principal {
             user: self.principal.clone(),
             client: self.client_name(),
+            attributes: self.attributes.clone(),
         }
     }
 

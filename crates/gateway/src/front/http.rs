@@ -33,7 +33,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::streams::{KEEP_ALIVE, StreamLog, Streams};
+use crate::bearer::{Bearer, Rejection};
 use crate::config::ClientAuth;
+use crate::config::bearer::BearerConfig;
 use crate::dispatch::ctx::{ClientCtx, Session};
 use crate::error::GatewayError;
 use crate::state::Gateway;
@@ -77,6 +79,30 @@ pub struct HttpFront {
     principal_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
+    /// The validator of identity providers' tokens (`auth = "oauth"`); `None` there when it
+    /// could not be built, and then every token is refused.
+    bearer: Option<Arc<Bearer>>,
+}
+
+/// Who a request comes from, once authenticated.
+#[derive(Clone, Debug)]
+struct Authenticated {
+    principal: String,
+    /// Groups and roles from the identity provider (empty otherwise).
+    attributes: Arc<portcullis_policy::Attributes>,
+    /// The scopes an identity provider's token grants; `None` when the client did not
+    /// authenticate with one (an API key, or no authentication), and scopes do not apply.
+    scopes: Option<Vec<String>>,
+}
+
+impl Authenticated {
+    fn plain(principal: String) -> Self {
+        Authenticated {
+            principal,
+            attributes: Arc::default(),
+            scopes: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for HttpFront {
@@ -91,15 +117,40 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Builds the router serving `/mcp`.
 pub fn router(gw: Arc<Gateway>) -> Router {
+    let bearer_cfg = match &gw.cfg.gateway.auth {
+        ClientAuth::OAuth(b) => Some(b.clone()),
+        _ => None,
+    };
+    let bearer = bearer_cfg.as_ref().and_then(|b| match Bearer::new(b.clone()) {
+        Ok(v) => Some(Arc::new(v)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the HTTP client for identity providers: every token will be refused");
+            None
+        }
+    });
+    if let Some(b) = &bearer {
+        let b = b.clone();
+        tokio::spawn(async move { b.prefetch().await });
+    }
     let front = Arc::new(HttpFront {
         allowed_hosts: gw.cfg.gateway.allowed_hosts.clone(),
         allowed_origins: gw.cfg.gateway.allowed_origins.clone(),
         gw,
         sessions: Mutex::new(HashMap::new()),
         principal_permits: Mutex::new(HashMap::new()),
+        bearer,
     });
     spawn_session_reaper(Arc::downgrade(&front));
-    Router::new()
+    let mut router = Router::new();
+    if let Some(b) = &bearer_cfg {
+        // Protected Resource Metadata (RFC 9728), where clients look for it: under the path of
+        // the resource, and at the root.
+        router = router.route(PRM_PATH, any(resource_metadata));
+        if !b.resource_path.is_empty() {
+            router = router.route(&format!("{PRM_PATH}{}", b.resource_path), any(resource_metadata));
+        }
+    }
+    router
         .route("/mcp", any(mcp_endpoint))
         .route("/healthz", any(healthz))
         .route("/readyz", any(readyz))
@@ -148,7 +199,7 @@ async fn metrics(State(front): State<Arc<HttpFront>>, req: Request) -> Response 
     if let Err(r) = front.guard(req.headers()) {
         return r;
     }
-    if let Err(r) = front.authenticate(req.headers()) {
+    if let Err(r) = front.authenticate(req.headers(), req.uri()).await {
         return r;
     }
     let (_, ups) = front.gw.readiness();
@@ -336,15 +387,18 @@ impl HttpFront {
         Some(s)
     }
 
-    /// Who is asking: the API key's principal, or the local user when clients do not
-    /// authenticate. A missing or invalid key is 401 with a `WWW-Authenticate` challenge.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<String, Response> {
-        match self.gw.cfg.gateway.auth {
-            ClientAuth::None => Ok(LOCAL_PRINCIPAL.to_owned()),
+    /// Who is asking: the local user when clients do not authenticate, an API key's principal,
+    /// or the principal of an identity provider's access token. A missing or invalid credential
+    /// is 401 with a `WWW-Authenticate` challenge (naming the Protected Resource Metadata under
+    /// `auth = "oauth"`); a token without the scopes every request needs is 403.
+    async fn authenticate(&self, headers: &HeaderMap, uri: &http::Uri) -> Result<Authenticated, Response> {
+        match &self.gw.cfg.gateway.auth {
+            ClientAuth::None => Ok(Authenticated::plain(LOCAL_PRINCIPAL.to_owned())),
             ClientAuth::ApiKey => self
                 .gw
                 .keys
                 .authenticate(header_str(headers, "authorization"))
+                .map(Authenticated::plain)
                 .map_err(|e| {
                     tracing::info!(error = %e, "client not authenticated");
                     let challenge = match e {
@@ -359,8 +413,254 @@ impl HttpFront {
                         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
                     r
                 }),
+            ClientAuth::OAuth(cfg) => self.authenticate_bearer(cfg, headers, uri).await,
         }
     }
+
+    async fn authenticate_bearer(
+        &self,
+        cfg: &BearerConfig,
+        headers: &HeaderMap,
+        uri: &http::Uri,
+    ) -> Result<Authenticated, Response> {
+        let challenge = bearer_challenge(cfg);
+        // A token in the URL would be logged by every proxy on the way (both revisions: never
+        // in the query string); two Authorization headers are two answers to one question.
+        if uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some("access_token")))
+        {
+            return Err(
+                challenge.bad_request("an access token must be sent in the Authorization header, never in the URL")
+            );
+        }
+        let mut values = headers.get_all(header::AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Err(if headers.contains_key(header::AUTHORIZATION) {
+                challenge.bad_request("more than one Authorization header")
+            } else {
+                challenge.unauthorized(None, "this gateway needs an access token")
+            });
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return Err(challenge.unauthorized(None, "this gateway needs a Bearer access token"));
+        };
+        if cfg.api_keys && token.starts_with(crate::state::keys::KEY_PREFIX) {
+            return self
+                .gw
+                .keys
+                .authenticate(Some(&format!("Bearer {token}")))
+                .map(Authenticated::plain)
+                .map_err(|e| {
+                    tracing::info!(error = %e, "client not authenticated");
+                    challenge.unauthorized(Some("invalid_token"), "the access token is not valid")
+                });
+        }
+        let Some(bearer) = &self.bearer else {
+            return Err(unavailable("identity provider tokens cannot be checked"));
+        };
+        let id = match bearer.validate(token).await {
+            Ok(id) => id,
+            Err(Rejection::Invalid(why)) => {
+                tracing::info!(reason = %why, "access token refused");
+                return Err(challenge.unauthorized(Some("invalid_token"), "the access token is not valid"));
+            }
+            Err(Rejection::Unavailable(why)) => {
+                tracing::warn!(reason = %why, "access token not checked");
+                return Err(unavailable(
+                    "the identity provider's keys are not available; try again shortly",
+                ));
+            }
+        };
+        let missing = crate::bearer::claims::missing(&id.scopes, &cfg.required_scopes);
+        if !missing.is_empty() {
+            tracing::info!(principal = %id.principal, ?missing, "access token lacks required scopes");
+            return Err(challenge.insufficient(&cfg.required_scopes, None));
+        }
+        Ok(Authenticated {
+            principal: id.principal,
+            attributes: id.attributes,
+            scopes: Some(id.scopes),
+        })
+    }
+
+    /// Under `auth = "oauth"`, the 403 a call gets when its tool's effect needs a scope the
+    /// token lacks (`[gateway.oauth.step_up]`): the challenge names the scopes to ask for.
+    fn step_up(&self, who: &Authenticated, r: &RpcRequest) -> Result<(), Response> {
+        let (ClientAuth::OAuth(cfg), Some(granted)) = (&self.gw.cfg.gateway.auth, &who.scopes) else {
+            return Ok(());
+        };
+        if cfg.step_up.is_empty() {
+            return Ok(());
+        }
+        let effect = match r.method.as_str() {
+            "tools/call" => {
+                let Some(name) = r.params.as_ref().and_then(|p| p.get_str("name")) else {
+                    return Ok(());
+                };
+                let cat = self.gw.catalog();
+                let Some(entry) = cat.tool(&name) else { return Ok(()) };
+                self.gw.policy_tool(entry).effect
+            }
+            m => match self.gw.cfg.methods.get(m) {
+                Some(c) => c.effect,
+                None => return Ok(()),
+            },
+        };
+        let Some(any_of) = cfg.step_up.get(&effect) else {
+            return Ok(());
+        };
+        if any_of.iter().any(|s| granted.contains(s)) {
+            return Ok(());
+        }
+        tracing::info!(principal = %who.principal, effect = effect.as_str(), "call needs a broader scope");
+        let mut scopes = cfg.required_scopes.clone();
+        if let Some(first) = any_of.first()
+            && !scopes.contains(first)
+        {
+            scopes.push(first.clone());
+        }
+        Err(bearer_challenge(cfg).insufficient(&scopes, Some(&r.id)))
+    }
+}
+
+/// The challenges of a gateway that is an OAuth resource server.
+struct Challenge {
+    metadata: String,
+    required: String,
+}
+
+fn bearer_challenge(cfg: &BearerConfig) -> Challenge {
+    Challenge {
+        metadata: metadata_url(cfg),
+        required: cfg.required_scopes.join(" "),
+    }
+}
+
+impl Challenge {
+    fn with_header(&self, mut r: Response, value: String) -> Response {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        r
+    }
+
+    /// 401: no token (`error` absent, per RFC 6750 §3.1), or an invalid one.
+    fn unauthorized(&self, error: Option<&str>, message: &str) -> Response {
+        let mut value = String::from("Bearer ");
+        if let Some(e) = error {
+            value.push_str(&format!(r#"error="{e}", error_description="{message}", "#));
+        }
+        value.push_str(&format!(r#"resource_metadata="{}""#, self.metadata));
+        if !self.required.is_empty() {
+            value.push_str(&format!(r#", scope="{}""#, self.required));
+        }
+        let r = plain(
+            StatusCode::UNAUTHORIZED,
+            ErrorObject::new(code::INVALID_REQUEST, message.to_owned()),
+        );
+        self.with_header(r, value)
+    }
+
+    /// 403 `insufficient_scope`, naming every scope the request needs.
+    fn insufficient(&self, scopes: &[String], id: Option<&Id>) -> Response {
+        let wanted = scopes.join(" ");
+        let value = format!(
+            r#"Bearer error="insufficient_scope", scope="{wanted}", resource_metadata="{}", error_description="the access token lacks a scope this request needs""#,
+            self.metadata
+        );
+        let r = error_response(
+            StatusCode::FORBIDDEN,
+            id.cloned(),
+            ErrorObject::new(
+                code::INVALID_REQUEST,
+                format!("insufficient scope: this request needs `{wanted}`"),
+            ),
+        );
+        self.with_header(r, value)
+    }
+
+    /// 400 `invalid_request`.
+    fn bad_request(&self, message: &str) -> Response {
+        let value = format!(
+            r#"Bearer error="invalid_request", error_description="{message}", resource_metadata="{}""#,
+            self.metadata
+        );
+        let r = plain(
+            StatusCode::BAD_REQUEST,
+            ErrorObject::new(code::INVALID_REQUEST, message.to_owned()),
+        );
+        self.with_header(r, value)
+    }
+}
+
+fn unavailable(message: &str) -> Response {
+    let mut r = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorObject::new(code::INTERNAL_ERROR, message.to_owned()),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+/// Where clients find the Protected Resource Metadata.
+const PRM_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// The metadata's URL for the challenge: the resource's origin, the well-known prefix, the
+/// resource's path (RFC 9728 §3.1).
+fn metadata_url(cfg: &BearerConfig) -> String {
+    let origin =
+        reqwest::Url::parse(&cfg.resource).map_or_else(|_| cfg.resource.clone(), |u| u.origin().ascii_serialization());
+    format!("{origin}{PRM_PATH}{}", cfg.resource_path)
+}
+
+/// The Protected Resource Metadata (RFC 9728 §2), to anyone who asks (it is public).
+async fn resource_metadata(State(front): State<Arc<HttpFront>>, req: Request) -> Response {
+    if let Err(r) = front.guard(req.headers()) {
+        return r;
+    }
+    if !matches!(*req.method(), HttpMethod::GET | HttpMethod::HEAD) {
+        return Response::builder()
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(header::ALLOW, "GET, HEAD")
+            .body(Body::empty())
+            .unwrap_or_default();
+    }
+    let ClientAuth::OAuth(cfg) = &front.gw.cfg.gateway.auth else {
+        return text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n".into());
+    };
+    let mut scopes = cfg.scopes_supported.clone();
+    if scopes.is_empty() {
+        scopes = cfg.required_scopes.clone();
+        for s in cfg.step_up.values().flatten() {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
+    }
+    let mut doc = serde_json::Map::new();
+    doc.insert("resource".into(), cfg.resource.clone().into());
+    doc.insert(
+        "authorization_servers".into(),
+        cfg.issuers.iter().map(|i| Value::from(i.issuer.clone())).collect(),
+    );
+    if !scopes.is_empty() {
+        doc.insert("scopes_supported".into(), scopes.into_iter().map(Value::from).collect());
+    }
+    doc.insert("bearer_methods_supported".into(), serde_json::json!(["header"]));
+    doc.insert("resource_name".into(), "Portcullis".into());
+    let doc = Value::Object(doc);
+    let mut r = text(StatusCode::OK, "application/json", doc.to_string());
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    r
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -370,14 +670,14 @@ async fn mcp_endpoint(State(front): State<Arc<HttpFront>>, req: Request) -> Resp
     if let Err(r) = front.guard(req.headers()) {
         return r;
     }
-    let principal = match front.authenticate(req.headers()) {
+    let who = match front.authenticate(req.headers(), req.uri()).await {
         Ok(p) => p,
         Err(r) => return r,
     };
     match *req.method() {
-        HttpMethod::POST => post(front, req, &principal).await,
-        HttpMethod::GET => get(front, req.headers(), &principal),
-        HttpMethod::DELETE => delete(front, req.headers(), &principal),
+        HttpMethod::POST => post(front, req, &who).await,
+        HttpMethod::GET => get(front, req.headers(), &who.principal),
+        HttpMethod::DELETE => delete(front, req.headers(), &who.principal),
         _ => Response::builder()
             .status(StatusCode::METHOD_NOT_ALLOWED)
             .header(header::ALLOW, "GET, POST, DELETE")
@@ -458,7 +758,8 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn post(front: Arc<HttpFront>, req: Request, principal: &str) -> Response {
+async fn post(front: Arc<HttpFront>, req: Request, who: &Authenticated) -> Response {
+    let principal = who.principal.as_str();
     let (parts, body) = req.into_parts();
     let limits = front.gw.cfg.gateway.limits;
     let body_timeout = front.gw.cfg.gateway.body_timeout;
@@ -499,15 +800,18 @@ async fn post(front: Arc<HttpFront>, req: Request, principal: &str) -> Response 
     let session_id = header_str(headers, "mcp-session-id");
     match msg {
         Message::Request(r) => {
+            if let Err(resp) = front.step_up(who, &r) {
+                return resp;
+            }
             let meta = RequestMeta::read(r.params.as_ref());
             let modern = match proto {
                 Some(v) => mcp::Era::of_version(v) == Era::Modern,
                 None => session_id.is_none() && Method::of(&r.method) != Method::Initialize && meta.is_modern(),
             };
             if modern {
-                modern_request(front, headers, r, meta, principal).await
+                modern_request(front, headers, r, meta, who).await
             } else {
-                legacy_request(front, headers, r, principal).await
+                legacy_request(front, headers, r, who).await
             }
         }
         Message::Notification(n) => {
@@ -653,7 +957,7 @@ async fn modern_request(
     headers: &HeaderMap,
     r: RpcRequest,
     meta: RequestMeta,
-    principal: &str,
+    who: &Authenticated,
 ) -> Response {
     if let Err(resp) = check_modern_headers(&front, headers, &r, &meta) {
         return resp;
@@ -661,11 +965,12 @@ async fn modern_request(
     if let Err(e) = super::validate_modern(&meta) {
         return error_response(StatusCode::BAD_REQUEST, Some(r.id), e);
     }
-    let ctx = ClientCtx::modern(&meta, principal);
+    let ctx = ClientCtx::modern(&meta, &who.principal).with_attributes(who.attributes.clone());
     answer(front, ctx, r, None).await
 }
 
-async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcRequest, principal: &str) -> Response {
+async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcRequest, who: &Authenticated) -> Response {
+    let principal = who.principal.as_str();
     if Method::of(&r.method) == Method::Initialize {
         let evicted = {
             let mut sessions = lock(&front.sessions);
@@ -713,7 +1018,7 @@ async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcReques
             permits: Arc::new(Semaphore::new(front.gw.cfg.gateway.max_concurrent_calls)),
         });
         lock(&front.sessions).insert(sid.clone(), hs.clone());
-        let ctx = ClientCtx::legacy(hs.session.clone(), principal);
+        let ctx = ClientCtx::legacy(hs.session.clone(), principal).with_attributes(who.attributes.clone());
         let mut resp = answer(front, ctx, r, Some(hs)).await;
         if let Ok(v) = HeaderValue::from_str(&sid) {
             resp.headers_mut().insert("mcp-session-id", v);
@@ -752,7 +1057,7 @@ async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcReques
             ),
         );
     }
-    let ctx = ClientCtx::legacy(hs.session.clone(), principal);
+    let ctx = ClientCtx::legacy(hs.session.clone(), principal).with_attributes(who.attributes.clone());
     answer(front, ctx, r, Some(hs)).await
 }
 

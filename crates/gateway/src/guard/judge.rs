@@ -239,6 +239,7 @@ mod tests {
         let p = Principal {
             user: "alice".into(),
             client: "c".into(),
+            attributes: Default::default(),
         };
         let send = named("mail", "send", Effect::Send);
         let args = json!({"to": "bob@example.com", "body": "the notes"});
@@ -317,6 +318,7 @@ mod tests {
         let p = Principal {
             user: "alice".into(),
             client: "c".into(),
+            attributes: Default::default(),
         };
         let rm = named("files", "delete", Effect::Destructive);
         let args = json!({});

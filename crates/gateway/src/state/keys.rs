@@ -79,13 +79,7 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A valid principal name: what policies and the vault's owners use.
-pub fn valid_principal(p: &str) -> bool {
-    !p.is_empty()
-        && p.len() <= 128
-        && p.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@'))
-}
+pub use crate::bearer::claims::valid_principal;
 
 /// The keys the gateway accepts.
 #[derive(Debug, Default)]

@@ -197,6 +197,7 @@ impl Gateway {
     /// receives, installs the redactor over every vault secret, and starts every upstream and
     /// the event loop.
     pub async fn open(cfg: Config, mode: PinMode) -> Result<Arc<Gateway>, OpenError> {
+        crate::fetch::allow_private(&cfg.gateway.fetch_private);
         let store = Store::open(&cfg.gateway.data_dir).await?;
         let pins = Pins::load(store.clone(), cfg.pins.trust_on_first_use, cfg.pins.hold_on, mode).await?;
         let references: Vec<refs::Reference> = cfg.upstreams.iter().flat_map(refs::references).collect();
@@ -275,9 +276,9 @@ impl Gateway {
             });
         }
         let keys = Keys::default();
-        if cfg.gateway.auth == ClientAuth::ApiKey {
+        if cfg.gateway.auth.api_keys() {
             let n = keys.reload(&store).await?;
-            if n == 0 {
+            if n == 0 && cfg.gateway.auth == ClientAuth::ApiKey {
                 tracing::warn!(
                     "`auth = \"api-key\"` and no API key exists: every request will be refused; make one with `portcullis keys add PRINCIPAL`"
                 );
@@ -438,7 +439,7 @@ async fn poll_pins(gw: std::sync::Weak<Gateway>) {
             return;
         }
         gw.reload_suspensions().await;
-        if gw.cfg.gateway.auth == ClientAuth::ApiKey
+        if gw.cfg.gateway.auth.api_keys()
             && let Err(e) = gw.keys.reload(&gw.store).await
         {
             tracing::warn!(error = %e, "could not re-read the API keys; keeping the last known");

@@ -120,7 +120,7 @@ proptest! {
             args.insert("who".into(), serde_json::json!({"__entity": {"type": "User", "id": "alice"}}));
         }
         let arguments = Value::Object(args);
-        let principal = Principal { user, client };
+        let principal = Principal { user, client, attributes: Default::default() };
         let tool = Tool { upstream, name: tool_name, effect: Effect::Send };
         let provenance = Provenance { tainted, sources };
         let req = Request {
@@ -181,7 +181,7 @@ proptest! {
             }
         };
         let arguments = Value::Object(args);
-        let principal = Principal { user, client };
+        let principal = Principal { user, client, attributes: Default::default() };
         let tool = Tool { upstream: "mail".into(), name: "send".into(), effect: Effect::Read };
         let provenance = Provenance { tainted, sources: vec![] };
         let req = Request {
@@ -203,7 +203,7 @@ proptest! {
     #[test]
     fn non_object_arguments_are_denied(v in json().prop_filter("not an object", |v| !v.is_object() && !v.is_null())) {
         let engine = shared();
-        let principal = Principal { user: "alice".into(), client: "c".into() };
+        let principal = Principal { user: "alice".into(), client: "c".into(), attributes: Default::default() };
         let tool = Tool { upstream: "mail".into(), name: "send".into(), effect: Effect::Read };
         let d = engine.decide(&Request {
             principal: &principal,

@@ -21,16 +21,12 @@ use oauth2::{
 };
 use portcullis_vault::{Vault, VaultError};
 use reqwest::Url;
-use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use crate::config::oauth::{Delivery, Endpoints, Provider};
 use crate::config::{Transport, UpstreamConfig};
 
 pub use redirect::Redirect;
-
-/// Largest provider response read (token, discovery, error bodies are small).
-const MAX_BODY: usize = 256 * 1024;
 
 /// An OAuth step failed.
 #[derive(Debug, thiserror::Error)]
@@ -181,30 +177,11 @@ async fn send(http: reqwest::Client, req: oauth2::HttpRequest) -> Result<oauth2:
         .map_err(|e| HttpFailure(e.to_string()))?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = read_bounded(resp).await.map_err(HttpFailure)?;
+    let body = crate::fetch::read_bounded(resp).await.map_err(HttpFailure)?;
     let mut out = http::Response::new(body);
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     Ok(out)
-}
-
-async fn read_bounded(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(format!("response larger than {MAX_BODY} bytes"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    issuer: Option<String>,
-    authorization_endpoint: Option<String>,
-    token_endpoint: Option<String>,
-    revocation_endpoint: Option<String>,
 }
 
 /// The provider's endpoints: as configured, or discovered from its issuer (RFC 8414 metadata,
@@ -239,74 +216,21 @@ pub async fn resolve(http: &reqwest::Client, p: &Provider) -> Result<Resolved, O
         issuer: issuer.to_string(),
         why,
     };
-    crate::fetch::check_url(issuer).map_err(|e| fail(e.to_string()))?;
-    let mut last = String::new();
-    for url in discovery_urls(issuer) {
-        let url = url.to_string();
-        let resp = match http.get(&url).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(OAuthError::Unreachable {
-                    url,
-                    why: e.to_string(),
-                });
-            }
-        };
-        if !resp.status().is_success() {
-            last = format!("{url}: HTTP {}", resp.status());
-            continue;
-        }
-        let body = read_bounded(resp).await.map_err(&fail)?;
-        let m: Metadata = serde_json::from_slice(&body).map_err(|e| fail(format!("{url}: {e}")))?;
-        if !m.issuer.as_deref().is_some_and(|i| same_issuer(issuer, i)) {
-            return Err(fail(format!("{url} names issuer {:?}", m.issuer)));
-        }
-        let endpoint = |v: Option<String>, what: &str| -> Result<Url, OAuthError> {
-            let v = v.ok_or_else(|| fail(format!("{url} has no {what}")))?;
-            let u = Url::parse(&v).map_err(|e| fail(format!("{what} `{v}`: {e}")))?;
-            crate::fetch::check_url(&u).map_err(|e| fail(format!("{what}: {e}")))?;
-            Ok(u)
-        };
-        return Ok(Resolved {
-            authorization: endpoint(m.authorization_endpoint, "authorization_endpoint")?,
-            token: endpoint(m.token_endpoint, "token_endpoint")?,
-            revocation: m
-                .revocation_endpoint
-                .map(|r| endpoint(Some(r), "revocation_endpoint"))
-                .transpose()?,
-        });
-    }
-    Err(fail(last))
-}
-
-/// Where an issuer's metadata is looked for, in the order the MCP authorization spec gives (both
-/// revisions): RFC 8414 with the issuer's path inserted after the well-known prefix, then
-/// OpenID Connect discovery the same way, then OpenID Connect discovery appended to the path.
-/// An issuer without a path has the first two only.
-pub fn discovery_urls(issuer: &Url) -> Vec<Url> {
-    let path = issuer.path().trim_end_matches('/');
-    let at = |p: String| {
-        let mut u = issuer.clone();
-        u.set_path(&p);
-        u.set_query(None);
-        u.set_fragment(None);
-        u
+    let m = crate::fetch::discover(http, issuer).await.map_err(|e| match e {
+        crate::fetch::DiscoveryError::Unreachable { url, why } => OAuthError::Unreachable { url, why },
+        crate::fetch::DiscoveryError::Invalid(why) => fail(why),
+    })?;
+    let endpoint = |v: Option<&str>, what: &str| -> Result<Option<Url>, OAuthError> {
+        crate::fetch::AuthServerMetadata::endpoint(v, what).map_err(&fail)
     };
-    let mut out = vec![
-        at(format!("/.well-known/oauth-authorization-server{path}")),
-        at(format!("/.well-known/openid-configuration{path}")),
-    ];
-    if !path.is_empty() {
-        out.push(at(format!("{path}/.well-known/openid-configuration")));
-    }
-    out
-}
-
-/// Whether metadata's `issuer` is the issuer it was fetched for: identical as URLs (RFC 8414
-/// §3.3), so scheme and host case, a default port and the root path's slash do not matter,
-/// and anything else does (another path, a trailing slash on a path, another port).
-fn same_issuer(issuer: &Url, claimed: &str) -> bool {
-    Url::parse(claimed).is_ok_and(|c| &c == issuer)
+    let required = |v: Option<&str>, what: &str| -> Result<Url, OAuthError> {
+        endpoint(v, what)?.ok_or_else(|| fail(format!("the metadata has no {what}")))
+    };
+    Ok(Resolved {
+        authorization: required(m.authorization_endpoint.as_deref(), "authorization_endpoint")?,
+        token: required(m.token_endpoint.as_deref(), "token_endpoint")?,
+        revocation: endpoint(m.revocation_endpoint.as_deref(), "revocation_endpoint")?,
+    })
 }
 
 type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointSet>;
@@ -495,7 +419,7 @@ pub async fn revoke(
     if status.is_success() {
         return Ok(());
     }
-    let text = read_bounded(resp).await.unwrap_or_default();
+    let text = crate::fetch::read_bounded(resp).await.unwrap_or_default();
     let why = serde_json::from_slice::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
@@ -736,7 +660,7 @@ mod tests {
     #[test]
     fn metadata_is_looked_for_where_the_spec_says_and_must_name_its_issuer() {
         let urls = |i: &str| -> Vec<String> {
-            discovery_urls(&Url::parse(i).unwrap())
+            crate::fetch::discovery_urls(&Url::parse(i).unwrap())
                 .iter()
                 .map(Url::to_string)
                 .collect()
@@ -758,14 +682,17 @@ mod tests {
         );
         assert_eq!(urls("https://auth.example.com/realms/corp/").len(), 3);
         let issuer = Url::parse("https://auth.example.com/tenant1").unwrap();
-        assert!(same_issuer(&issuer, "https://AUTH.example.com:443/tenant1"));
-        assert!(!same_issuer(&issuer, "https://auth.example.com/tenant1/"));
-        assert!(!same_issuer(&issuer, "https://auth.example.com/tenant2"));
-        assert!(!same_issuer(&issuer, "https://evil.example/tenant1"));
-        assert!(!same_issuer(&issuer, "not a url"));
+        assert!(crate::fetch::same_issuer(
+            &issuer,
+            "https://AUTH.example.com:443/tenant1"
+        ));
+        assert!(!crate::fetch::same_issuer(&issuer, "https://auth.example.com/tenant1/"));
+        assert!(!crate::fetch::same_issuer(&issuer, "https://auth.example.com/tenant2"));
+        assert!(!crate::fetch::same_issuer(&issuer, "https://evil.example/tenant1"));
+        assert!(!crate::fetch::same_issuer(&issuer, "not a url"));
         let root = Url::parse("https://auth.example.com").unwrap();
-        assert!(same_issuer(&root, "https://auth.example.com"));
-        assert!(same_issuer(&root, "https://auth.example.com/"));
+        assert!(crate::fetch::same_issuer(&root, "https://auth.example.com"));
+        assert!(crate::fetch::same_issuer(&root, "https://auth.example.com/"));
     }
 
     #[tokio::test]
