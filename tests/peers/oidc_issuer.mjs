@@ -5,7 +5,8 @@
 //   short               tokens that live one second
 //   future              tokens whose `nbf` is ten minutes ahead
 //   opaque              opaque tokens (introspection only)
-// Each client's secret is `<client>-secret`. `POST /_test/rotate` replaces the signing key
+//   portcullis-rs       the gateway, introspecting (secret `rs-secret`)
+// Each token client's secret is `<client>-secret`. `POST /_test/rotate` replaces the signing key
 // (`?keep=1` keeps the old one published beside it). Every request is printed
 // (`request GET /jwks`), so tests can count key fetches.
 //
@@ -57,7 +58,14 @@ const build = () => {
   const provider = new Provider(issuer, {
     jwks: { keys },
     clientDefaults: { id_token_signed_response_alg: ALG },
-    clients: ['alice-svc', 'bob-svc', 'short', 'future', 'opaque'].map(client),
+    clients: ['alice-svc', 'bob-svc', 'short', 'future', 'opaque'].map(client).concat({
+      // The gateway itself, as the resource server that introspects opaque tokens.
+      client_id: 'portcullis-rs',
+      client_secret: 'rs-secret',
+      grant_types: [],
+      response_types: [],
+      redirect_uris: [],
+    }),
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },

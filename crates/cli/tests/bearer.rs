@@ -153,6 +153,11 @@ impl Setup {
 
     /// Writes the config: `oauth` holds extra `[gateway.oauth]` keys, `rest` other tables.
     fn write(&self, issuer: &str, oauth: &str, rest: &str) {
+        self.write_issuer(issuer, oauth, "", rest);
+    }
+
+    /// [`Setup::write`] with extra keys for the issuer's table.
+    fn write_issuer(&self, issuer: &str, oauth: &str, issuer_extra: &str, rest: &str) {
         let config = format!(
             r#"[gateway]
 listen = "127.0.0.1:{port}"
@@ -171,6 +176,7 @@ destructive = ["mcp:admin"]
 
 [gateway.oauth.issuers.corp]
 issuer = "{issuer}"
+{issuer_extra}
 
 {rest}
 "#,
@@ -600,4 +606,67 @@ async fn a_real_sdk_client_signs_in_by_itself() {
             .count(),
         1
     );
+}
+
+/// Opaque tokens are introspected at the issuer configured for them; a revoked one is refused
+/// once its cached answer runs out (here at once).
+#[tokio::test]
+async fn opaque_tokens_are_introspected_and_revocation_holds() {
+    let s = Setup::new();
+    let idp = Idp::start(&s.resource(), &[]).await;
+    let key = s.dir.path().join("master.key");
+    let rest = format!(
+        "[vault]\nkey_file = {}\n\n{}",
+        toml_str(&key.to_string_lossy()),
+        raw_upstream("raw", "")
+    );
+    s.write_issuer(
+        &idp.issuer,
+        "introspection_cache = \"0s\"",
+        "introspection = { client_id = \"portcullis-rs\", client_secret = \"vault:idp_introspection\" }",
+        &rest,
+    );
+    new_vault(
+        std::path::Path::new(&s.config()),
+        &key,
+        &[("idp_introspection", "rs-secret")],
+    )
+    .await;
+    let resource = s.resource();
+    let gw = s.serve().await;
+
+    let opaque = idp.token("opaque", &resource, "mcp:read").await;
+    assert_eq!(opaque.split('.').count(), 1, "an opaque token: {opaque}");
+    let tools = gw.wait_for_tools_with(&opaque, &["raw__"]).await;
+    assert!(!tools.is_empty());
+    // A JWT still works beside it; a made-up opaque string does not.
+    let jwt = idp.token("alice-svc", &resource, "mcp:read").await;
+    let r = Modern::with_key(&gw.url, &jwt).request("tools/list", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = Modern::with_key(&gw.url, "made-up-opaque-token")
+        .request("tools/list", json!({}))
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    // For another audience: refused.
+    let other = idp.token("opaque", &format!("{}/other", idp.issuer), "mcp:read").await;
+    let r = Modern::with_key(&gw.url, &other).request("tools/list", json!({})).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // The client revokes its token: the next request is refused.
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/token/revocation", idp.issuer))
+        .basic_auth("opaque", Some("opaque-secret"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={opaque}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success(), "{}", revoked.status());
+    let r = Modern::with_key(&gw.url, &opaque)
+        .request("tools/list", json!({}))
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let log = gw.log.lock().unwrap().join("\n");
+    assert!(log.contains("not active"), "{log}");
+    assert!(!log.contains(&opaque), "the token reached the log");
 }

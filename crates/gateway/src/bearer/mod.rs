@@ -15,23 +15,31 @@
 //!    URI (RFC 8707) or a configured extra audience;
 //! 5. its claims: the principal, scopes, groups and roles ([`claims`]).
 //!
+//! A token that is not a JWT is, when one issuer is configured for it, introspected there
+//! (RFC 7662): it must be `active`, name this gateway in `aud` and that issuer in `iss` (when
+//! it says), and not be expired; the answer is reused for `introspection_cache` at most (and
+//! never past the token's `exp`), keyed by the token's SHA-256; at most 8 introspections run at
+//! once.
+//!
 //! The client's token is never forwarded: nothing here hands it on, and upstreams receive only
 //! their own credentials.
 
 pub mod claims;
 pub mod crypto;
+mod introspect;
 pub mod jwks;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::Validation;
 use reqwest::Url;
 use serde_json::{Map, Value};
 
 use crate::config::bearer::{BearerConfig, IssuerConfig};
 
 pub use claims::Identity;
+pub use jsonwebtoken::Algorithm;
 
 /// Largest access token looked at.
 const MAX_TOKEN: usize = 16 * 1024;
@@ -97,6 +105,7 @@ pub struct Bearer {
     cfg: Arc<BearerConfig>,
     http: reqwest::Client,
     providers: Vec<Provider>,
+    introspection: Option<introspect::Introspector>,
 }
 
 impl std::fmt::Debug for Bearer {
@@ -117,7 +126,10 @@ fn write<T>(l: &RwLock<Option<T>>, v: T) {
 
 impl Bearer {
     /// The validator for `cfg`. Fetches nothing yet ([`Bearer::prefetch`]).
-    pub fn new(cfg: Arc<BearerConfig>) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        cfg: Arc<BearerConfig>,
+        introspection_secret: Option<zeroize::Zeroizing<String>>,
+    ) -> Result<Self, reqwest::Error> {
         crate::install_crypto();
         crypto::install();
         let http = crate::fetch::client_builder()
@@ -134,7 +146,21 @@ impl Bearer {
                 fetching: tokio::sync::Mutex::new(Fetches::default()),
             })
             .collect();
-        Ok(Bearer { cfg, http, providers })
+        let introspection = cfg.issuers.iter().enumerate().find_map(|(i, p)| {
+            let t = p.introspection.as_ref()?;
+            Some(introspect::Introspector::new(
+                i,
+                t.clone(),
+                introspection_secret.clone().unwrap_or_default(),
+                cfg.introspection_cache,
+            ))
+        });
+        Ok(Bearer {
+            cfg,
+            http,
+            providers,
+            introspection,
+        })
     }
 
     /// The configuration.
@@ -157,6 +183,18 @@ impl Bearer {
     pub async fn validate(&self, token: &str) -> Result<Identity, Rejection> {
         if token.len() > MAX_TOKEN {
             return Err(invalid("the token is too long"));
+        }
+        if token.split('.').count() != 3 {
+            return match &self.introspection {
+                Some(i) => {
+                    let p = self
+                        .providers
+                        .get(i.provider)
+                        .ok_or_else(|| invalid("no provider introspects"))?;
+                    i.validate(self, p, token).await
+                }
+                None => Err(invalid("not a JWT, and no provider introspects opaque tokens")),
+            };
         }
         let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(format!("not a JWT: {e}")))?;
         // The issuer, only to pick whose keys to check the signature with.
@@ -192,16 +230,7 @@ impl Bearer {
         for key in keys.keys.iter().filter(|k| fits(k, kid, header.alg)) {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
                 Ok(data) => {
-                    return claims::identity(
-                        &data.claims,
-                        claims::Rules {
-                            principal_claim: &self.cfg.principal_claim,
-                            principal_prefix: &provider.cfg.principal_prefix,
-                            groups_claim: self.cfg.groups_claim.as_deref(),
-                            roles_claim: self.cfg.roles_claim.as_deref(),
-                        },
-                    )
-                    .map_err(|e| invalid(e.to_string()));
+                    return claims::identity(&data.claims, self.rules(provider)).map_err(|e| invalid(e.to_string()));
                 }
                 Err(e) => {
                     last = invalid(describe(e.kind()));
@@ -213,6 +242,15 @@ impl Bearer {
             }
         }
         Err(last)
+    }
+
+    fn rules<'a>(&'a self, provider: &'a Provider) -> claims::Rules<'a> {
+        claims::Rules {
+            principal_claim: &self.cfg.principal_claim,
+            principal_prefix: &provider.cfg.principal_prefix,
+            groups_claim: self.cfg.groups_claim.as_deref(),
+            roles_claim: self.cfg.roles_claim.as_deref(),
+        }
     }
 
     /// The provider's keys that may verify a token with this `kid` and `alg`: the cached set,

@@ -45,6 +45,19 @@ pub struct BearerConfig {
     pub step_up: BTreeMap<Effect, Vec<String>>,
     /// The trusted issuers, in file order (the metadata's `authorization_servers` order).
     pub issuers: Vec<IssuerConfig>,
+    /// How long an introspected token's answer is reused (at most until the token expires).
+    pub introspection_cache: Duration,
+}
+
+/// How opaque tokens of an issuer are checked: by asking it (RFC 7662).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Introspection {
+    /// The gateway's client id at the provider.
+    pub client_id: String,
+    /// The vault secret holding its client secret.
+    pub client_secret: String,
+    /// The introspection endpoint, when not discovered.
+    pub endpoint: Option<reqwest::Url>,
 }
 
 /// One trusted identity provider (`[gateway.oauth.issuers.NAME]`).
@@ -61,6 +74,9 @@ pub struct IssuerConfig {
     /// Put before every principal name it vouches for, so equal `sub` values of two issuers
     /// stay two principals (required when there is more than one issuer).
     pub principal_prefix: String,
+    /// Opaque tokens are introspected here (at most one issuer: an opaque token names no
+    /// issuer, and must not be shown to a provider that did not issue it).
+    pub introspection: Option<Introspection>,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +97,7 @@ pub(super) struct RawBearer {
     step_up: BTreeMap<String, Spanned<Vec<String>>>,
     #[serde(default)]
     issuers: indexmap::IndexMap<String, Spanned<RawIssuer>>,
+    introspection_cache: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +106,15 @@ pub(super) struct RawIssuer {
     issuer: Option<Spanned<String>>,
     jwks_uri: Option<Spanned<String>>,
     principal_prefix: Option<Spanned<String>>,
+    introspection: Option<Spanned<RawIntrospection>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIntrospection {
+    client_id: Option<Spanned<String>>,
+    client_secret: Option<Spanned<String>>,
+    endpoint: Option<Spanned<String>>,
 }
 
 /// Algorithms accepted when config names none.
@@ -277,14 +303,83 @@ impl Lowering<'_> {
                 }
                 None => String::new(),
             };
+            let introspection = match i.introspection {
+                None => None,
+                Some(t) => {
+                    let tspan = t.span();
+                    let t = t.into_inner();
+                    let client_id = match t.client_id {
+                        Some(c) if !c.get_ref().trim().is_empty() => c.into_inner(),
+                        _ => {
+                            return self.err(
+                                tspan,
+                                &k("introspection.client_id"),
+                                "is required (the gateway's client at the provider)",
+                            );
+                        }
+                    };
+                    let client_secret = match t
+                        .client_secret
+                        .as_ref()
+                        .map(|c| (c, super::refs::reference(c.get_ref())))
+                    {
+                        Some((_, Some(n))) if portcullis_vault::valid_name(n) => n.to_owned(),
+                        Some((c, _)) => {
+                            return self.err(
+                                c.span(),
+                                &k("introspection.client_secret"),
+                                "must be a vault reference like `vault:idp_introspection` (set it with `portcullis vault set`)",
+                            );
+                        }
+                        None => {
+                            return self.err(
+                                tspan,
+                                &k("introspection.client_secret"),
+                                "is required: a vault reference like `vault:idp_introspection`",
+                            );
+                        }
+                    };
+                    let endpoint = t
+                        .endpoint
+                        .as_ref()
+                        .map(|e| self.url(e, &k("introspection.endpoint")))
+                        .transpose()?;
+                    if issuers.iter().any(|x: &IssuerConfig| x.introspection.is_some()) {
+                        return self.err(
+                            tspan,
+                            &k("introspection"),
+                            "only one issuer may introspect: an opaque token names no issuer, and must not be shown to a provider that did not issue it",
+                        );
+                    }
+                    Some(Introspection {
+                        client_id,
+                        client_secret,
+                        endpoint,
+                    })
+                }
+            };
             issuers.push(IssuerConfig {
                 name,
                 issuer: iss.into_inner(),
                 url,
                 jwks_uri,
                 principal_prefix,
+                introspection,
             });
         }
+        let introspection_cache = match b.introspection_cache {
+            None => Duration::from_secs(60),
+            Some(s) => match super::parse_duration(s.get_ref()) {
+                Some(d) if d <= MAX_SKEW => d,
+                _ => {
+                    return self.err(
+                        s.span(),
+                        &key("introspection_cache"),
+                        "must be a duration of at most `5m` (`0s`: ask every time)",
+                    );
+                }
+            },
+        };
         Ok(BearerConfig {
             resource: canonical,
             resource_path,
@@ -299,6 +394,7 @@ impl Lowering<'_> {
             algorithms,
             step_up,
             issuers,
+            introspection_cache,
         })
     }
 }

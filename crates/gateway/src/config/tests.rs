@@ -649,6 +649,18 @@ fn signed_in_clients() {
             "[gateway]\nauth = \"kerberos\"\n".to_owned(),
             "must be `none`, `api-key` or `oauth`",
         ),
+        (
+            "[gateway]\nauth = \"oauth\"\n[gateway.oauth]\nresource = \"https://x.example/mcp\"\n[gateway.oauth.issuers.a]\nissuer = \"https://a.example\"\nintrospection = { client_id = \"gw\", client_secret = \"plain-secret\" }\n".to_owned(),
+            "`gateway.oauth.issuers.a.introspection.client_secret`: must be a vault reference",
+        ),
+        (
+            "[gateway]\nauth = \"oauth\"\n[gateway.oauth]\nresource = \"https://x.example/mcp\"\n[gateway.oauth.issuers.a]\nissuer = \"https://a.example\"\nprincipal_prefix = \"a.\"\nintrospection = { client_id = \"gw\", client_secret = \"vault:a\" }\n[gateway.oauth.issuers.b]\nissuer = \"https://b.example\"\nprincipal_prefix = \"b.\"\nintrospection = { client_id = \"gw\", client_secret = \"vault:b\" }\n".to_owned(),
+            "only one issuer may introspect",
+        ),
+        (
+            base("resource = \"https://x.example/mcp\"\nintrospection_cache = \"1h\""),
+            "`gateway.oauth.introspection_cache`",
+        ),
     ] {
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains(expect), "{text}\n=> {e}");

@@ -121,7 +121,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         ClientAuth::OAuth(b) => Some(b.clone()),
         _ => None,
     };
-    let bearer = bearer_cfg.as_ref().and_then(|b| match Bearer::new(b.clone()) {
+    let bearer = bearer_cfg
+        .as_ref()
+        .and_then(|b| match Bearer::new(b.clone(), gw.introspection_secret.clone()) {
         Ok(v) => Some(Arc::new(v)),
         Err(e) => {
             tracing::error!(error = %e, "cannot build the HTTP client for identity providers: every token will be refused");

@@ -138,6 +138,9 @@ pub struct Gateway {
     pub(crate) output_scanner: OutputScanner,
     /// The API keys HTTP clients authenticate with (`[gateway] auth = "api-key"`).
     pub keys: Keys,
+    /// The client secret the gateway introspects opaque tokens with (`auth = "oauth"`), read
+    /// from the vault at start.
+    pub introspection_secret: Option<zeroize::Zeroizing<String>>,
     /// Counters and histograms for `/metrics`.
     pub metrics: crate::state::metrics::Metrics,
     /// Calls waiting for approval now.
@@ -301,6 +304,29 @@ impl Gateway {
             }
             (_, PinMode::ReadOnly) => None,
         };
+        let introspection_secret = match &cfg.gateway.auth {
+            ClientAuth::OAuth(b) => match b.issuers.iter().find_map(|i| i.introspection.as_ref().map(|t| (i, t))) {
+                Some((i, t)) => {
+                    let key = format!("gateway.oauth.issuers.{}.introspection.client_secret", i.name);
+                    let v = vault.as_ref().ok_or_else(|| {
+                        OpenError::Resolve(ResolveError::NoKey {
+                            key: key.clone(),
+                            name: t.client_secret.clone(),
+                            why: secrets::no_key_hint(&cfg.vault),
+                        })
+                    })?;
+                    let secret = v.get(&t.client_secret, "").await?.ok_or_else(|| {
+                        OpenError::Resolve(ResolveError::Missing {
+                            key,
+                            name: t.client_secret.clone(),
+                        })
+                    })?;
+                    Some(zeroize::Zeroizing::new(secret.expose().to_owned()))
+                }
+                None => None,
+            },
+            _ => None,
+        };
         if let Some(v) = &vault {
             let n = crate::redact::install_from(v).await?;
             tracing::debug!(secrets = n, "redacting every vault secret from output and logs");
@@ -316,7 +342,7 @@ impl Gateway {
             }
             PinMode::ReadOnly => AuditLog::disabled(),
         };
-        let gw = Gateway::start(cfg, pins, upstreams, audit, keys, store);
+        let gw = Gateway::start(cfg, pins, upstreams, audit, (keys, introspection_secret), store);
         gw.reload_suspensions().await;
         if mode == PinMode::Record {
             tokio::spawn(poll_pins(Arc::downgrade(&gw)));
@@ -325,13 +351,13 @@ impl Gateway {
     }
 
     /// Starts every upstream (each with its own config, secrets resolved) and the event loop,
-    /// with the given pins.
+    /// with the given pins and the credentials clients are checked with.
     pub fn start(
         cfg: Config,
         pins: Pins,
         upstreams: Vec<Prepared>,
         audit: AuditLog,
-        keys: Keys,
+        (keys, introspection_secret): (Keys, Option<zeroize::Zeroizing<String>>),
         store: Store,
     ) -> Arc<Gateway> {
         crate::install_crypto();
@@ -381,6 +407,7 @@ impl Gateway {
             ),
             output_scanner: OutputScanner::new(),
             keys,
+            introspection_secret,
             metrics: crate::state::metrics::Metrics::default(),
             approvals_waiting: Waiting::default(),
             store,
