@@ -167,7 +167,7 @@ auth = "oauth"
 [gateway.oauth]
 resource = "{resource}"
 required_scopes = ["mcp:read"]
-clock_skew = "0s"
+{skew}
 {oauth}
 
 [gateway.oauth.step_up]
@@ -182,6 +182,11 @@ issuer = "{issuer}"
 "#,
             port = self.port,
             resource = self.resource(),
+            skew = if oauth.contains("clock_skew") {
+                ""
+            } else {
+                "clock_skew = \"0s\""
+            },
         );
         std::fs::write(self.dir.path().join("portcullis.toml"), config).unwrap();
     }
@@ -330,6 +335,9 @@ async fn a_signed_in_client_gets_in_and_bad_tokens_do_not() {
 
     // Expired (one-second tokens, no skew) and not yet valid.
     let short = idp.token("short", &resource, "mcp:read").await;
+    // Accepted while valid (and remembered as verified), refused once expired all the same.
+    let r = Modern::with_key(&gw.url, &short).request("tools/list", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let future = idp.token("future", &resource, "mcp:read").await;
     for bad in [&short, &future] {
@@ -669,4 +677,75 @@ async fn opaque_tokens_are_introspected_and_revocation_holds() {
     let log = gw.log.lock().unwrap().join("\n");
     assert!(log.contains("not active"), "{log}");
     assert!(!log.contains(&opaque), "the token reached the log");
+}
+
+/// A stream that would outlive its token (a 2025-11-25 session's GET stream) ends when the
+/// token expires; the client comes back with a fresh one.
+#[tokio::test]
+async fn a_long_lived_stream_ends_when_its_token_expires() {
+    let s = Setup::new();
+    let idp = Idp::start(&s.resource(), &[]).await;
+    // A one-second token stays acceptable for a few seconds more (so this test does not race
+    // its clock); its stream ends at `exp` itself.
+    s.write(&idp.issuer, "clock_skew = \"5s\"", &raw_upstream("raw", ""));
+    let resource = s.resource();
+    let gw = s.serve().await;
+    let long = idp.token("alice-svc", &resource, "mcp:read").await;
+    gw.wait_for_tools_with(&long, &["raw__"]).await;
+
+    // The same session, streamed with a long-lived token and with a one-second one.
+    let (init, sid) = legacy_session(&gw.url, &long).await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    let sid = sid.unwrap();
+    let stream = |token: String| {
+        let url = gw.url.clone();
+        let sid = sid.clone();
+        async move {
+            let resp = reqwest::Client::new()
+                .get(&url)
+                .header("authorization", format!("Bearer {token}"))
+                .header("accept", "text/event-stream")
+                .header("mcp-session-id", &sid)
+                .header("mcp-protocol-version", "2025-11-25")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            // Ends (the body completes) or is still open after 6 s.
+            tokio::time::timeout(Duration::from_secs(6), resp.text()).await.is_ok()
+        }
+    };
+    let short = idp.token("short", &resource, "mcp:read").await;
+    // `short` is another principal: it may not stream alice's session.
+    let r = reqwest::Client::new()
+        .get(&gw.url)
+        .header("authorization", format!("Bearer {short}"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let (init, short_sid) = legacy_session(&gw.url, &short).await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    let short_stream = {
+        let url = gw.url.clone();
+        let sid = short_sid.unwrap();
+        async move {
+            let resp = reqwest::Client::new()
+                .get(&url)
+                .header("authorization", format!("Bearer {short}"))
+                .header("accept", "text/event-stream")
+                .header("mcp-session-id", &sid)
+                .header("mcp-protocol-version", "2025-11-25")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            tokio::time::timeout(Duration::from_secs(6), resp.text()).await.is_ok()
+        }
+    };
+    let (long_ended, short_ended) = tokio::join!(stream(long), short_stream);
+    assert!(short_ended, "the stream outlived its one-second token");
+    assert!(!long_ended, "a stream with a valid token ended");
 }

@@ -15,6 +15,8 @@ pub struct Identity {
     pub scopes: Vec<String>,
     /// Groups and roles, for policies.
     pub attributes: Arc<Attributes>,
+    /// When the token expires (`exp`, seconds since the epoch), if it says.
+    pub expires: Option<u64>,
 }
 
 /// Why verified claims name no usable identity.
@@ -108,6 +110,7 @@ pub fn identity(claims: &Map<String, Value>, rules: Rules<'_>) -> Result<Identit
         principal,
         scopes: scopes(claims)?,
         attributes: Arc::new(Attributes::new(list(rules.groups_claim)?, list(rules.roles_claim)?)),
+        expires: claims.get("exp").and_then(Value::as_u64),
     })
 }
 

@@ -93,6 +93,9 @@ struct Authenticated {
     /// The scopes an identity provider's token grants; `None` when the client did not
     /// authenticate with one (an API key, or no authentication), and scopes do not apply.
     scopes: Option<Vec<String>>,
+    /// When the credential stops being valid (an access token's `exp`): long-lived streams
+    /// opened with it end then, and the client comes back with a fresh token.
+    until: Option<tokio::time::Instant>,
 }
 
 impl Authenticated {
@@ -101,6 +104,7 @@ impl Authenticated {
             principal,
             attributes: Arc::default(),
             scopes: None,
+            until: None,
         }
     }
 }
@@ -258,6 +262,18 @@ fn error_response(status: StatusCode, id: Option<Id>, e: ErrorObject) -> Respons
 
 fn plain(status: StatusCode, e: ErrorObject) -> Response {
     error_response(status, None, e)
+}
+
+/// An SSE response that ends at `until` (the credential's expiry), if given.
+fn sse_until(
+    stream: impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static,
+    until: Option<tokio::time::Instant>,
+) -> Response {
+    use futures::StreamExt as _;
+    match until {
+        Some(t) => sse_response(stream.take_until(tokio::time::sleep_until(t))),
+        None => sse_response(stream),
+    }
 }
 
 fn sse_response(
@@ -489,6 +505,12 @@ impl HttpFront {
             principal: id.principal,
             attributes: id.attributes,
             scopes: Some(id.scopes),
+            until: id.expires.map(|exp| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
+            }),
         })
     }
 
@@ -678,7 +700,7 @@ async fn mcp_endpoint(State(front): State<Arc<HttpFront>>, req: Request) -> Resp
     };
     match *req.method() {
         HttpMethod::POST => post(front, req, &who).await,
-        HttpMethod::GET => get(front, req.headers(), &who.principal),
+        HttpMethod::GET => get(front, req.headers(), &who),
         HttpMethod::DELETE => delete(front, req.headers(), &who.principal),
         _ => Response::builder()
             .status(StatusCode::METHOD_NOT_ALLOWED)
@@ -968,7 +990,7 @@ async fn modern_request(
         return error_response(StatusCode::BAD_REQUEST, Some(r.id), e);
     }
     let ctx = ClientCtx::modern(&meta, &who.principal).with_attributes(who.attributes.clone());
-    answer(front, ctx, r, None).await
+    answer(front, ctx, r, None, who.until).await
 }
 
 async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcRequest, who: &Authenticated) -> Response {
@@ -1021,7 +1043,7 @@ async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcReques
         });
         lock(&front.sessions).insert(sid.clone(), hs.clone());
         let ctx = ClientCtx::legacy(hs.session.clone(), principal).with_attributes(who.attributes.clone());
-        let mut resp = answer(front, ctx, r, Some(hs)).await;
+        let mut resp = answer(front, ctx, r, Some(hs), who.until).await;
         if let Ok(v) = HeaderValue::from_str(&sid) {
             resp.headers_mut().insert("mcp-session-id", v);
         }
@@ -1060,7 +1082,7 @@ async fn legacy_request(front: Arc<HttpFront>, headers: &HeaderMap, r: RpcReques
         );
     }
     let ctx = ClientCtx::legacy(hs.session.clone(), principal).with_attributes(who.attributes.clone());
-    answer(front, ctx, r, Some(hs)).await
+    answer(front, ctx, r, Some(hs), who.until).await
 }
 
 /// Forgets a legacy request's abort handle when it ends.
@@ -1089,7 +1111,16 @@ impl Drop for AbortOnDrop {
 }
 
 /// Runs the request and answers with JSON when nothing precedes the response, else with SSE.
-async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Option<Arc<HttpSession>>) -> Response {
+async fn answer(
+    front: Arc<HttpFront>,
+    ctx: ClientCtx,
+    r: RpcRequest,
+    legacy: Option<Arc<HttpSession>>,
+    until: Option<tokio::time::Instant>,
+) -> Response {
+    // Only a listening stream outlives its credential's expiry by design; a call's stream ends
+    // with its answer.
+    let until = until.filter(|_| r.method == "subscriptions/listen");
     let era = ctx.era;
     let id = r.id.clone();
     let permit = match front.permit(&ctx, legacy.as_deref(), &id) {
@@ -1161,7 +1192,7 @@ async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Op
                 }
                 writer.close();
             });
-            sse_response(log.reader(None))
+            sse_until(log.reader(None), until)
         }
         None => {
             let stream = futures::stream::unfold(
@@ -1188,7 +1219,7 @@ async fn answer(front: Arc<HttpFront>, ctx: ClientCtx, r: RpcRequest, legacy: Op
                     }
                 },
             );
-            sse_response(stream)
+            sse_until(stream, until)
         }
     }
 }
@@ -1209,7 +1240,8 @@ fn legacy_notification(hs: &HttpSession, n: Notification) {
     }
 }
 
-fn get(front: Arc<HttpFront>, headers: &HeaderMap, principal: &str) -> Response {
+fn get(front: Arc<HttpFront>, headers: &HeaderMap, who: &Authenticated) -> Response {
+    let principal = who.principal.as_str();
     let modern = header_str(headers, "mcp-protocol-version").is_some_and(|v| mcp::Era::of_version(v) == Era::Modern);
     let Some(sid) = header_str(headers, "mcp-session-id").filter(|_| !modern) else {
         return Response::builder()
@@ -1235,13 +1267,13 @@ fn get(front: Arc<HttpFront>, headers: &HeaderMap, principal: &str) -> Response 
     if let Some(last) = header_str(headers, "last-event-id")
         && let Some((log, seq)) = hs.streams.resume(last)
     {
-        return sse_response(log.reader(Some(seq)));
+        return sse_until(log.reader(Some(seq)), who.until);
     }
     let log = hs.streams.open();
     if let Some(old) = lock(&hs.standalone).replace(log.clone()) {
         old.close();
     }
-    sse_response(log.reader(None))
+    sse_until(log.reader(None), who.until)
 }
 
 fn delete(front: Arc<HttpFront>, headers: &HeaderMap, principal: &str) -> Response {
