@@ -264,6 +264,9 @@ pub struct AuthServerMetadata {
     pub jwks_uri: Option<String>,
     /// `introspection_endpoint` (RFC 7662).
     pub introspection_endpoint: Option<String>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207), as published (anything but
+    /// `true` is "not promised").
+    pub authorization_response_iss_parameter_supported: Option<serde_json::Value>,
 }
 
 impl AuthServerMetadata {

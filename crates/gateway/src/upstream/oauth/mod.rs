@@ -121,6 +121,13 @@ pub struct Resolved {
     pub token: Url,
     /// The revocation endpoint.
     pub revocation: Option<Url>,
+    /// The issuer its metadata names, exactly (RFC 9207 compares the authorization response's
+    /// `iss` with it as strings), when the endpoints were discovered.
+    pub issuer: Option<String>,
+    /// Whether the provider says it always names itself in authorization responses
+    /// (`authorization_response_iss_parameter_supported`): then a response without `iss` is
+    /// refused.
+    pub iss_required: bool,
 }
 
 /// Tokens from the token endpoint.
@@ -207,6 +214,8 @@ pub async fn resolve(http: &reqwest::Client, p: &Provider) -> Result<Resolved, O
                 authorization: authorization.clone(),
                 token: token.clone(),
                 revocation: revocation.clone(),
+                issuer: None,
+                iss_required: false,
             });
         }
         Endpoints::Issuer(i) => i,
@@ -230,6 +239,8 @@ pub async fn resolve(http: &reqwest::Client, p: &Provider) -> Result<Resolved, O
         authorization: required(m.authorization_endpoint.as_deref(), "authorization_endpoint")?,
         token: required(m.token_endpoint.as_deref(), "token_endpoint")?,
         revocation: endpoint(m.revocation_endpoint.as_deref(), "revocation_endpoint")?,
+        iss_required: m.authorization_response_iss_parameter_supported == Some(serde_json::Value::Bool(true)),
+        issuer: m.issuer,
     })
 }
 
@@ -310,6 +321,7 @@ pub struct Authorization {
     redirect: Redirect,
     client: Client,
     issuer: Option<String>,
+    iss_required: bool,
 }
 
 /// Starts an authorization: listens for the redirect on 127.0.0.1 (`port` 0: any free port)
@@ -334,17 +346,14 @@ pub async fn authorize(
         req = req.add_extra_param(k.clone(), v.clone());
     }
     let (url, state) = req.url();
-    let issuer = match &p.endpoints {
-        Endpoints::Issuer(i) => Some(i.as_str().trim_end_matches('/').to_owned()),
-        Endpoints::Fixed { .. } => None,
-    };
     Ok(Authorization {
         url,
         verifier,
         state,
         redirect,
         client,
-        issuer,
+        issuer: e.issuer.clone(),
+        iss_required: e.iss_required,
     })
 }
 
@@ -354,14 +363,7 @@ impl Authorization {
     /// error: access would end within the hour.
     pub async fn finish(self, http: &reqwest::Client, timeout: Duration) -> Result<Tokens, OAuthError> {
         let (code, iss) = self.redirect.wait(self.state.secret(), timeout).await?;
-        // RFC 9207: a response naming another issuer is a mix-up attack; never send it the code.
-        if let (Some(iss), Some(expected)) = (&iss, &self.issuer)
-            && iss.trim_end_matches('/') != expected
-        {
-            return Err(OAuthError::Denied(format!(
-                "the response names issuer `{iss}`, not `{expected}`; the code was not used"
-            )));
-        }
+        check_iss(iss.as_deref(), self.issuer.as_deref(), self.iss_required)?;
         let token_url = self.client.token_uri().url().clone();
         let r = self
             .client
@@ -375,6 +377,21 @@ impl Authorization {
             return Err(OAuthError::NoRefreshToken);
         }
         Ok(t)
+    }
+}
+
+/// RFC 9207: an authorization response naming another issuer than the metadata's (compared
+/// as strings, no normalisation: a trailing slash is another issuer) is a mix-up attack, and so
+/// is one without `iss` from a provider that says it always sends it; the code is never used.
+fn check_iss(iss: Option<&str>, expected: Option<&str>, required: bool) -> Result<(), OAuthError> {
+    match (iss, expected) {
+        (Some(iss), Some(expected)) if iss != expected => Err(OAuthError::Denied(format!(
+            "the response names issuer `{iss}`, not `{expected}`; the code was not used"
+        ))),
+        (None, Some(expected)) if required => Err(OAuthError::Denied(format!(
+            "`{expected}` says it names itself in every authorization response, and this one does not; the code was not used"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -737,6 +754,18 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.to_string().contains("link-local"), "{e}");
+    }
+
+    #[test]
+    fn the_authorization_response_must_name_the_issuer_exactly() {
+        let e = Some("https://auth.example.com");
+        assert!(check_iss(Some("https://auth.example.com"), e, true).is_ok());
+        assert!(check_iss(None, e, false).is_ok());
+        assert!(check_iss(Some("https://auth.example.com/"), e, false).is_err());
+        assert!(check_iss(Some("https://evil.example.com"), e, false).is_err());
+        assert!(check_iss(None, e, true).is_err());
+        // Fixed endpoints (no metadata, no issuer): nothing to compare with.
+        assert!(check_iss(Some("https://anything"), None, true).is_ok());
     }
 
     #[test]
