@@ -749,3 +749,32 @@ async fn a_long_lived_stream_ends_when_its_token_expires() {
     assert!(short_ended, "the stream outlived its one-second token");
     assert!(!long_ended, "a stream with a valid token ended");
 }
+
+/// Portcullis as the client of a server that wants OAuth (here: a Portcullis gateway with
+/// `auth = "oauth"`): the 401 is reported as what it is, with the scope and the metadata it
+/// names, in both eras and with the era left to the probe (a 401 is not the sign of a legacy
+/// server); with a token in a header, the same client gets in.
+#[tokio::test]
+async fn a_client_without_credentials_is_told_the_server_needs_authorization() {
+    let s = Setup::new();
+    let idp = Idp::start(&s.resource(), &[]).await;
+    s.write(&idp.issuer, "", &raw_upstream("raw", ""));
+    let resource = s.resource();
+    let gw = s.serve().await;
+    for era in ["auto", "modern", "legacy"] {
+        let (code, out, err) = run_portcullis(&["call", "--url", &gw.url, "--era", era], "", &[]).await;
+        assert_ne!(code, 0, "{era}: {out}");
+        assert!(err.contains("needs authorization (HTTP 401"), "{era}: {err}");
+        assert!(err.contains("scope `mcp:read`"), "{era}: {err}");
+        assert!(
+            err.contains("/.well-known/oauth-protected-resource/mcp"),
+            "{era}: {err}"
+        );
+    }
+    let token = idp.token("alice-svc", &resource, "mcp:read").await;
+    gw.wait_for_tools_with(&token, &["raw__"]).await;
+    let auth = format!("Authorization: Bearer {token}");
+    let (code, out, err) = run_portcullis(&["call", "--url", &gw.url, "--header", &auth], "", &[]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("raw__echo_params"), "{out}");
+}

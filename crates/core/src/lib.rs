@@ -10,6 +10,7 @@
 pub mod anomaly;
 pub mod audit;
 pub mod catalog;
+pub mod challenge;
 pub mod headers;
 pub mod jsonrpc;
 pub mod label;

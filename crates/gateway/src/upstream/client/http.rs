@@ -337,6 +337,7 @@ async fn post(
         req = req.header("mcp-session-id", s);
     }
     let resp = req.send().await.map_err(|e| ClientError::Connect(describe(&e)))?;
+    refused_credentials(&resp)?;
     if server.era == Era::Legacy {
         if let Some(s) = resp.headers().get("mcp-session-id") {
             *lock(&shared.session) = Some(s.clone());
@@ -345,6 +346,28 @@ async fn post(
         }
     }
     Ok(resp)
+}
+
+/// A 401, or a 403 with a `Bearer` `insufficient_scope` challenge: the server wants other
+/// credentials, which no retry and no other era will change (a 401 is not the sign of a legacy
+/// server that a plain 4xx to `server/discover` is).
+fn refused_credentials(resp: &reqwest::Response) -> Result<(), ClientError> {
+    let challenge = || {
+        portcullis_core::challenge::bearer(
+            resp.headers()
+                .get_all(http::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )
+    };
+    match resp.status() {
+        StatusCode::UNAUTHORIZED => Err(ClientError::Unauthorized(challenge())),
+        StatusCode::FORBIDDEN => match challenge() {
+            Some(c) if c.param("error") == Some("insufficient_scope") => Err(ClientError::InsufficientScope(c)),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
 }
 
 fn describe(e: &reqwest::Error) -> String {

@@ -119,6 +119,26 @@ pub enum ClientError {
     /// The handshake failed.
     #[error("handshake failed: {0}")]
     Handshake(String),
+    /// The server wants credentials it did not get, or refused the ones it got (HTTP 401),
+    /// with its `Bearer` challenge when it sent one.
+    #[error("the server needs authorization (HTTP 401{}): give this upstream its credential (`[upstreams.NAME.oauth]`, or `headers`)", describe_challenge(.0.as_ref()))]
+    Unauthorized(Option<portcullis_core::challenge::Challenge>),
+    /// The server says the credential it got lacks a scope (HTTP 403 `insufficient_scope`).
+    #[error("the server needs a broader grant (HTTP 403 insufficient_scope{}): connect the upstream again with the scopes it names", describe_challenge(Some(.0)))]
+    InsufficientScope(portcullis_core::challenge::Challenge),
+}
+
+/// What a challenge asks for, for an error message.
+fn describe_challenge(c: Option<&portcullis_core::challenge::Challenge>) -> String {
+    let Some(c) = c else { return String::new() };
+    let mut out = String::new();
+    if let Some(s) = c.param("scope") {
+        out.push_str(&format!(", scope `{s}`"));
+    }
+    if let Some(m) = c.param("resource_metadata") {
+        out.push_str(&format!(", metadata at {m}"));
+    }
+    out
 }
 
 /// What the server told us about itself.
