@@ -267,6 +267,16 @@ pub struct AuthServerMetadata {
     /// `authorization_response_iss_parameter_supported` (RFC 9207), as published (anything but
     /// `true` is "not promised").
     pub authorization_response_iss_parameter_supported: Option<serde_json::Value>,
+    /// `code_challenge_methods_supported`: PKCE methods (the MCP client needs `S256` listed).
+    pub code_challenge_methods_supported: Option<Vec<String>>,
+    /// `registration_endpoint` (RFC 7591 dynamic client registration).
+    pub registration_endpoint: Option<String>,
+    /// `scopes_supported`.
+    pub scopes_supported: Option<Vec<String>>,
+    /// `token_endpoint_auth_methods_supported`.
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// `client_id_metadata_document_supported`, as published.
+    pub client_id_metadata_document_supported: Option<serde_json::Value>,
 }
 
 impl AuthServerMetadata {

@@ -7,6 +7,7 @@
 //! The protocol is the `oauth2` crate's; this module adds discovery, the loopback redirect,
 //! the vault and the timing.
 
+pub mod discovery;
 pub mod plan;
 mod redirect;
 
