@@ -74,6 +74,26 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a sealed secret unless one of that name and owner exists; whether it was stored.
+    /// Two processes racing to make the same secret (a signing key made on first use) end up
+    /// with the first one's, never one each.
+    pub async fn put_secret_if_absent(&self, row: &SealedRow, now: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO vault_secrets (name, owner, nonce, ciphertext, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (name, owner) DO NOTHING",
+        )
+        .bind(&row.name)
+        .bind(&row.owner)
+        .bind(&row.nonce)
+        .bind(&row.ciphertext)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// One sealed secret.
     pub async fn secret(&self, name: &str, owner: &str) -> Result<Option<SealedRow>, StoreError> {
         let row = sqlx::query("SELECT name, owner, nonce, ciphertext FROM vault_secrets WHERE name = ? AND owner = ?")

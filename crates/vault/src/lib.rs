@@ -153,6 +153,22 @@ impl Vault {
         Ok(())
     }
 
+    /// Stores a secret unless one of that name and owner exists already; whether it was
+    /// stored. For secrets made on first use, where two processes may start at once.
+    pub async fn set_if_absent(&self, name: &str, owner: &str, value: &str) -> Result<bool, VaultError> {
+        if !valid_name(name) {
+            return Err(VaultError::BadName(name.to_owned()));
+        }
+        let (nonce, ciphertext) = seal::seal(&self.key, name, owner, value.as_bytes());
+        let row = SealedRow {
+            name: name.to_owned(),
+            owner: owner.to_owned(),
+            nonce,
+            ciphertext,
+        };
+        Ok(self.store.put_secret_if_absent(&row, now_unix()).await?)
+    }
+
     fn unseal(&self, row: &SealedRow) -> Result<Secret, VaultError> {
         let plain = seal::open(&self.key, &row.name, &row.owner, &row.nonce, &row.ciphertext)
             .ok_or_else(|| VaultError::Tampered(row.name.clone()))?;

@@ -117,3 +117,14 @@ fn passphrases_derive_stable_keys() {
     assert_ne!(a.bytes(), c.bytes());
     assert_eq!(format!("{a:?}"), "MasterKey(<redacted>)");
 }
+
+#[tokio::test]
+async fn a_secret_made_on_first_use_is_the_first_writers() {
+    let v = Vault::open(store().await, MasterKey::generate(), "test").await.unwrap();
+    assert!(v.set_if_absent("audit.signing-key", "", "first").await.unwrap());
+    assert!(!v.set_if_absent("audit.signing-key", "", "second").await.unwrap());
+    assert_eq!(v.get("audit.signing-key", "").await.unwrap().unwrap().expose(), "first");
+    // Owners are separate rows.
+    assert!(v.set_if_absent("audit.signing-key", "alice", "hers").await.unwrap());
+    assert!(v.set_if_absent("bad name!", "", "x").await.is_err());
+}

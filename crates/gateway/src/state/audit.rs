@@ -170,8 +170,9 @@ pub async fn signing_key(
     let mut fresh = zeroize::Zeroizing::new([0u8; 32]);
     rand::fill(fresh.as_mut());
     let text = zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(fresh.as_ref()));
-    vault.set(SIGNING_KEY, "", &text).await?;
-    // Two processes starting at once: whichever write landed is the key.
+    // Two processes starting at once: the first write is the key, and both read it back (a
+    // plain overwrite would leave the first signing with a key the vault no longer holds).
+    vault.set_if_absent(SIGNING_KEY, "", &text).await?;
     existing_signing_key(vault)
         .await?
         .ok_or_else(|| portcullis_vault::VaultError::Tampered(SIGNING_KEY.to_owned()))
