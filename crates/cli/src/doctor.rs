@@ -143,6 +143,22 @@ fn detail(d: &str) -> String {
     if d.is_empty() { String::new() } else { format!(" ({d})") }
 }
 
+/// With `auth = "oauth"`: each identity provider's keys, fetched now.
+async fn identity_providers(cfg: &portcullis_gateway::config::Config) -> Vec<(String, String, Result<usize, String>)> {
+    let portcullis_gateway::config::ClientAuth::OAuth(b) = &cfg.gateway.auth else {
+        return Vec::new();
+    };
+    portcullis_gateway::fetch::allow_private(&cfg.gateway.fetch_private);
+    match portcullis_gateway::bearer::Bearer::new(b.clone(), None) {
+        Ok(bearer) => bearer.probe().await,
+        Err(e) => b
+            .issuers
+            .iter()
+            .map(|i| (i.name.clone(), i.issuer.clone(), Err(format!("no HTTP client: {e}"))))
+            .collect(),
+    }
+}
+
 /// Runs `portcullis doctor`.
 pub async fn run(args: DoctorArgs) -> ExitCode {
     let cfg = match crate::load(&args.config.config) {
@@ -154,6 +170,7 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
     for u in &cfg.upstreams {
         findings.push(examine(&u.name, &u.transport).await);
     }
+    let providers = identity_providers(&cfg).await;
     if args.json {
         let v: serde_json::Map<String, serde_json::Value> = findings
             .iter()
@@ -168,6 +185,16 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
                 )
             })
             .collect();
+        let mut v = v;
+        for (name, issuer, r) in &providers {
+            v.insert(
+                format!("gateway.oauth.issuers.{name}"),
+                match r {
+                    Ok(n) => serde_json::json!({"issuer": issuer, "keys": n}),
+                    Err(e) => serde_json::json!({"issuer": issuer, "error": e}),
+                },
+            );
+        }
         outln!("{}", serde_json::Value::Object(v));
     } else {
         outln!(
@@ -176,6 +203,12 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
             std::env::consts::OS
         );
         outln!("state:   {} (reachable by no upstream)", cfg.gateway.data_dir.display());
+        for (name, issuer, r) in &providers {
+            match r {
+                Ok(n) => outln!("identity provider `{name}` ({issuer}): {n} signing key(s) loaded"),
+                Err(e) => outln!("identity provider `{name}` ({issuer})  ✗ {e}"),
+            }
+        }
         for f in &findings {
             outln!(
                 "\nupstream `{}`{}",
@@ -187,7 +220,7 @@ pub async fn run(args: DoctorArgs) -> ExitCode {
             }
         }
     }
-    if findings.iter().any(|f| f.blocked) {
+    if findings.iter().any(|f| f.blocked) || providers.iter().any(|(_, _, r)| r.is_err()) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -778,3 +778,30 @@ async fn a_client_without_credentials_is_told_the_server_needs_authorization() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("raw__echo_params"), "{out}");
 }
+
+/// `portcullis doctor` fetches each identity provider's keys and says how it went; a provider
+/// it cannot reach fails the check.
+#[tokio::test]
+async fn doctor_checks_the_identity_providers() {
+    let s = Setup::new();
+    let idp = Idp::start(&s.resource(), &["--alg", "ES256"]).await;
+    s.write(&idp.issuer, "", "");
+    let (code, out, err) = run_portcullis(&["doctor", "--config", &s.config()], "", &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "identity provider `corp` ({}): 1 signing key(s) loaded",
+            idp.issuer
+        )),
+        "{out}"
+    );
+    assert_eq!(idp.key_fetches(), 1);
+    // A provider nobody answers for.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    s.write(&dead, "", "");
+    let (code, out, _) = run_portcullis(&["doctor", "--config", &s.config(), "--json"], "", &[]).await;
+    assert_eq!(code, 1, "{out}");
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["gateway.oauth.issuers.corp"]["issuer"], dead.as_str());
+    assert!(v["gateway.oauth.issuers.corp"]["error"].is_string(), "{v}");
+}

@@ -190,6 +190,20 @@ impl Bearer {
         }
     }
 
+    /// Fetches every provider's keys now and says how it went, for `portcullis doctor`: per
+    /// issuer (config name, issuer), the number of usable signing keys or why there are none.
+    pub async fn probe(&self) -> Vec<(String, String, Result<usize, String>)> {
+        let mut out = Vec::new();
+        for p in &self.providers {
+            let r = match self.refresh(p, Why::Start).await {
+                Ok(0) => Err("the key set holds no key this gateway can verify with".to_owned()),
+                other => other,
+            };
+            out.push((p.cfg.name.clone(), p.cfg.issuer.clone(), r));
+        }
+        out
+    }
+
     /// The identity a bearer token proves, or why it proves none. A JWT verified in the last
     /// five minutes is not verified again, unless it has expired since.
     pub async fn validate(&self, token: &str) -> Result<Identity, Rejection> {
