@@ -412,6 +412,29 @@ struct Original {
     attachments: Vec<Attachment>,
 }
 
+/// A forward's body: the note, then the original under the usual separator with its From,
+/// Date, Subject, To and Cc lines (those it has), its text, and `[…]` where the text was cut
+/// to its first page.
+fn forwarded(o: &Original, note: &str) -> String {
+    let mut out = format!("{note}\n\n---------- Forwarded message ----------\nFrom: {}\n", o.from);
+    if !o.date.is_empty() {
+        out.push_str(&format!("Date: {}\n", o.date));
+    }
+    out.push_str(&format!("Subject: {}\n", o.subject));
+    if !o.to.is_empty() {
+        out.push_str(&format!("To: {}\n", o.to.join(", ")));
+    }
+    if !o.cc.is_empty() {
+        out.push_str(&format!("Cc: {}\n", o.cc.join(", ")));
+    }
+    out.push('\n');
+    out.push_str(&o.text);
+    if o.truncated {
+        out.push_str("\n[…]\n");
+    }
+    out
+}
+
 /// The original as a reply quotes it: an attribution line, then every line of its text after
 /// `> ` (an empty line as `>`), and `> […]` where the text was cut to its first page.
 fn quoted(o: &Original) -> String {
@@ -718,13 +741,7 @@ impl<B: Backend> Mail<B> {
 
     async fn forward(&self, args: &Map<String, Value>) -> Result<Value, MailError> {
         let o = self.original(args).await?;
-        let body = format!(
-            "{}\n\n---------- Forwarded message ----------\nFrom: {}\nSubject: {}\n\n{}",
-            arg(args, "note").unwrap_or_default(),
-            o.from,
-            o.subject,
-            o.text
-        );
+        let body = forwarded(&o, arg(args, "note").unwrap_or_default());
         let out = smtp::build(
             &self.settings,
             &addressees(args),
@@ -905,6 +922,21 @@ mod tests {
         assert_eq!(
             quoted(&original("long", "", true)),
             "bob@example.test wrote:\n> long\n> […]\n"
+        );
+    }
+
+    #[test]
+    fn a_forward_carries_the_originals_header_lines_it_has() {
+        let mut o = original("hello\nthere", "2026-12-07T10:00:00+00:00", false);
+        o.to = vec!["alice@example.test".into(), "carol@example.test".into()];
+        o.cc = vec!["dave@example.test".into()];
+        assert_eq!(
+            forwarded(&o, "FYI"),
+            "FYI\n\n---------- Forwarded message ----------\nFrom: bob@example.test\nDate: 2026-12-07T10:00:00+00:00\nSubject: s\nTo: alice@example.test, carol@example.test\nCc: dave@example.test\n\nhello\nthere"
+        );
+        assert_eq!(
+            forwarded(&original("long", "", true), ""),
+            "\n\n---------- Forwarded message ----------\nFrom: bob@example.test\nSubject: s\n\nlong\n[…]\n"
         );
     }
 
