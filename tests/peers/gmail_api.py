@@ -291,6 +291,9 @@ class Handler(BaseHTTPRequestHandler):
         path = url.path
         box = self.server.box
         try:
+            if verb == "GET" and path == "/_test/calls":
+                # For tests: every API method called so far, in order.
+                return self.reply(200, {"calls": self.server.calls})
             prefix = "/gmail/v1/users/"
             if not path.startswith(prefix):
                 raise not_found()

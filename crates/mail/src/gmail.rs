@@ -43,7 +43,17 @@ pub struct Gmail {
     base: String,
     user: String,
     token: crate::config::Credential,
+    /// The labels as last listed, and when: names are resolved against them for a minute
+    /// (a search or a move in a folder would otherwise list every label first), and listed
+    /// again when a name is not among them (a label made since).
+    labels: std::sync::Mutex<Option<(std::time::Instant, Labels)>>,
 }
+
+/// Labels as listed: (id, name).
+type Labels = std::sync::Arc<Vec<(String, String)>>;
+
+/// How long listed labels are used to resolve names.
+const LABELS_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A Gmail id (message, thread, draft, label): letters, digits, `_` and `-` only, so it can
 /// stand in a URL path as it is.
@@ -131,6 +141,7 @@ impl Gmail {
             base,
             user,
             token,
+            labels: std::sync::Mutex::new(None),
         })
     }
 
@@ -208,24 +219,41 @@ impl Gmail {
         self.call(Some(body), path, &[]).await
     }
 
-    /// Every label: (id, name).
-    async fn labels(&self) -> Result<Vec<(String, String)>, MailError> {
+    /// Every label: (id, name), listed now (and remembered for [`Gmail::label_ids`]).
+    async fn labels(&self) -> Result<Labels, MailError> {
         let v = self.get("labels", &[]).await?;
-        Ok(at(&v, "/labels")
+        let listed: Vec<(String, String)> = at(&v, "/labels")
             .as_array()
             .map(|a| {
                 a.iter()
                     .filter_map(|l| Some((at(l, "/id").as_str()?.to_owned(), at(l, "/name").as_str()?.to_owned())))
                     .collect()
             })
-            .unwrap_or_default())
+            .unwrap_or_default();
+        let listed = std::sync::Arc::new(listed);
+        *self.labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((std::time::Instant::now(), listed.clone()));
+        Ok(listed)
     }
 
-    /// The ids of labels named `names` (by name, any case, or by id); asks for the labels
-    /// only when there is a name to resolve.
+    /// The ids of labels named `names` (by name, any case, or by id): against the labels
+    /// listed in the last minute, else (or when a name is not among them) listed now; asks
+    /// nothing when there is no name to resolve.
     async fn label_ids(&self, names: &[&str]) -> Result<Vec<String>, MailError> {
         if names.is_empty() {
             return Ok(Vec::new());
+        }
+        let recent = self
+            .labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < LABELS_FOR)
+            .map(|(_, l)| l.clone());
+        if let Some(known) = recent
+            && let Ok(ids) = resolve(&known, names)
+        {
+            return Ok(ids);
         }
         resolve(&self.labels().await?, names)
     }
@@ -325,7 +353,7 @@ impl Backend for Gmail {
     const READS_RECIPIENTS_FROM_MESSAGE: bool = true;
 
     async fn folders(&self) -> Result<Vec<String>, MailError> {
-        Ok(self.labels().await?.into_iter().map(|(_, name)| name).collect())
+        Ok(self.labels().await?.iter().map(|(_, name)| name.clone()).collect())
     }
 
     async fn search(&self, folder: &str, query: &Query, limit: usize) -> Result<Vec<Value>, MailError> {
@@ -408,13 +436,8 @@ impl Backend for Gmail {
         let path = Self::message_path(m, "/modify")?;
         let add: Vec<&str> = flags.add_labels.iter().map(String::as_str).collect();
         let remove: Vec<&str> = flags.remove_labels.iter().map(String::as_str).collect();
-        // One look at the labels for both lists.
-        let (mut add, mut remove) = if add.is_empty() && remove.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
-            let labels = self.labels().await?;
-            (resolve(&labels, &add)?, resolve(&labels, &remove)?)
-        };
+        let mut add = self.label_ids(&add).await?;
+        let mut remove = self.label_ids(&remove).await?;
         match flags.read {
             Some(true) => remove.push("UNREAD".into()),
             Some(false) => add.push("UNREAD".into()),

@@ -108,6 +108,15 @@ def parsed(mid):
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Every API method called so far.
+    fn calls(&self) -> Vec<String> {
+        let out = self.py(
+            "print(json.dumps(json.load(urllib.request.urlopen(BASE + '/_test/calls'))['calls']))",
+            &[],
+        );
+        serde_json::from_str(&out).unwrap()
+    }
+
     async fn mail(&self, profiles: &[&str], token: &str) -> Mcp {
         let url = self.url();
         let mut args = vec![
@@ -391,4 +400,39 @@ async fn replies_stay_in_the_thread_and_each_profile_needs_only_its_scope() {
     let mut short = g.mail(&["organize"], "tok-read").await;
     let e = tool_error(&short.call("set_flags", json!({"id": invoice, "read": false})).await);
     assert!(e.contains("lacks the Gmail scope"), "{e}");
+}
+
+/// Names are resolved against the labels listed in the last minute (a search or a flag in a
+/// folder does not list every label each time), and listed again for a name not among them.
+#[tokio::test]
+async fn labels_are_listed_once_and_again_for_a_name_made_since() {
+    let g = Gmail::start();
+    let invoice = g.py(SEED, &[]);
+    let mut org = g.mail(&["organize"], "tok-organize").await;
+    let listings = |g: &Gmail| g.calls().iter().filter(|c| *c == "labels.list").count();
+    for _ in 0..3 {
+        let r = org.call("search_messages", json!({"folder": "Invoices"})).await;
+        structured(&r);
+    }
+    structured(
+        &org.call("set_flags", json!({"id": invoice, "add_labels": ["Invoices"]}))
+            .await,
+    );
+    assert_eq!(listings(&g), 1, "{:?}", g.calls());
+    // A label made elsewhere after the listing: found by listing again, once.
+    g.py(r#"api("POST", "labels", {"name": "Receipts"})"#, &[]);
+    structured(
+        &org.call("set_flags", json!({"id": invoice, "add_labels": ["Receipts"]}))
+            .await,
+    );
+    assert_eq!(listings(&g), 2, "{:?}", g.calls());
+    // list_folders always lists.
+    structured(&org.call("list_folders", json!({})).await);
+    assert_eq!(listings(&g), 3);
+    // A name that exists nowhere is still refused, after one more look.
+    let e = tool_error(
+        &org.call("set_flags", json!({"id": invoice, "add_labels": ["Nowhere"]}))
+            .await,
+    );
+    assert!(e.contains("no label named `Nowhere`"), "{e}");
 }
