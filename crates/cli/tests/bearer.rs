@@ -630,7 +630,7 @@ async fn opaque_tokens_are_introspected_and_revocation_holds() {
     );
     s.write_issuer(
         &idp.issuer,
-        "introspection_cache = \"0s\"",
+        "introspection_cache = \"0s\"\napi_keys = false",
         "introspection = { client_id = \"portcullis-rs\", client_secret = \"vault:idp_introspection\" }",
         &rest,
     );
@@ -655,6 +655,22 @@ async fn opaque_tokens_are_introspected_and_revocation_holds() {
         .request("tools/list", json!({}))
         .await;
     assert_eq!(r.status, 401, "{}", r.body);
+    // With API keys off, something shaped like one is refused without showing it to the
+    // provider.
+    let asked = |idp: &Idp| {
+        idp.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("request POST /token/introspection"))
+            .count()
+    };
+    let before = asked(&idp);
+    assert!(before > 0, "the opaque tokens were introspected");
+    let key = "pcl_AAAAAAAAAAAA_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let r = Modern::with_key(&gw.url, key).request("tools/list", json!({})).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(asked(&idp), before, "an API key was sent to the identity provider");
     // For another audience: refused.
     let other = idp.token("opaque", &format!("{}/other", idp.issuer), "mcp:read").await;
     let r = Modern::with_key(&gw.url, &other).request("tools/list", json!({})).await;

@@ -469,7 +469,13 @@ impl HttpFront {
         let Some(token) = token else {
             return Err(challenge.unauthorized(None, "this gateway needs a Bearer access token"));
         };
-        if cfg.api_keys && token.starts_with(crate::state::keys::KEY_PREFIX) {
+        if token.starts_with(crate::state::keys::KEY_PREFIX) {
+            // A Portcullis API key is never shown to the identity provider (introspection),
+            // accepted or not.
+            if !cfg.api_keys {
+                tracing::info!("an API key was sent where only identity provider tokens are accepted");
+                return Err(challenge.unauthorized(Some("invalid_token"), "the access token is not valid"));
+            }
             return self
                 .gw
                 .keys
