@@ -32,7 +32,7 @@ pub enum PolicyCommand {
         config: PathBuf,
     },
     /// Show the decision for one tool call, and which policies made it.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
 }
 
 /// Arguments of `portcullis policy check`.
@@ -47,6 +47,12 @@ pub struct CheckArgs {
     /// The client's name (`principal.client`).
     #[arg(long, default_value = "unknown")]
     client: String,
+    /// A group the principal's identity provider lists (`principal.groups`; repeatable).
+    #[arg(long = "group", value_name = "GROUP")]
+    groups: Vec<String>,
+    /// A role the principal's identity provider lists (`principal.roles`; repeatable).
+    #[arg(long = "role", value_name = "ROLE")]
+    roles: Vec<String>,
     /// The tool, as the gateway exposes it (`UPSTREAM__TOOL`).
     #[arg(long)]
     tool: String,
@@ -84,7 +90,7 @@ pub async fn run(cmd: PolicyCommand) -> ExitCode {
             }
             Err(code) => code,
         },
-        PolicyCommand::Check(args) => check(args).await,
+        PolicyCommand::Check(args) => check(*args).await,
     }
 }
 
@@ -106,7 +112,7 @@ async fn check(args: CheckArgs) -> ExitCode {
     let principal = Principal {
         user: args.principal,
         client: args.client,
-        attributes: Default::default(),
+        attributes: std::sync::Arc::new(portcullis_policy::Attributes::new(args.groups, args.roles)),
     };
     let session = session_of(args.after_untrusted.as_deref(), &args.untrusted_texts, &arguments);
     let explained = gw.explain_call(&principal, &args.tool, &arguments, &session);

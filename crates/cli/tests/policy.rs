@@ -260,3 +260,35 @@ async fn policy_check_and_validate_explain_from_the_command_line() {
         "{out}"
     );
 }
+
+/// `policy check` judges a principal with the groups and roles their identity provider lists.
+#[tokio::test]
+async fn policy_check_takes_the_principals_groups_and_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(
+        dir.path(),
+        "@id(\"ops-only\")\nforbid(principal, action == Action::\"call_tool\", resource) unless { principal.groups.contains(\"ops\") && !principal.roles.contains(\"contractor\") };\n",
+    );
+    let check = |extra: &[&str]| {
+        let config = config.clone();
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        async move {
+            let out = tokio::process::Command::new(portcullis())
+                .args(["policy", "check", "--tool", "raw__echo_params", "--principal", "alice"])
+                .args(&extra)
+                .arg("--config")
+                .arg(&config)
+                .output()
+                .await
+                .unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
+    let (code, out) = check(&[]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("decision: forbid") && out.contains("ops-only"), "{out}");
+    let (code, out) = check(&["--group", "eng", "--group", "ops"]).await;
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = check(&["--group", "ops", "--role", "contractor"]).await;
+    assert_eq!(code, Some(1), "{out}");
+}
