@@ -286,6 +286,23 @@ async fn a_signed_in_client_gets_in_and_bad_tokens_do_not() {
         .call("raw__echo_params", json!({"x": 1}))
         .await;
     assert!(r["result"].is_object(), "{r}");
+    // The scheme in any case.
+    let upper = format!("BEARER {alice}");
+    let r = post(
+        &gw.url,
+        &[
+            ("authorization", upper.as_str()),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/list"),
+        ],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "0"}}}})
+        .to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let (init, sid) = legacy_session(&gw.url, &alice).await;
     assert_eq!(init.status, 200, "{}", init.body);
     let sid = sid.unwrap();

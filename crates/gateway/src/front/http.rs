@@ -463,7 +463,8 @@ impl HttpFront {
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            .and_then(|v| v.get(..7).filter(|s| s.eq_ignore_ascii_case("bearer ")).and(v.get(7..)))
             .map(str::trim)
             .filter(|t| !t.is_empty());
         let Some(token) = token else {
