@@ -338,13 +338,7 @@ pub async fn discover(http: &reqwest::Client, issuer: &Url) -> Result<AuthServer
 /// An issuer without a path has the first two only.
 pub fn discovery_urls(issuer: &Url) -> Vec<Url> {
     let path = issuer.path().trim_end_matches('/');
-    let at = |p: String| {
-        let mut u = issuer.clone();
-        u.set_path(&p);
-        u.set_query(None);
-        u.set_fragment(None);
-        u
-    };
+    let at = |p: String| at_path(issuer, &p);
     let mut out = vec![
         at(format!("/.well-known/oauth-authorization-server{path}")),
         at(format!("/.well-known/openid-configuration{path}")),
@@ -353,6 +347,15 @@ pub fn discovery_urls(issuer: &Url) -> Vec<Url> {
         out.push(at(format!("{path}/.well-known/openid-configuration")));
     }
     out
+}
+
+/// `url`'s origin with `path`, and no query or fragment: where a well-known document of it is.
+pub fn at_path(url: &Url, path: &str) -> Url {
+    let mut u = url.clone();
+    u.set_path(path);
+    u.set_query(None);
+    u.set_fragment(None);
+    u
 }
 
 /// Whether metadata's `issuer` is the issuer it was fetched for: identical as URLs (RFC 8414

@@ -57,41 +57,47 @@ fn sealed(row: &SqliteRow) -> Result<SealedRow, sqlx::Error> {
 impl Store {
     /// Stores (or replaces) a sealed secret.
     pub async fn put_secret(&self, row: &SealedRow, now: i64) -> Result<(), StoreError> {
-        sqlx::query(
+        self.insert_secret(
+            row,
+            now,
             "INSERT INTO vault_secrets (name, owner, nonce, ciphertext, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?)
              ON CONFLICT (name, owner) DO UPDATE SET nonce = excluded.nonce,
                  ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
         )
-        .bind(&row.name)
-        .bind(&row.owner)
-        .bind(&row.nonce)
-        .bind(&row.ciphertext)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await
+        .map(drop)
     }
 
     /// Stores a sealed secret unless one of that name and owner exists; whether it was stored.
     /// Two processes racing to make the same secret (a signing key made on first use) end up
     /// with the first one's, never one each.
     pub async fn put_secret_if_absent(&self, row: &SealedRow, now: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO vault_secrets (name, owner, nonce, ciphertext, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (name, owner) DO NOTHING",
-        )
-        .bind(&row.name)
-        .bind(&row.owner)
-        .bind(&row.nonce)
-        .bind(&row.ciphertext)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(self
+            .insert_secret(
+                row,
+                now,
+                "INSERT INTO vault_secrets (name, owner, nonce, ciphertext, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (name, owner) DO NOTHING",
+            )
+            .await?
+            == 1)
+    }
+
+    /// Runs `sql`, an insert of one row binding (name, owner, nonce, ciphertext, created,
+    /// updated); the rows changed.
+    async fn insert_secret(&self, row: &SealedRow, now: i64, sql: &'static str) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql)
+            .bind(&row.name)
+            .bind(&row.owner)
+            .bind(&row.nonce)
+            .bind(&row.ciphertext)
+            .bind(now)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// One sealed secret.

@@ -139,33 +139,29 @@ impl Vault {
 
     /// Sets a secret (replacing any value it had).
     pub async fn set(&self, name: &str, owner: &str, value: &str) -> Result<(), VaultError> {
+        let row = self.sealed(name, owner, value)?;
+        self.store.put_secret(&row, now_unix()).await?;
+        Ok(())
+    }
+
+    /// `value` sealed under `name` and `owner`, once the name is checked.
+    fn sealed(&self, name: &str, owner: &str, value: &str) -> Result<SealedRow, VaultError> {
         if !valid_name(name) {
             return Err(VaultError::BadName(name.to_owned()));
         }
         let (nonce, ciphertext) = seal::seal(&self.key, name, owner, value.as_bytes());
-        let row = SealedRow {
+        Ok(SealedRow {
             name: name.to_owned(),
             owner: owner.to_owned(),
             nonce,
             ciphertext,
-        };
-        self.store.put_secret(&row, now_unix()).await?;
-        Ok(())
+        })
     }
 
     /// Stores a secret unless one of that name and owner exists already; whether it was
     /// stored. For secrets made on first use, where two processes may start at once.
     pub async fn set_if_absent(&self, name: &str, owner: &str, value: &str) -> Result<bool, VaultError> {
-        if !valid_name(name) {
-            return Err(VaultError::BadName(name.to_owned()));
-        }
-        let (nonce, ciphertext) = seal::seal(&self.key, name, owner, value.as_bytes());
-        let row = SealedRow {
-            name: name.to_owned(),
-            owner: owner.to_owned(),
-            nonce,
-            ciphertext,
-        };
+        let row = self.sealed(name, owner, value)?;
         Ok(self.store.put_secret_if_absent(&row, now_unix()).await?)
     }
 

@@ -29,13 +29,10 @@ fn no_signer(_: &Algorithm, _: &EncodingKey) -> jsonwebtoken::errors::Result<Box
 /// The ring algorithm of a JWS `alg`, `None` for HS* (a shared secret is not a public key) and
 /// for what ring does not verify.
 fn ring_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
+    if let Some(rsa) = rsa_params(alg) {
+        return Some(rsa);
+    }
     Some(match alg {
-        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
         Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
         Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
         Algorithm::EdDSA => &sig::ED25519,
@@ -44,43 +41,47 @@ fn ring_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> 
 }
 
 fn verifier(alg: &Algorithm, key: &DecodingKey) -> jsonwebtoken::errors::Result<Box<dyn JwtVerifier>> {
-    let ring = ring_algorithm(*alg).ok_or_else(|| Error::from(ErrorKind::InvalidAlgorithm))?;
+    let refused = || Error::from(ErrorKind::InvalidAlgorithm);
     if key.family() != alg.family() {
-        return Err(ErrorKind::InvalidAlgorithm.into());
+        return Err(refused());
     }
     let key = match key.kind() {
         DecodingKeyKind::RsaModulusExponent { n, e } => Key::Rsa {
             n: n.clone(),
             e: e.clone(),
+            params: rsa_params(*alg).ok_or_else(refused)?,
         },
-        DecodingKeyKind::SecretOrDer(der) => Key::Raw(der.clone()),
+        DecodingKeyKind::SecretOrDer(der) => Key::Raw {
+            bytes: der.clone(),
+            ring: ring_algorithm(*alg).ok_or_else(refused)?,
+        },
     };
-    Ok(Box::new(Verifier { alg: *alg, ring, key }))
+    Ok(Box::new(Verifier { alg: *alg, key }))
 }
 
 enum Key {
     Rsa {
         n: Vec<u8>,
         e: Vec<u8>,
+        params: &'static sig::RsaParameters,
     },
     /// An RSA public key in PKCS#1 DER, an uncompressed EC point, or an Ed25519 key.
-    Raw(Vec<u8>),
+    Raw {
+        bytes: Vec<u8>,
+        ring: &'static dyn VerificationAlgorithm,
+    },
 }
 
 struct Verifier {
     alg: Algorithm,
-    ring: &'static dyn VerificationAlgorithm,
     key: Key,
 }
 
 impl jsonwebtoken::signature::Verifier<Vec<u8>> for Verifier {
     fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), jsonwebtoken::signature::Error> {
         let ok = match &self.key {
-            Key::Rsa { n, e } => match rsa_params(self.alg) {
-                Some(params) => RsaPublicKeyComponents { n, e }.verify(params, msg, signature).is_ok(),
-                None => false,
-            },
-            Key::Raw(bytes) => UnparsedPublicKey::new(self.ring, bytes).verify(msg, signature).is_ok(),
+            Key::Rsa { n, e, params } => RsaPublicKeyComponents { n, e }.verify(params, msg, signature).is_ok(),
+            Key::Raw { bytes, ring } => UnparsedPublicKey::new(*ring, bytes).verify(msg, signature).is_ok(),
         };
         if ok {
             Ok(())

@@ -1,19 +1,15 @@
 //! Opaque access tokens, checked by asking the one issuer configured for them (RFC 7662).
 
-use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::Url;
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use super::{Bearer, Identity, Provider, Rejection, claims, invalid};
 use crate::config::bearer::Introspection;
 
-/// Most answers kept.
-const CACHE: usize = 10_000;
 /// Most introspection requests in flight at once.
 const CONCURRENT: usize = 8;
 
@@ -26,7 +22,7 @@ pub(super) struct Introspector {
     secret: Zeroizing<String>,
     ttl: Duration,
     endpoint: Mutex<Option<Url>>,
-    cache: Mutex<HashMap<[u8; 32], (Identity, Instant)>>,
+    cache: super::Remembered,
     in_flight: tokio::sync::Semaphore,
 }
 
@@ -42,18 +38,16 @@ impl Introspector {
             cfg,
             secret,
             ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: super::Remembered::default(),
             in_flight: tokio::sync::Semaphore::new(CONCURRENT),
         }
     }
 
     /// The identity an opaque token proves, from the cache or the provider.
     pub(super) async fn validate(&self, b: &Bearer, p: &Provider, token: &str) -> Result<Identity, Rejection> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some((id, until)) = lock(&self.cache).get(&key)
-            && Instant::now() < *until
-        {
-            return Ok(id.clone());
+        let key = super::Remembered::key(token);
+        if let Some(id) = self.cache.get(&key) {
+            return Ok(id);
         }
         let answer = {
             let _permit = self
@@ -63,31 +57,16 @@ impl Introspector {
                 .map_err(|_| Rejection::Unavailable("introspection is shutting down".into()))?;
             self.ask(b, p, token).await?
         };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let exp = judge(
+        judge(
             &answer,
             &p.cfg.issuer,
             &b.cfg.audiences,
-            now,
+            super::now_unix(),
             b.cfg.clock_skew.as_secs(),
         )
         .map_err(invalid)?;
         let id = identity(&answer, b.rules(p)).map_err(|e| invalid(e.to_string()))?;
-        let mut keep = self.ttl;
-        if let Some(exp) = exp {
-            keep = keep.min(Duration::from_secs(exp.saturating_sub(now)));
-        }
-        if !keep.is_zero() {
-            let mut cache = lock(&self.cache);
-            if cache.len() >= CACHE {
-                let now = Instant::now();
-                cache.retain(|_, (_, until)| *until > now);
-                if cache.len() >= CACHE {
-                    cache.clear();
-                }
-            }
-            cache.insert(key, (id.clone(), Instant::now() + keep));
-        }
+        self.cache.put(key, &id, self.ttl);
         Ok(id)
     }
 

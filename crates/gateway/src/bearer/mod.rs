@@ -107,16 +107,63 @@ pub struct Bearer {
     http: reqwest::Client,
     providers: Vec<Provider>,
     introspection: Option<introspect::Introspector>,
-    /// JWTs verified lately, by SHA-256, with when to stop trusting the verdict: a signature
-    /// check costs 24-45 µs (`benches/bearer.rs`), and a client sends the same token with every
-    /// request.
-    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Identity, Instant)>>,
+    /// JWTs verified lately: a signature check costs 24-52 µs (`benches/bearer.rs`), and a
+    /// client sends the same token with every request.
+    verified: Remembered,
 }
 
-/// Most verified tokens remembered.
-const VERIFIED: usize = 10_000;
 /// The longest a verified token is trusted without checking it again.
 const VERIFIED_FOR: Duration = Duration::from_secs(300);
+
+/// Tokens found valid lately, by their SHA-256, each with the identity it proved, until a
+/// time. Bounded: when full, the expired ones go, and everything if none had.
+#[derive(Default)]
+struct Remembered(std::sync::Mutex<std::collections::HashMap<[u8; 32], (Identity, Instant)>>);
+
+/// Most tokens remembered.
+const REMEMBERED: usize = 10_000;
+
+impl Remembered {
+    fn key(token: &str) -> [u8; 32] {
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<Identity> {
+        let map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.get(key)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Remembers `id` for `keep`, never past its token's expiry; nothing when that is no time.
+    fn put(&self, key: [u8; 32], id: &Identity, keep: Duration) {
+        let keep = until_expiry(id.expires).map_or(keep, |left| keep.min(left));
+        if keep.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut map = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() >= REMEMBERED {
+            map.retain(|_, (_, until)| *until > now);
+            if map.len() >= REMEMBERED {
+                map.clear();
+            }
+        }
+        map.insert(key, (id.clone(), now + keep));
+    }
+}
+
+/// Seconds since the epoch, now.
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How long until a token that expires at `exp` (seconds since the epoch) expires, if it says.
+pub fn until_expiry(exp: Option<u64>) -> Option<Duration> {
+    exp.map(|e| Duration::from_secs(e.saturating_sub(now_unix())))
+}
 
 impl std::fmt::Debug for Bearer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -170,7 +217,7 @@ impl Bearer {
             http,
             providers,
             introspection,
-            verified: std::sync::Mutex::new(std::collections::HashMap::new()),
+            verified: Remembered::default(),
         })
     }
 
@@ -214,36 +261,12 @@ impl Bearer {
         if !jwt {
             return self.check(token).await;
         }
-        let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-        let now = Instant::now();
-        let cached = {
-            let verified = self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            verified
-                .get(&key)
-                .filter(|(_, until)| now < *until)
-                .map(|(id, _)| id.clone())
-        };
-        if let Some(id) = cached {
+        let key = Remembered::key(token);
+        if let Some(id) = self.verified.get(&key) {
             return Ok(id);
         }
         let id = self.check(token).await?;
-        let mut trust = VERIFIED_FOR;
-        if let Some(exp) = id.expires {
-            let unix = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            trust = trust.min(Duration::from_secs(exp.saturating_sub(unix)));
-        }
-        if !trust.is_zero() {
-            let mut verified = self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if verified.len() >= VERIFIED {
-                verified.retain(|_, (_, until)| *until > now);
-                if verified.len() >= VERIFIED {
-                    verified.clear();
-                }
-            }
-            verified.insert(key, (id.clone(), now + trust));
-        }
+        self.verified.put(key, &id, VERIFIED_FOR);
         Ok(id)
     }
 

@@ -512,12 +512,7 @@ impl HttpFront {
             principal: id.principal,
             attributes: id.attributes,
             scopes: Some(id.scopes),
-            until: id.expires.map(|exp| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
-            }),
+            until: crate::bearer::until_expiry(id.expires).map(|left| tokio::time::Instant::now() + left),
         })
     }
 

@@ -29,13 +29,7 @@ pub struct ResourceMetadata {
 /// under the endpoint's path, then at the root (a root endpoint has only the second).
 pub fn metadata_urls(mcp: &Url) -> Vec<Url> {
     let path = mcp.path().trim_end_matches('/');
-    let at = |p: String| {
-        let mut u = mcp.clone();
-        u.set_path(&p);
-        u.set_query(None);
-        u.set_fragment(None);
-        u
-    };
+    let at = |p: String| crate::fetch::at_path(mcp, &p);
     let mut out = Vec::new();
     if !path.is_empty() {
         out.push(at(format!("/.well-known/oauth-protected-resource{path}")));
