@@ -17,77 +17,47 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use common::*;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// oidc-provider on loopback, with every line it prints.
 struct Idp {
-    _child: Child,
+    peer: NodePeer,
     issuer: String,
-    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Idp {
     async fn start(resource: &str, extra: &[&str]) -> Idp {
         portcullis_gateway::install_crypto();
-        let mut child = Command::new(node22())
-            .arg(repo_root().join("tests/peers/oidc_issuer.mjs"))
-            .args(["--resource", resource])
-            .args(extra)
-            .current_dir(repo_root().join("tests/peers"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let issuer = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = out.next_line().await.unwrap() {
-                if let Some(i) = line.strip_prefix("listening ") {
-                    return i.to_owned();
-                }
-            }
-            panic!("the identity provider ended before listening");
-        })
-        .await
-        .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let kept = lines.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = out.next_line().await {
-                kept.lock().unwrap().push(line);
-            }
-        });
+        let mut args = vec!["--resource", resource];
+        args.extend_from_slice(extra);
+        let peer = NodePeer::start("oidc_issuer.mjs", &args).await;
         Idp {
-            _child: child,
-            issuer,
-            lines,
+            issuer: peer.listening.clone(),
+            peer,
         }
+    }
+
+    /// Every line it printed since it listened.
+    fn lines(&self) -> Vec<String> {
+        self.peer.lines()
     }
 
     /// How many times the gateway asked for the keys.
     fn key_fetches(&self) -> usize {
-        self.lines
-            .lock()
-            .unwrap()
+        self.lines()
             .iter()
             .filter(|l| l.starts_with("request GET /jwks"))
             .count()
     }
 
     fn requests(&self) -> usize {
-        self.lines
-            .lock()
-            .unwrap()
+        self.lines()
             .iter()
             .filter(|l| l.starts_with("request ") && !l.contains("/token"))
             .count()
@@ -623,12 +593,7 @@ async fn a_real_sdk_client_signs_in_by_itself() {
     assert_eq!(seen["token"], "obtained");
     // It asked the provider for a token once, after reading the gateway's metadata.
     assert_eq!(
-        idp.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.as_str() == "token alice-svc")
-            .count(),
+        idp.lines().iter().filter(|l| l.as_str() == "token alice-svc").count(),
         1
     );
 }
@@ -675,9 +640,7 @@ async fn opaque_tokens_are_introspected_and_revocation_holds() {
     // With API keys off, something shaped like one is refused without showing it to the
     // provider.
     let asked = |idp: &Idp| {
-        idp.lines
-            .lock()
-            .unwrap()
+        idp.lines()
             .iter()
             .filter(|l| l.starts_with("request POST /token/introspection"))
             .count()
@@ -712,6 +675,22 @@ async fn opaque_tokens_are_introspected_and_revocation_holds() {
     assert!(!log.contains(&opaque), "the token reached the log");
 }
 
+/// Opens a 2025-11-25 session's GET stream with `token`: whether it ends (its body completes)
+/// within 6 s, rather than staying open.
+async fn stream_ends(url: &str, sid: &str, token: &str) -> bool {
+    let resp = reqwest::Client::new()
+        .get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", sid)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    tokio::time::timeout(Duration::from_secs(6), resp.text()).await.is_ok()
+}
+
 /// A stream that would outlive its token (a 2025-11-25 session's GET stream) ends when the
 /// token expires; the client comes back with a fresh one.
 #[tokio::test]
@@ -730,24 +709,6 @@ async fn a_long_lived_stream_ends_when_its_token_expires() {
     let (init, sid) = legacy_session(&gw.url, &long).await;
     assert_eq!(init.status, 200, "{}", init.body);
     let sid = sid.unwrap();
-    let stream = |token: String| {
-        let url = gw.url.clone();
-        let sid = sid.clone();
-        async move {
-            let resp = reqwest::Client::new()
-                .get(&url)
-                .header("authorization", format!("Bearer {token}"))
-                .header("accept", "text/event-stream")
-                .header("mcp-session-id", &sid)
-                .header("mcp-protocol-version", "2025-11-25")
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-            // Ends (the body completes) or is still open after 6 s.
-            tokio::time::timeout(Duration::from_secs(6), resp.text()).await.is_ok()
-        }
-    };
     let short = idp.token("short", &resource, "mcp:read").await;
     // `short` is another principal: it may not stream alice's session.
     let r = reqwest::Client::new()
@@ -761,24 +722,11 @@ async fn a_long_lived_stream_ends_when_its_token_expires() {
     assert_eq!(r.status(), 404);
     let (init, short_sid) = legacy_session(&gw.url, &short).await;
     assert_eq!(init.status, 200, "{}", init.body);
-    let short_stream = {
-        let url = gw.url.clone();
-        let sid = short_sid.unwrap();
-        async move {
-            let resp = reqwest::Client::new()
-                .get(&url)
-                .header("authorization", format!("Bearer {short}"))
-                .header("accept", "text/event-stream")
-                .header("mcp-session-id", &sid)
-                .header("mcp-protocol-version", "2025-11-25")
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200);
-            tokio::time::timeout(Duration::from_secs(6), resp.text()).await.is_ok()
-        }
-    };
-    let (long_ended, short_ended) = tokio::join!(stream(long), short_stream);
+    let short_sid = short_sid.unwrap();
+    let (long_ended, short_ended) = tokio::join!(
+        stream_ends(&gw.url, &sid, &long),
+        stream_ends(&gw.url, &short_sid, &short)
+    );
     assert!(short_ended, "the stream outlived its one-second token");
     assert!(!long_ended, "a stream with a valid token ended");
 }

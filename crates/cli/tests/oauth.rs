@@ -17,7 +17,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -27,52 +26,21 @@ use tokio::process::{Child, Command};
 
 /// oidc-provider on loopback, with the events it prints.
 struct AuthServer {
-    _child: Child,
+    peer: NodePeer,
     issuer: String,
-    events: Arc<Mutex<Vec<String>>>,
 }
 
 impl AuthServer {
     async fn start(args: &[&str]) -> AuthServer {
-        let script = repo_root().join("tests/peers/oauth_server.mjs");
-        let mut child = Command::new(node22())
-            .arg(&script)
-            .args(args)
-            .env("NODE_PATH", peers())
-            .current_dir(repo_root().join("tests/peers"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let issuer = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(i) = line.strip_prefix("listening ") {
-                    return i.to_owned();
-                }
-            }
-            panic!("the authorization server ended before listening");
-        })
-        .await
-        .unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let kept = events.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                kept.lock().unwrap().push(line);
-            }
-        });
+        let peer = NodePeer::start("oauth_server.mjs", args).await;
         AuthServer {
-            _child: child,
-            issuer,
-            events,
+            issuer: peer.listening.clone(),
+            peer,
         }
     }
 
     fn events(&self) -> Vec<String> {
-        self.events.lock().unwrap().clone()
+        self.peer.lines()
     }
 
     fn count(&self, prefix: &str) -> usize {

@@ -187,23 +187,23 @@ async fn an_invalid_policy_stops_the_gateway_before_it_serves() {
     );
 }
 
+/// Runs `portcullis ARGS --config CONFIG`: its exit code and standard output.
+async fn policy_cli(config: std::path::PathBuf, args: Vec<String>) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(portcullis())
+        .args(&args)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn policy_check_and_validate_explain_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), MAIL_ONLY_EXAMPLE_COM);
-    let run = |args: Vec<String>| {
-        let config = config.clone();
-        async move {
-            let out = tokio::process::Command::new(portcullis())
-                .args(&args)
-                .arg("--config")
-                .arg(&config)
-                .output()
-                .await
-                .unwrap();
-            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
-        }
-    };
+    let run = |args: Vec<String>| policy_cli(config.clone(), args);
     let (code, out) = run(vec!["policy".into(), "validate".into()]).await;
     assert_eq!(code, Some(0), "{out}");
     // It validates, and is warned about: `like` on an argument that may be a list.
@@ -270,19 +270,12 @@ async fn policy_check_takes_the_principals_groups_and_roles() {
         "@id(\"ops-only\")\nforbid(principal, action == Action::\"call_tool\", resource) unless { principal.groups.contains(\"ops\") && !principal.roles.contains(\"contractor\") };\n",
     );
     let check = |extra: &[&str]| {
-        let config = config.clone();
-        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        async move {
-            let out = tokio::process::Command::new(portcullis())
-                .args(["policy", "check", "--tool", "raw__echo_params", "--principal", "alice"])
-                .args(&extra)
-                .arg("--config")
-                .arg(&config)
-                .output()
-                .await
-                .unwrap();
-            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
-        }
+        let args = ["policy", "check", "--tool", "raw__echo_params", "--principal", "alice"]
+            .iter()
+            .chain(extra)
+            .map(|s| (*s).to_owned())
+            .collect();
+        policy_cli(config.clone(), args)
     };
     let (code, out) = check(&[]).await;
     assert_eq!(code, Some(1), "{out}");

@@ -597,3 +597,56 @@ pub fn is_root() -> bool {
         .find(|l| l.starts_with("Uid:"))
         .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
 }
+
+/// A Node peer from `tests/peers` (on Node 22) that prints `listening ADDRESS` when ready,
+/// with every line it prints after that; killed on drop.
+pub struct NodePeer {
+    pub child: Child,
+    /// What followed `listening `.
+    pub listening: String,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl NodePeer {
+    pub async fn start(script: &str, args: &[&str]) -> NodePeer {
+        let mut child = Command::new(node22())
+            .arg(repo_root().join("tests/peers").join(script))
+            .args(args)
+            .env("NODE_PATH", peers())
+            .current_dir(repo_root().join("tests/peers"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let listening = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = out.next_line().await.unwrap() {
+                if let Some(i) = line.strip_prefix("listening ") {
+                    return i.to_owned();
+                }
+            }
+            panic!("{script} ended before listening");
+        })
+        .await
+        .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = lines.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        NodePeer {
+            child,
+            listening,
+            lines,
+        }
+    }
+
+    /// Every line printed after `listening`.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
